@@ -1,0 +1,216 @@
+//! Aggregate: per-reader interval state, updated line by line with no shared lock or map.
+//!
+//! Owns: the [`Shard`] each reader thread fills (one map per metric type, keyed by the
+//! canonical series key) and the rules that turn a parsed line into state updates.
+//! Must never: be touched by two threads at once on the hot path, or do I/O.
+//!
+//! Design: every reader owns one `Shard` behind a mutex that only it takes while processing
+//! a datagram, so the lock is uncontended except for the instant at flush when the flusher
+//! swaps the shard for an empty one (`std::mem::take`, O(1)). Nothing is shared between
+//! readers per line: no global map, no atomic RMW, no channel. The flusher merges the swapped
+//! shards off the hot path (see `flush`). Series identity is name + sorted dimensions; the
+//! configured default dimensions (`hostname`, ...) are added at flush, and a line dimension
+//! equal to a default is dropped from the key so both spellings are one series.
+
+mod key;
+mod state;
+
+pub use key::SeriesKey;
+pub use state::{Counter, GaugeUpdate, RateSamples, Set, TIMER_VALUE_SCALE, Timer};
+
+use crate::parse::{GaugeOp, Kind, Line};
+use crate::reason::Reject;
+use arrayvec::ArrayVec;
+use hashbrown::HashMap;
+use hashbrown::hash_map::EntryRef;
+use std::hash::BuildHasher;
+
+/// Most dimensions a key holds (config caps `statsd.max_dimensions` at 64).
+pub const MAX_KEY_DIMENSIONS: usize = 64;
+
+/// Seed for set-member hashes: fixed so that shards agree on a member's hash.
+const SET_MEMBER_SEED: u64 = 0x5747_4154_4553_5354;
+
+/// What the aggregator needs from the configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Default dimensions (key, value), `hostname` included; a line pair equal to one is
+    /// dropped from the series key because flush adds it back.
+    pub default_dimensions: Vec<(String, String)>,
+    /// New series a shard accepts per interval.
+    pub max_series_per_shard: usize,
+    pub max_set_members: usize,
+    pub histogram_precision: u8,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            default_dimensions: Vec::new(),
+            max_series_per_shard: 1_000_000,
+            max_set_members: 10_000,
+            histogram_precision: 2,
+        }
+    }
+}
+
+// `Vec` rather than `Box<[u8]>` keys: hashbrown's `entry_ref` creates the owned key from
+// `[u8]::to_owned`, so a hit costs one hash and no copy.
+pub type SeriesMap<V> = HashMap<Vec<u8>, V>;
+
+/// One reader's state for the open interval.
+#[derive(Debug, Default)]
+pub struct Shard {
+    pub counters: SeriesMap<Counter>,
+    pub gauges: SeriesMap<GaugeUpdate>,
+    pub timers: SeriesMap<Timer>,
+    pub sets: SeriesMap<Set>,
+    pub rates: SeriesMap<RateSamples>,
+}
+
+impl Shard {
+    /// Live series in this shard.
+    pub fn series(&self) -> usize {
+        self.counters.len() + self.gauges.len() + self.timers.len() + self.sets.len() + self.rates.len()
+    }
+
+    /// Folds `other` (a later or concurrent shard) into `self`.
+    pub fn merge(&mut self, other: Shard) {
+        merge_map(&mut self.counters, other.counters, Counter::merge);
+        merge_map(&mut self.gauges, other.gauges, GaugeUpdate::merge);
+        merge_map(&mut self.timers, other.timers, Timer::merge);
+        merge_map(&mut self.sets, other.sets, Set::merge);
+        merge_map(&mut self.rates, other.rates, RateSamples::merge);
+    }
+}
+
+fn merge_map<V>(into: &mut SeriesMap<V>, from: SeriesMap<V>, merge: fn(&mut V, V)) {
+    if into.is_empty() {
+        *into = from;
+        return;
+    }
+    into.reserve(from.len());
+    for (k, v) in from {
+        match into.entry(k) {
+            hashbrown::hash_map::Entry::Occupied(mut e) => merge(e.get_mut(), v),
+            hashbrown::hash_map::Entry::Vacant(e) => {
+                e.insert(v);
+            }
+        }
+    }
+}
+
+/// Turns lines into shard updates; one per reader thread, reusing its key buffer.
+#[derive(Debug)]
+pub struct Aggregator {
+    settings: Settings,
+    key_buf: Vec<u8>,
+    member_hasher: foldhash::fast::FixedState,
+}
+
+impl Aggregator {
+    pub fn new(settings: Settings) -> Self {
+        Aggregator {
+            settings,
+            key_buf: Vec::with_capacity(512),
+            member_hasher: foldhash::fast::FixedState::with_seed(SET_MEMBER_SEED),
+        }
+    }
+
+    /// Applies one parsed line; `now_ms` times `r` samples that carry no `|T`.
+    pub fn add(&mut self, shard: &mut Shard, line: &Line<'_>, now_ms: u64) -> Result<(), Reject> {
+        let key: &[u8] = if line.dims.is_empty() && line.timestamp.is_none() {
+            line.name.as_bytes()
+        } else {
+            self.build_key(line);
+            &self.key_buf
+        };
+        let s = &self.settings;
+        let room = s.max_series_per_shard.saturating_sub(shard.series());
+        match line.kind {
+            Kind::Counter => {
+                let c = slot(&mut shard.counters, key, room, Counter::default)?;
+                let weight = 1.0 / line.sample_rate;
+                for v in line.values.numbers() {
+                    c.sum += v * weight;
+                }
+            }
+            Kind::Gauge => {
+                let g = slot(&mut shard.gauges, key, room, GaugeUpdate::default)?;
+                for op in line.values.gauge_ops() {
+                    match op {
+                        GaugeOp::Set(v) => g.apply_set(v),
+                        GaugeOp::Delta(d) => g.apply_delta(d),
+                    }
+                }
+            }
+            Kind::Timer | Kind::Histogram | Kind::Distribution => {
+                let precision = s.histogram_precision;
+                let t = slot(&mut shard.timers, key, room, || Timer::new(precision))?;
+                for v in line.values.numbers() {
+                    t.record(v, line.sample_rate);
+                }
+            }
+            Kind::Set => {
+                let hash = self.member_hasher.hash_one(line.values.member());
+                let set = slot(&mut shard.sets, key, room, Set::default)?;
+                set.insert(hash, s.max_set_members)?;
+            }
+            Kind::Rate => {
+                let at = line.timestamp.map_or(now_ms, |t| t.saturating_mul(1000));
+                let mut values = line.values.numbers();
+                let first = values.next().unwrap_or(0.0);
+                let r = slot(&mut shard.rates, key, room, || RateSamples::new(at, first))?;
+                r.record(at, first);
+                values.for_each(|v| r.record(at, v));
+            }
+        }
+        Ok(())
+    }
+
+    /// Sorted, deduplicated (last wins), defaults stripped, encoded into `key_buf`.
+    fn build_key(&mut self, line: &Line<'_>) {
+        let mut dims: ArrayVec<(&str, &str), MAX_KEY_DIMENSIONS> = ArrayVec::new();
+        line.dims.for_each(|k, v| {
+            // The parser caps dimensions below this; a full vector can only drop extras.
+            let _ = dims.try_push((k, v));
+        });
+        insertion_sort_by_key(&mut dims);
+        let mut kept: ArrayVec<(&str, &str), MAX_KEY_DIMENSIONS> = ArrayVec::new();
+        for (i, &(k, v)) in dims.iter().enumerate() {
+            let overridden = dims.get(i + 1).is_some_and(|next| next.0 == k);
+            let is_default = self.settings.default_dimensions.iter().any(|(dk, dv)| dk == k && dv == v);
+            if !overridden && !is_default {
+                kept.push((k, v));
+            }
+        }
+        key::encode(&mut self.key_buf, line.name, line.timestamp, &kept);
+    }
+}
+
+/// Stable and allocation-free for the handful of dimensions a line has.
+fn insertion_sort_by_key(v: &mut [(&str, &str)]) {
+    for i in 1..v.len() {
+        let mut j = i;
+        while j > 0 && v[j - 1].0 > v[j].0 {
+            v.swap(j - 1, j);
+            j -= 1;
+        }
+    }
+}
+
+/// The series' state, created if `room` allows one more series.
+fn slot<'m, V>(map: &'m mut SeriesMap<V>, key: &[u8], room: usize, new: impl FnOnce() -> V) -> Result<&'m mut V, Reject> {
+    match map.entry_ref(key) {
+        EntryRef::Occupied(e) => Ok(e.into_mut()),
+        EntryRef::Vacant(e) => {
+            if room == 0 {
+                return Err(Reject::SeriesLimit);
+            }
+            Ok(e.insert(new()))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,222 @@
+//! Per-series aggregation state for one interval, and how two shards' states merge.
+
+use crate::reason::Reject;
+use hdrhistogram::Histogram;
+
+/// Timer samples are recorded in thousandths of their unit (µs for `ms`), so sub-unit
+/// values keep their precision in the integer HDR histogram.
+pub const TIMER_VALUE_SCALE: f64 = 1000.0;
+/// HDR counts are integers; a sample of weight `1/rate` is recorded `round(SCALE / rate)`
+/// times so fractional weights shape the percentiles too (to 0.1%).
+const TIMER_WEIGHT_SCALE: f64 = 1000.0;
+/// Keeps scaled values inside what the histogram can track; exact min/max are kept apart.
+const TIMER_MAX_SCALED: f64 = 1e15;
+
+/// `c`: the weighted sum.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Counter {
+    pub sum: f64,
+}
+
+impl Counter {
+    pub fn merge(&mut self, other: Counter) {
+        self.sum += other.sum;
+    }
+}
+
+/// `g` within one interval: an optional absolute value, then the deltas that followed it.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct GaugeUpdate {
+    pub set: Option<f64>,
+    pub delta: f64,
+}
+
+impl GaugeUpdate {
+    pub fn apply_set(&mut self, v: f64) {
+        self.set = Some(v);
+        self.delta = 0.0;
+    }
+
+    pub fn apply_delta(&mut self, d: f64) {
+        self.delta += d;
+    }
+
+    /// Later updates win over earlier ones; deltas accumulate.
+    pub fn merge(&mut self, later: GaugeUpdate) {
+        if later.set.is_some() {
+            *self = later;
+        } else {
+            self.delta += later.delta;
+        }
+    }
+
+    /// The gauge's value after this update, given its value before.
+    pub fn resolve(&self, previous: Option<f64>) -> f64 {
+        self.set.or(previous).unwrap_or(0.0) + self.delta
+    }
+}
+
+/// `ms`/`h`/`d`: exact weighted count, sum, min and max; percentiles from an HDR histogram.
+#[derive(Debug, Clone)]
+pub struct Timer {
+    pub count: f64,
+    pub sum: f64,
+    pub min: f64,
+    pub max: f64,
+    hist: Histogram<u64>,
+}
+
+impl Timer {
+    pub fn new(precision: u8) -> Self {
+        let hist = Histogram::new(precision).unwrap_or_else(|_| {
+            // Precision is validated to 1..=5 at config load; 2 is the documented default.
+            Histogram::new(2).unwrap_or_else(|_| unreachable!("2 significant digits is valid"))
+        });
+        Timer { count: 0.0, sum: 0.0, min: f64::INFINITY, max: f64::NEG_INFINITY, hist }
+    }
+
+    pub fn record(&mut self, value: f64, sample_rate: f64) {
+        let weight = 1.0 / sample_rate;
+        self.count += weight;
+        self.sum += value * weight;
+        self.min = self.min.min(value);
+        self.max = self.max.max(value);
+        let scaled = (value * TIMER_VALUE_SCALE).clamp(0.0, TIMER_MAX_SCALED).round() as u64;
+        let times = (TIMER_WEIGHT_SCALE * weight).round().max(1.0) as u64;
+        // Auto-resizing histogram with a clamped value: recording cannot fail.
+        let _ = self.hist.record_n(scaled, times);
+    }
+
+    pub fn merge(&mut self, other: Timer) {
+        self.count += other.count;
+        self.sum += other.sum;
+        self.min = self.min.min(other.min);
+        self.max = self.max.max(other.max);
+        let _ = self.hist.add(&other.hist);
+    }
+
+    /// The `q` quantile in the samples' unit, clamped to the exact extremes.
+    pub fn quantile(&self, q: f64) -> f64 {
+        let v = self.hist.value_at_quantile(q) as f64 / TIMER_VALUE_SCALE;
+        v.clamp(self.min, self.max)
+    }
+
+    /// Bytes held by the histogram, for the memory budget.
+    pub fn heap_bytes(&self) -> usize {
+        self.hist.distinct_values() * std::mem::size_of::<u64>()
+    }
+}
+
+/// `s`: distinct members, as 64-bit hashes, bounded per interval.
+#[derive(Debug, Clone, Default)]
+pub struct Set {
+    pub members: hashbrown::HashSet<u64>,
+}
+
+impl Set {
+    pub fn insert(&mut self, member_hash: u64, max_members: usize) -> Result<(), Reject> {
+        if self.members.len() >= max_members && !self.members.contains(&member_hash) {
+            return Err(Reject::SetMemberLimit);
+        }
+        self.members.insert(member_hash);
+        Ok(())
+    }
+
+    pub fn merge(&mut self, other: Set) {
+        self.members.extend(other.members);
+    }
+}
+
+/// `r`: the first and last sample of the interval, with their times in ms.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateSamples {
+    pub first: (u64, f64),
+    pub last: (u64, f64),
+}
+
+impl RateSamples {
+    pub fn new(at_ms: u64, v: f64) -> Self {
+        RateSamples { first: (at_ms, v), last: (at_ms, v) }
+    }
+
+    pub fn record(&mut self, at_ms: u64, v: f64) {
+        if at_ms < self.first.0 {
+            self.first = (at_ms, v);
+        }
+        if at_ms >= self.last.0 {
+            self.last = (at_ms, v);
+        }
+    }
+
+    pub fn merge(&mut self, other: RateSamples) {
+        self.record(other.first.0, other.first.1);
+        self.record(other.last.0, other.last.1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gauge_updates_compose_in_order() {
+        let mut g = GaugeUpdate::default();
+        g.apply_delta(5.0);
+        assert_eq!(g.resolve(Some(10.0)), 15.0);
+        g.apply_set(3.0);
+        g.apply_delta(-1.0);
+        assert_eq!(g.resolve(Some(10.0)), 2.0);
+        let mut a = GaugeUpdate { set: Some(1.0), delta: 0.0 };
+        a.merge(GaugeUpdate { set: None, delta: 2.0 });
+        assert_eq!(a.resolve(None), 3.0);
+        a.merge(GaugeUpdate { set: Some(7.0), delta: 0.0 });
+        assert_eq!(a.resolve(None), 7.0);
+    }
+
+    #[test]
+    fn timer_weights_and_percentiles() {
+        let mut t = Timer::new(2);
+        for v in 1..=100 {
+            t.record(f64::from(v), 1.0);
+        }
+        assert_eq!((t.count, t.sum, t.min, t.max), (100.0, 5050.0, 1.0, 100.0));
+        let p95 = t.quantile(0.95);
+        assert!((p95 - 95.0).abs() <= 95.0 * 0.01, "p95 = {p95}");
+        let p50 = t.quantile(0.5);
+        assert!((p50 - 50.0).abs() <= 50.0 * 0.01, "p50 = {p50}");
+
+        // One sample at rate 0.1 weighs ten.
+        let mut w = Timer::new(2);
+        w.record(10.0, 0.1);
+        w.record(20.0, 1.0);
+        assert_eq!((w.count, w.sum), (11.0, 120.0));
+        assert!((w.quantile(0.5) - 10.0).abs() < 0.1, "the heavy sample is the median");
+    }
+
+    #[test]
+    fn fractional_weights_are_not_truncated() {
+        let mut t = Timer::new(2);
+        t.record(4.0, 0.3);
+        assert!((t.count - 1.0 / 0.3).abs() < 1e-12);
+        assert!((t.sum - 4.0 / 0.3).abs() < 1e-12);
+    }
+
+    #[test]
+    fn set_bound() {
+        let mut s = Set::default();
+        assert_eq!(s.insert(1, 2), Ok(()));
+        assert_eq!(s.insert(2, 2), Ok(()));
+        assert_eq!(s.insert(1, 2), Ok(()), "a known member is always fine");
+        assert_eq!(s.insert(3, 2), Err(Reject::SetMemberLimit));
+        assert_eq!(s.members.len(), 2);
+    }
+
+    #[test]
+    fn rate_keeps_extremes_by_time() {
+        let mut r = RateSamples::new(1000, 10.0);
+        r.record(3000, 30.0);
+        r.record(500, 5.0);
+        r.merge(RateSamples::new(4000, 40.0));
+        assert_eq!((r.first, r.last), ((500, 5.0), (4000, 40.0)));
+    }
+}

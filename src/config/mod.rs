@@ -1,0 +1,197 @@
+//! Configuration: one serde tree, each pipeline stage owning its section.
+//!
+//! Owns: the YAML schema (`deny_unknown_fields` everywhere), built-in defaults, the
+//! `STATSGATE_<SECTION>__<KEY>` environment overrides, unit parsing (durations, sizes) and the
+//! semantic checks that refuse a bad value at start-up with a message naming the key.
+//! Must never: read sockets or touch the pipeline; print a secret.
+
+mod load;
+mod units;
+
+pub use load::{ConfigError, load};
+pub use units::{ByteSize, Duration};
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The whole configuration tree. Every field documents its unit and default; the shipped
+/// `config/statsgate.yaml` mirrors this tree and a test parses it.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub statsd: StatsdConfig,
+    pub flush: FlushConfig,
+    pub aggregate: AggregateConfig,
+    pub admin: AdminConfig,
+    pub log: LogConfig,
+    pub shutdown: ShutdownConfig,
+}
+
+/// `statsd.*`: the UDP listener and the per-line limits of the parser.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct StatsdConfig {
+    /// UDP address for statsd lines and heartbeat datagrams. Default `127.0.0.1:8125`.
+    /// `[::]:8125` listens on IPv6 and IPv4 (dual stack).
+    pub listen: String,
+    /// Reader threads, each with its own SO_REUSEPORT socket. `0` = one per core. Default `0`.
+    pub readers: usize,
+    /// Kernel receive buffer per socket (SO_RCVBUF). Default `8MiB`.
+    pub recv_buffer: ByteSize,
+    /// Largest datagram accepted; larger ones are dropped and counted. Default `64KiB`, max `64KiB`.
+    pub max_datagram: ByteSize,
+    /// Longest line accepted; longer lines are rejected (`line_too_long`). Default `8KiB`.
+    pub max_line: ByteSize,
+    /// Most dimensions on one line, default dimensions not included. Default `32`, max `64`.
+    pub max_dimensions: usize,
+}
+
+/// `flush.*`: when aggregated intervals are emitted.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct FlushConfig {
+    /// Aggregation interval, aligned to wall-clock multiples. Default `10s`, min `100ms`.
+    pub interval: Duration,
+    /// Gauges (and rate bases) not updated for this long are freed. Default `5m`.
+    pub idle_expiry: Duration,
+}
+
+/// `aggregate.*`: what is emitted per series.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AggregateConfig {
+    /// Emit counters as per-second rates instead of interval sums. Default `false`.
+    pub counters_as_rate: bool,
+    /// Aggregates emitted for `ms`/`h`/`d`: any of count, sum, min, max, avg, median.
+    /// Default all six.
+    pub timer_aggregates: Vec<TimerAggregate>,
+    /// Percentiles emitted for `ms`/`h`/`d`, each in (0, 1): `0.95` → `name.95percentile`,
+    /// `0.999` → `name.99_9percentile`. Default `[0.95]`.
+    pub percentiles: Vec<f64>,
+    /// HDR histogram precision in significant decimal digits, 1–5. Default `2` (1% error).
+    pub histogram_precision: u8,
+    /// Distinct members counted per set series per interval; beyond it members are dropped
+    /// and counted (`set_member_limit`). Default `10000`.
+    pub max_set_members: usize,
+    /// Live series per interval, over all readers; new series beyond it are refused and
+    /// counted (`series_limit`). Default `1000000`.
+    pub max_series: usize,
+    /// Hostname dimension added to every metric unless the line brings one. Empty = this
+    /// machine's hostname. Default empty.
+    pub hostname: String,
+    /// Add the `hostname` dimension at all. Default `true`.
+    pub add_hostname: bool,
+    /// Dimensions added to every metric unless the line brings the same key. Default none.
+    pub default_dimensions: BTreeMap<String, String>,
+}
+
+/// One of the non-percentile timer aggregates.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum TimerAggregate {
+    Count,
+    Sum,
+    Min,
+    Max,
+    Avg,
+    Median,
+}
+
+/// `admin.*`: the operator's HTTP port.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    /// `/healthz` and `/metrics`. Default `127.0.0.1:8126`. Empty string disables it.
+    pub listen: String,
+}
+
+/// `log.*`: the gateway's own log on stderr.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// tracing filter (`error`, `warn`, `info`, `debug`, or `statsgate=debug,...`).
+    /// `RUST_LOG` wins when set. Default `info`.
+    pub level: String,
+    /// `text` or `json`. Default `text`.
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// `shutdown.*`: SIGTERM/SIGINT handling.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ShutdownConfig {
+    /// Time from the signal to exit: stop reading, final flush, hand it to the sink.
+    /// Default `5s`.
+    pub grace: Duration,
+}
+
+impl Default for StatsdConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8125".into(),
+            readers: 0,
+            recv_buffer: ByteSize::mib(8),
+            max_datagram: ByteSize::kib(64),
+            max_line: ByteSize::kib(8),
+            max_dimensions: 32,
+        }
+    }
+}
+
+impl Default for FlushConfig {
+    fn default() -> Self {
+        Self {
+            interval: Duration::secs(10),
+            idle_expiry: Duration::secs(300),
+        }
+    }
+}
+
+impl Default for AggregateConfig {
+    fn default() -> Self {
+        use TimerAggregate::*;
+        Self {
+            counters_as_rate: false,
+            timer_aggregates: vec![Count, Sum, Min, Max, Avg, Median],
+            percentiles: vec![0.95],
+            histogram_precision: 2,
+            max_set_members: 10_000,
+            max_series: 1_000_000,
+            hostname: String::new(),
+            add_hostname: true,
+            default_dimensions: BTreeMap::new(),
+        }
+    }
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8126".into(),
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        Self {
+            grace: Duration::secs(5),
+        }
+    }
+}

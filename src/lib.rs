@@ -1,0 +1,6 @@
+//! statsgate: a statsd/UDP ingestion gateway for OpenStack Monasca.
+pub mod config;
+pub mod parse;
+pub mod reason;
+pub mod validate;
+pub mod aggregate;

@@ -1,0 +1,334 @@
+//! Parse: statsd lines in every dialect of DESIGN §3, as a pure function over bytes.
+//!
+//! Owns: splitting a datagram into lines, recognising heartbeat datagrams, and turning one
+//! line into a borrowed [`Line`] or a [`Reject`] reason. Must never: panic, allocate, keep
+//! state, or look at anything but its input (the aggregator decides what a line means).
+//!
+//! Grammar: `name[,k=v...|;k=v...]:value[:value...]|type[|@rate][|#tags][|T<secs>][|c:<id>]`,
+//! plus `_sc|name|status|...` service checks and `_e{...}` events. Unknown `|x` fields are
+//! ignored, as the DogStatsD agent does, so newer clients keep working.
+
+mod dims;
+mod number;
+
+pub use dims::{BARE_TAG_VALUE, Dims, TagBlock};
+pub use number::parse as parse_number;
+
+use crate::reason::Reject;
+use crate::validate;
+
+/// The statsd metric types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Counter,
+    Gauge,
+    Timer,
+    Histogram,
+    Distribution,
+    Set,
+    Rate,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 7] = [
+        Kind::Counter,
+        Kind::Gauge,
+        Kind::Timer,
+        Kind::Histogram,
+        Kind::Distribution,
+        Kind::Set,
+        Kind::Rate,
+    ];
+
+    /// The label on `statsgate_lines_accepted_total{type=...}`.
+    pub const fn label(self) -> &'static str {
+        match self {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+            Kind::Timer => "timer",
+            Kind::Histogram => "histogram",
+            Kind::Distribution => "distribution",
+            Kind::Set => "set",
+            Kind::Rate => "rate",
+        }
+    }
+
+    fn from_code(code: &str) -> Result<Self, Reject> {
+        Ok(match code {
+            "c" => Kind::Counter,
+            "g" => Kind::Gauge,
+            "ms" => Kind::Timer,
+            "h" => Kind::Histogram,
+            "d" => Kind::Distribution,
+            "s" => Kind::Set,
+            "r" => Kind::Rate,
+            "" => return Err(Reject::MissingType),
+            _ => return Err(Reject::UnknownType),
+        })
+    }
+
+    /// Timers, histograms and distributions all aggregate as a timer.
+    pub const fn is_timer(self) -> bool {
+        matches!(self, Kind::Timer | Kind::Histogram | Kind::Distribution)
+    }
+}
+
+/// One gauge sample: `+N`/`-N` move the current value, a plain number sets it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum GaugeOp {
+    Set(f64),
+    Delta(f64),
+}
+
+/// The value field of a line, already validated for its type.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Values<'a> {
+    raw: &'a str,
+    /// The first value, parsed once at validation (numeric kinds only).
+    first: f64,
+}
+
+impl<'a> Values<'a> {
+    /// The numeric samples (not for sets). Validated at parse, so nothing is skipped.
+    pub fn numbers(&self) -> impl Iterator<Item = f64> + 'a {
+        let packed = self.raw.split(':').skip(1);
+        std::iter::once(self.first).chain(packed.map(|s| parse_number(s).unwrap_or(0.0)))
+    }
+
+    /// The gauge operations, in order.
+    pub fn gauge_ops(&self) -> impl Iterator<Item = GaugeOp> + 'a {
+        self.raw.split(':').map(|s| {
+            let v = parse_number(s).unwrap_or(0.0);
+            if s.starts_with(['+', '-']) { GaugeOp::Delta(v) } else { GaugeOp::Set(v) }
+        })
+    }
+
+    /// A set's member: the whole value field (members may contain `:`, e.g. `user:42`).
+    pub fn member(&self) -> &'a str {
+        self.raw
+    }
+
+    pub fn raw(&self) -> &'a str {
+        self.raw
+    }
+}
+
+/// One parsed statsd line, borrowing from the datagram.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Line<'a> {
+    pub name: &'a str,
+    pub kind: Kind,
+    pub values: Values<'a>,
+    /// `@rate` in (0, 1]; 1 when absent.
+    pub sample_rate: f64,
+    pub dims: Dims<'a>,
+    /// `|T` or the service check's `d:`, seconds since the epoch.
+    pub timestamp: Option<u64>,
+}
+
+/// Parser limits, from `statsd.*`.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_line: usize,
+    pub max_dimensions: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { max_line: 8192, max_dimensions: 32 }
+    }
+}
+
+/// A datagram whose first non-whitespace byte is `{` is a heartbeat (DESIGN §5).
+pub fn is_heartbeat(datagram: &[u8]) -> bool {
+    datagram.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
+}
+
+/// The lines of a datagram: split on `\n`, a trailing `\r` removed, empty lines skipped.
+pub fn lines(datagram: &[u8]) -> impl Iterator<Item = &[u8]> {
+    datagram
+        .split(|&b| b == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+        .filter(|l| !l.is_empty())
+}
+
+/// Parse one line (without its newline).
+pub fn parse_line<'a>(line: &'a [u8], limits: &Limits) -> Result<Line<'a>, Reject> {
+    if line.len() > limits.max_line {
+        return Err(Reject::LineTooLong);
+    }
+    let line = std::str::from_utf8(line).map_err(|_| Reject::BadEncoding)?;
+    if line.starts_with("_e{") {
+        return Err(Reject::Event);
+    }
+    if let Some(rest) = line.strip_prefix("_sc|") {
+        return parse_service_check(rest, limits);
+    }
+
+    let colon = memchr::memchr(b':', line.as_bytes()).ok_or(Reject::MissingValue)?;
+    let (name, dims) = split_name(&line[..colon])?;
+    let rest = &line[colon + 1..];
+    let bar = memchr::memchr(b'|', rest.as_bytes()).ok_or(Reject::MissingType)?;
+    let raw_values = &rest[..bar];
+    let mut fields = Fields { s: &rest[bar + 1..] };
+    let kind = Kind::from_code(fields.next_plain())?;
+
+    let mut line = Line {
+        name,
+        kind,
+        values: Values { raw: raw_values, first: 0.0 },
+        sample_rate: 1.0,
+        dims,
+        timestamp: None,
+    };
+    while let Some(field) = fields.next()? {
+        match field {
+            Field::SampleRate(r) => line.sample_rate = parse_sample_rate(r)?,
+            Field::Tags(tags) => {
+                if line.dims.tags != TagBlock::None {
+                    return Err(Reject::BadDimension);
+                }
+                line.dims.tags = tags;
+            }
+            Field::Timestamp(t) => line.timestamp = Some(parse_timestamp(t, Reject::BadTimestamp)?),
+            Field::Other => {}
+        }
+    }
+    line.values = validate_values(raw_values, kind)?;
+    line.dims.validate(limits.max_dimensions)?;
+    Ok(line)
+}
+
+/// `name`, `name,k=v,...` (InfluxDB) or `name;k=v;...` (Graphite).
+fn split_name(s: &str) -> Result<(&str, Dims<'_>), Reject> {
+    let mut dims = Dims::default();
+    let name = match memchr::memchr2(b',', b';', s.as_bytes()) {
+        Some(i) => {
+            dims.name_tags = &s[i + 1..];
+            dims.name_tag_separator = s.as_bytes()[i];
+            if dims.name_tags.is_empty() {
+                return Err(Reject::BadDimension);
+            }
+            &s[..i]
+        }
+        None => s,
+    };
+    validate::name(name).map_err(|_| Reject::BadName)?;
+    Ok((name, dims))
+}
+
+fn validate_values(raw: &str, kind: Kind) -> Result<Values<'_>, Reject> {
+    if raw.is_empty() {
+        return Err(Reject::BadValue);
+    }
+    if kind == Kind::Set {
+        return Ok(Values { raw, first: 0.0 });
+    }
+    let mut first = None;
+    for piece in raw.split(':') {
+        let v = parse_number(piece)?;
+        if kind.is_timer() && v < 0.0 {
+            return Err(Reject::NegativeSample);
+        }
+        first.get_or_insert(v);
+    }
+    Ok(Values { raw, first: first.unwrap_or(0.0) })
+}
+
+fn parse_sample_rate(s: &str) -> Result<f64, Reject> {
+    match s.parse::<f64>() {
+        Ok(r) if r > 0.0 && r <= 1.0 => Ok(r),
+        _ => Err(Reject::BadSampleRate),
+    }
+}
+
+/// Whole seconds since the epoch, 1..=9999999999 (to the year 2286).
+fn parse_timestamp(s: &str, reason: Reject) -> Result<u64, Reject> {
+    if s.is_empty() || s.len() > 10 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(reason);
+    }
+    match s.parse::<u64>() {
+        Ok(t) if t > 0 => Ok(t),
+        _ => Err(reason),
+    }
+}
+
+enum Field<'a> {
+    SampleRate(&'a str),
+    Tags(TagBlock<'a>),
+    Timestamp(&'a str),
+    Other,
+}
+
+/// The `|`-separated fields after the value; a Monasca dict may contain `|` inside quotes.
+struct Fields<'a> {
+    s: &'a str,
+}
+
+impl<'a> Fields<'a> {
+    fn next_plain(&mut self) -> &'a str {
+        let end = memchr::memchr(b'|', self.s.as_bytes()).unwrap_or(self.s.len());
+        let field = &self.s[..end];
+        self.s = self.s.get(end + 1..).unwrap_or("");
+        field
+    }
+
+    fn next(&mut self) -> Result<Option<Field<'a>>, Reject> {
+        while !self.s.is_empty() {
+            if let Some(after) = self.s.strip_prefix('#').filter(|a| a.starts_with('{')) {
+                let len = dims::dict_len(after).ok_or(Reject::BadDimension)?;
+                let dict = &after[..len];
+                let rest = &after[len..];
+                self.s = match rest.strip_prefix('|') {
+                    Some(r) => r,
+                    None if rest.trim().is_empty() => "",
+                    None => return Err(Reject::BadDimension),
+                };
+                return Ok(Some(Field::Tags(TagBlock::MonascaDict(dict))));
+            }
+            let field = self.next_plain();
+            if field.is_empty() {
+                continue;
+            }
+            let (head, tail) = field.split_at(1);
+            return Ok(Some(match head {
+                "@" => Field::SampleRate(tail),
+                "#" => Field::Tags(TagBlock::DogStatsd(tail)),
+                "T" => Field::Timestamp(tail),
+                _ => Field::Other,
+            }));
+        }
+        Ok(None)
+    }
+}
+
+/// `_sc|name|status|d:ts|h:host|#tags|m:message`: a gauge `name` = status (0–3).
+fn parse_service_check<'a>(s: &'a str, limits: &Limits) -> Result<Line<'a>, Reject> {
+    let mut fields = s.split('|');
+    let name = fields.next().unwrap_or("");
+    validate::name(name).map_err(|_| Reject::BadName)?;
+    let status = fields.next().unwrap_or("");
+    if !matches!(status, "0" | "1" | "2" | "3") {
+        return Err(Reject::BadServiceCheck);
+    }
+    let mut dims = Dims::default();
+    let mut timestamp = None;
+    for field in fields {
+        if let Some(t) = field.strip_prefix("d:") {
+            timestamp = Some(parse_timestamp(t, Reject::BadServiceCheck)?);
+        } else if let Some(h) = field.strip_prefix("h:") {
+            dims.host = Some(h);
+        } else if let Some(t) = field.strip_prefix('#') {
+            dims.tags = TagBlock::DogStatsd(t);
+        } else if field.starts_with("m:") {
+            // The message is free text and must be last; it has no Monasca equivalent.
+            break;
+        }
+    }
+    dims.validate(limits.max_dimensions)?;
+    let values = validate_values(status, Kind::Gauge)?;
+    Ok(Line { name, kind: Kind::Gauge, values, sample_rate: 1.0, dims, timestamp })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,110 @@
+//! Monasca's metric validation rules (monasca-common 3.8.0, see DESIGN §6 and MONASCA.md §1).
+//!
+//! Owns: the character and length rules for metric names and dimensions, applied at ingest and
+//! again at flush to the names statsgate derives (`name.95percentile`), so that no metric the
+//! API would answer 422 ever reaches a batch. Must never: allocate, or be looser than the API.
+
+/// Longest name, dimension key or dimension value, in characters (Python `len()`).
+pub const MAX_CHARS: usize = 255;
+
+const fn forbidden_table(extra: &[u8]) -> [bool; 256] {
+    let mut table = [false; 256];
+    let common = b"<>={},\"\\;&";
+    let mut i = 0;
+    while i < common.len() {
+        table[common[i] as usize] = true;
+        i += 1;
+    }
+    let mut j = 0;
+    while j < extra.len() {
+        table[extra[j] as usize] = true;
+        j += 1;
+    }
+    table
+}
+
+/// Forbidden in dimension keys and values: `< > = { } , " \ ; &`.
+static DIMENSION_FORBIDDEN: [bool; 256] = forbidden_table(b"");
+/// Forbidden in names: the dimension set plus `(`, `)` and space.
+static NAME_FORBIDDEN: [bool; 256] = forbidden_table(b"() ");
+
+/// Why a name or dimension fails the rules; each maps to a drop-counter label upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Invalid {
+    Empty,
+    TooLong,
+    ForbiddenChar,
+    LeadingUnderscore,
+}
+
+/// Length in characters, cheaply: a string of at most `MAX_CHARS` bytes cannot have more chars.
+fn within_max_chars(s: &str) -> bool {
+    s.len() <= MAX_CHARS || s.chars().count() <= MAX_CHARS
+}
+
+fn check(s: &str, forbidden: &[bool; 256]) -> Result<(), Invalid> {
+    if s.is_empty() {
+        return Err(Invalid::Empty);
+    }
+    if !within_max_chars(s) {
+        return Err(Invalid::TooLong);
+    }
+    // Every forbidden character is ASCII, so a byte scan is exact on UTF-8.
+    if s.bytes().any(|b| forbidden[b as usize]) {
+        return Err(Invalid::ForbiddenChar);
+    }
+    Ok(())
+}
+
+/// A metric name: 1–255 chars, none of `< > = { } , " \ ; & ( )` or space.
+pub fn name(s: &str) -> Result<(), Invalid> {
+    check(s, &NAME_FORBIDDEN)
+}
+
+/// A dimension key: 1–255 chars, none of `< > = { } , " \ ; &`, not starting with `_`.
+pub fn dimension_key(s: &str) -> Result<(), Invalid> {
+    check(s, &DIMENSION_FORBIDDEN)?;
+    if s.starts_with('_') {
+        return Err(Invalid::LeadingUnderscore);
+    }
+    Ok(())
+}
+
+/// A dimension value: 1–255 chars, none of `< > = { } , " \ ; &`.
+pub fn dimension_value(s: &str) -> Result<(), Invalid> {
+    check(s, &DIMENSION_FORBIDDEN)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_monasca_common() {
+        assert_eq!(name("cpu.idle_perc"), Ok(()));
+        assert_eq!(name("it's"), Ok(()), "the API accepts quotes");
+        assert_eq!(name("disk./dev/sda"), Ok(()));
+        assert_eq!(name("a:b|c"), Ok(()));
+        assert_eq!(name(""), Err(Invalid::Empty));
+        for bad in ["a b", "a(b", "a)b", "a<b", "a>b", "a=b", "a{b", "a}b", "a,b", "a\"b", "a\\b", "a;b", "a&b"] {
+            assert_eq!(name(bad), Err(Invalid::ForbiddenChar), "{bad}");
+        }
+        assert_eq!(name(&"n".repeat(255)), Ok(()));
+        assert_eq!(name(&"n".repeat(256)), Err(Invalid::TooLong));
+        // 255 two-byte characters are 510 bytes but still 255 characters.
+        assert_eq!(name(&"é".repeat(255)), Ok(()));
+        assert_eq!(name(&"é".repeat(256)), Err(Invalid::TooLong));
+    }
+
+    #[test]
+    fn dimensions_follow_monasca_common() {
+        assert_eq!(dimension_key("service"), Ok(()));
+        assert_eq!(dimension_key("_private"), Err(Invalid::LeadingUnderscore));
+        assert_eq!(dimension_key(""), Err(Invalid::Empty));
+        assert_eq!(dimension_value("http://x:80/a|b"), Ok(()));
+        assert_eq!(dimension_value("a b(c)"), Ok(()), "space and parens are fine in dimensions");
+        assert_eq!(dimension_value("a=b"), Err(Invalid::ForbiddenChar));
+        assert_eq!(dimension_value(""), Err(Invalid::Empty));
+        assert_eq!(dimension_value(&"v".repeat(256)), Err(Invalid::TooLong));
+    }
+}
