@@ -4,3 +4,7 @@ pub mod parse;
 pub mod reason;
 pub mod validate;
 pub mod aggregate;
+pub mod telemetry;
+pub mod flush;
+pub mod metric;
+pub mod sink;

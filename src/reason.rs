@@ -75,6 +75,8 @@ reasons! {
         NameTooLong => "name_too_long",
         /// The value is not finite (e.g. a counter sum that overflowed).
         NonFiniteValue => "non_finite_value",
+        /// The sink refused the flush (e.g. stdout closed).
+        SinkFailed => "sink_failed",
     }
 }
 

@@ -1,0 +1,207 @@
+//! Flush: every `flush.interval`, on wall-clock multiples, swap each reader's shard for an
+//! empty one, merge them, and hand the interval's metrics to the sink.
+//!
+//! Owns: interval timing, the state that outlives an interval (gauge values, rate bases) and
+//! its idle expiry, and the final flush at shutdown. Must never: hold a reader's lock for
+//! more than the O(1) swap, or do per-series work on a reader thread.
+
+mod render;
+
+pub use render::{TimerOutput, percentile_label};
+
+use crate::aggregate::{SeriesKey, Shard};
+use crate::reason::EmitDrop;
+use crate::sink::Sink;
+use crate::telemetry::Telemetry;
+use hashbrown::HashMap;
+use render::Emitter;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// What the flusher needs from the configuration.
+#[derive(Debug, Clone)]
+pub struct FlushSettings {
+    pub interval: Duration,
+    pub idle_expiry: Duration,
+    pub counters_as_rate: bool,
+    pub timer_outputs: Vec<TimerOutput>,
+    /// Added to every metric unless its series has the key (`hostname` first).
+    pub default_dimensions: Arc<[(String, String)]>,
+}
+
+/// A gauge's value carried across intervals.
+#[derive(Debug, Clone, Copy)]
+struct PersistedGauge {
+    value: f64,
+    updated_ms: u64,
+}
+
+/// The last sample of a rate series, the start of the next interval's rate.
+#[derive(Debug, Clone, Copy)]
+struct RateBase {
+    sample: (u64, f64),
+    updated_ms: u64,
+}
+
+pub struct Flusher {
+    shards: Vec<Arc<Mutex<Shard>>>,
+    settings: FlushSettings,
+    gauges: HashMap<Vec<u8>, PersistedGauge>,
+    rate_bases: HashMap<Vec<u8>, RateBase>,
+    telemetry: Arc<Telemetry>,
+    sink: Box<dyn Sink>,
+    interval_start_ms: u64,
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The first multiple of `interval_ms` after `t`.
+fn next_boundary(t: u64, interval_ms: u64) -> u64 {
+    (t / interval_ms + 1) * interval_ms
+}
+
+impl Flusher {
+    pub fn new(
+        shards: Vec<Arc<Mutex<Shard>>>,
+        settings: FlushSettings,
+        telemetry: Arc<Telemetry>,
+        sink: Box<dyn Sink>,
+    ) -> Self {
+        Flusher {
+            shards,
+            settings,
+            gauges: HashMap::new(),
+            rate_bases: HashMap::new(),
+            telemetry,
+            sink,
+            interval_start_ms: now_ms(),
+        }
+    }
+
+    /// Flushes at every boundary until `stop` fires (or its sender is gone), then flushes
+    /// the open interval once more and returns.
+    pub fn run(mut self, stop: Receiver<()>) {
+        let interval_ms = (self.settings.interval.as_millis() as u64).max(1);
+        let mut boundary = next_boundary(now_ms(), interval_ms);
+        loop {
+            let now = now_ms();
+            if now >= boundary {
+                self.flush(boundary);
+                // A flush slower than an interval merges the missed boundaries into the next.
+                boundary = next_boundary(now.max(boundary), interval_ms);
+                continue;
+            }
+            match stop.recv_timeout(Duration::from_millis(boundary - now)) {
+                Err(RecvTimeoutError::Timeout) => continue,
+                Ok(()) | Err(RecvTimeoutError::Disconnected) => {
+                    self.flush(now_ms());
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Swaps every shard out, merges them and emits one interval ending at `timestamp_ms`.
+    pub fn flush(&mut self, timestamp_ms: u64) {
+        let started = Instant::now();
+        let mut merged = Shard::default();
+        for shard in &self.shards {
+            let taken = {
+                let mut guard = shard.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                std::mem::take(&mut *guard)
+            };
+            merged.merge(taken);
+        }
+        // The first interval after start and the last before exit are partial.
+        let interval_secs = (timestamp_ms.saturating_sub(self.interval_start_ms) as f64 / 1000.0).max(0.001);
+        self.interval_start_ms = timestamp_ms;
+
+        let mut e = Emitter::new(Arc::clone(&self.settings.default_dimensions), timestamp_ms);
+        for (key, c) in &merged.counters {
+            let value = if self.settings.counters_as_rate { c.sum / interval_secs } else { c.sum };
+            e.emit(&SeriesKey::decode(key), "", value);
+        }
+        for (key, t) in &merged.timers {
+            let key = SeriesKey::decode(key);
+            for out in &self.settings.timer_outputs {
+                e.emit(&key, &out.suffix, out.value(t));
+            }
+        }
+        for (key, s) in &merged.sets {
+            e.emit(&SeriesKey::decode(key), "", s.members.len() as f64);
+        }
+        let series = merged.series();
+        self.emit_gauges(&mut e, merged.gauges, timestamp_ms);
+        self.emit_rates(&mut e, merged.rates, timestamp_ms);
+
+        let stats = &self.telemetry.flush;
+        let emitted = e.metrics.len() as u64;
+        for (i, n) in e.dropped.iter().enumerate() {
+            stats.dropped[i].add(*n);
+        }
+        if let Err(err) = self.sink.submit(e.metrics) {
+            tracing::error!(error = %err, metrics = emitted, "sink failed; this flush is lost");
+            stats.dropped[EmitDrop::SinkFailed as usize].add(emitted);
+        } else {
+            stats.metrics_emitted.add(emitted);
+        }
+        let took = started.elapsed().as_micros() as u64;
+        stats.flushes.add(1);
+        stats.series.set((series + self.gauges.len()) as u64);
+        stats.gauges_persisted.set(self.gauges.len() as u64);
+        stats.last_flush_micros.set(took);
+        stats.flush_micros_total.add(took);
+        stats.last_flush_unix.set(timestamp_ms / 1000);
+    }
+
+    /// Applies this interval's updates to the persisted gauges, emits every live gauge and
+    /// frees the idle ones. `|T` gauges are points in time and do not persist.
+    fn emit_gauges(&mut self, e: &mut Emitter, updates: HashMap<Vec<u8>, crate::aggregate::GaugeUpdate>, now: u64) {
+        for (key, update) in updates {
+            let decoded = SeriesKey::decode(&key);
+            if decoded.timestamp.is_some() {
+                e.emit(&decoded, "", update.resolve(None));
+                continue;
+            }
+            let previous = self.gauges.get(&key).map(|g| g.value);
+            self.gauges.insert(key, PersistedGauge { value: update.resolve(previous), updated_ms: now });
+        }
+        let expiry = self.settings.idle_expiry.as_millis() as u64;
+        let before = self.gauges.len();
+        self.gauges.retain(|_, g| now.saturating_sub(g.updated_ms) <= expiry);
+        self.telemetry.flush.series_expired.add((before - self.gauges.len()) as u64);
+        for (key, g) in &self.gauges {
+            e.emit(&SeriesKey::decode(key), "", g.value);
+        }
+    }
+
+    /// Rate = (last − first) / Δt in seconds, where `first` is the previous interval's last
+    /// sample when there is one (as monasca-agent does), so one sample per interval suffices.
+    fn emit_rates(&mut self, e: &mut Emitter, rates: HashMap<Vec<u8>, crate::aggregate::RateSamples>, now: u64) {
+        for (key, r) in rates {
+            let decoded = SeriesKey::decode(&key);
+            let persistent = decoded.timestamp.is_none();
+            let start = match self.rate_bases.get(&key) {
+                Some(base) if persistent && base.sample.0 < r.first.0 => base.sample,
+                _ => r.first,
+            };
+            if r.last.0 > start.0 {
+                let secs = (r.last.0 - start.0) as f64 / 1000.0;
+                e.emit(&decoded, "", (r.last.1 - start.1) / secs);
+            }
+            if persistent {
+                self.rate_bases.insert(key, RateBase { sample: r.last, updated_ms: now });
+            }
+        }
+        let expiry = self.settings.idle_expiry.as_millis() as u64;
+        let before = self.rate_bases.len();
+        self.rate_bases.retain(|_, b| now.saturating_sub(b.updated_ms) <= expiry);
+        self.telemetry.flush.series_expired.add((before - self.rate_bases.len()) as u64);
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,135 @@
+//! Turning aggregated series into Monasca metrics: derived names, default dimensions,
+//! timestamps, and the last validation before a metric may leave.
+
+use crate::aggregate::{SeriesKey, Timer};
+use crate::config::TimerAggregate;
+use crate::metric::Metric;
+use crate::reason::EmitDrop;
+use crate::validate;
+use std::collections::BTreeMap;
+
+/// One timer output: its name suffix and how to compute it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimerOutput {
+    pub suffix: String,
+    pub stat: TimerStat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum TimerStat {
+    Count,
+    Sum,
+    Min,
+    Max,
+    Avg,
+    Quantile(f64),
+}
+
+impl TimerOutput {
+    /// `.count` ... `.median`, then `.95percentile` per configured percentile.
+    pub fn list(aggregates: &[TimerAggregate], percentiles: &[f64]) -> Vec<TimerOutput> {
+        let mut out: Vec<TimerOutput> = aggregates
+            .iter()
+            .map(|a| {
+                let (suffix, stat) = match a {
+                    TimerAggregate::Count => ("count", TimerStat::Count),
+                    TimerAggregate::Sum => ("sum", TimerStat::Sum),
+                    TimerAggregate::Min => ("min", TimerStat::Min),
+                    TimerAggregate::Max => ("max", TimerStat::Max),
+                    TimerAggregate::Avg => ("avg", TimerStat::Avg),
+                    TimerAggregate::Median => ("median", TimerStat::Quantile(0.5)),
+                };
+                TimerOutput { suffix: format!(".{suffix}"), stat }
+            })
+            .collect();
+        out.extend(percentiles.iter().map(|&q| TimerOutput {
+            suffix: format!(".{}percentile", percentile_label(q)),
+            stat: TimerStat::Quantile(q),
+        }));
+        out
+    }
+
+    pub fn value(&self, t: &Timer) -> f64 {
+        match self.stat {
+            TimerStat::Count => t.count,
+            TimerStat::Sum => t.sum,
+            TimerStat::Min => t.min,
+            TimerStat::Max => t.max,
+            TimerStat::Avg => t.sum / t.count,
+            TimerStat::Quantile(q) => t.quantile(q),
+        }
+    }
+}
+
+/// `0.95` → `95`, `0.999` → `99_9` (a `.` would read as a name separator).
+pub fn percentile_label(q: f64) -> String {
+    let pct = format!("{}", (q * 100.0 * 1e6).round() / 1e6);
+    pct.replace('.', "_")
+}
+
+/// Builds metrics for one flush; counts what fails the final validation.
+pub struct Emitter {
+    pub default_dimensions: std::sync::Arc<[(String, String)]>,
+    pub timestamp_ms: u64,
+    pub metrics: Vec<Metric>,
+    pub dropped: [u64; EmitDrop::COUNT],
+}
+
+impl Emitter {
+    pub fn new(default_dimensions: std::sync::Arc<[(String, String)]>, timestamp_ms: u64) -> Self {
+        Emitter { default_dimensions, timestamp_ms, metrics: Vec::new(), dropped: [0; EmitDrop::COUNT] }
+    }
+
+    /// Emits `key`'s name + `suffix` = `value`; the key's `|T` wins over the flush time.
+    pub fn emit(&mut self, key: &SeriesKey<'_>, suffix: &str, value: f64) {
+        if !value.is_finite() {
+            self.dropped[EmitDrop::NonFiniteValue as usize] += 1;
+            return;
+        }
+        let name = if suffix.is_empty() { key.name.to_owned() } else { format!("{}{suffix}", key.name) };
+        // The base name passed at ingest; only a suffix can push it over the limit.
+        if validate::name(&name).is_err() {
+            self.dropped[EmitDrop::NameTooLong as usize] += 1;
+            return;
+        }
+        let mut dimensions: BTreeMap<String, String> = self.default_dimensions.iter().cloned().collect();
+        for (k, v) in key.dims() {
+            dimensions.insert(k.to_owned(), v.to_owned());
+        }
+        let timestamp = key.timestamp.map_or(self.timestamp_ms, |t| t.saturating_mul(1000));
+        self.metrics.push(Metric { name, dimensions, timestamp, value, value_meta: None });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentile_names() {
+        assert_eq!(percentile_label(0.95), "95");
+        assert_eq!(percentile_label(0.5), "50");
+        assert_eq!(percentile_label(0.999), "99_9");
+        assert_eq!(percentile_label(0.9999), "99_99");
+        let names: Vec<_> = TimerOutput::list(&[TimerAggregate::Count, TimerAggregate::Median], &[0.9, 0.99])
+            .into_iter()
+            .map(|o| o.suffix)
+            .collect();
+        assert_eq!(names, [".count", ".median", ".90percentile", ".99percentile"]);
+    }
+
+    #[test]
+    fn over_long_derived_names_are_dropped_and_counted() {
+        let mut buf = Vec::new();
+        let name = "n".repeat(250);
+        buf.extend_from_slice(name.as_bytes());
+        let key = SeriesKey::decode(&buf);
+        let mut e = Emitter::new(std::sync::Arc::from(Vec::new()), 1000);
+        e.emit(&key, "", 1.0);
+        e.emit(&key, ".95percentile", 1.0);
+        e.emit(&key, "", f64::NAN);
+        assert_eq!(e.metrics.len(), 1);
+        assert_eq!(e.dropped[EmitDrop::NameTooLong as usize], 1);
+        assert_eq!(e.dropped[EmitDrop::NonFiniteValue as usize], 1);
+    }
+}

@@ -1,0 +1,135 @@
+use super::*;
+use crate::aggregate::{Aggregator, Settings};
+use crate::config::TimerAggregate;
+use crate::metric::Metric;
+use crate::parse::{Limits, parse_line};
+use crate::sink::MemorySink;
+
+struct Rig {
+    flusher: Flusher,
+    shards: Vec<Arc<Mutex<Shard>>>,
+    agg: Aggregator,
+    out: Arc<Mutex<Vec<Vec<Metric>>>>,
+}
+
+fn rig(counters_as_rate: bool, idle_expiry_s: u64) -> Rig {
+    let defaults = vec![("hostname".to_owned(), "gw".to_owned())];
+    let shards: Vec<_> = (0..2).map(|_| Arc::new(Mutex::new(Shard::default()))).collect();
+    let sink = MemorySink::default();
+    let out = Arc::clone(&sink.flushes);
+    let settings = FlushSettings {
+        interval: Duration::from_secs(10),
+        idle_expiry: Duration::from_secs(idle_expiry_s),
+        counters_as_rate,
+        timer_outputs: TimerOutput::list(
+            &[TimerAggregate::Count, TimerAggregate::Sum, TimerAggregate::Min, TimerAggregate::Max, TimerAggregate::Avg, TimerAggregate::Median],
+            &[0.95],
+        ),
+        default_dimensions: defaults.clone().into(),
+    };
+    let mut flusher = Flusher::new(shards.clone(), settings, Arc::new(Telemetry::new(2)), Box::new(sink));
+    flusher.interval_start_ms = 1_000_000;
+    let agg = Aggregator::new(Settings { default_dimensions: defaults, ..Settings::default() });
+    Rig { flusher, shards, agg, out }
+}
+
+impl Rig {
+    fn send(&mut self, shard: usize, lines: &[&str], now_ms: u64) {
+        let mut guard = self.shards[shard].lock().unwrap();
+        for l in lines {
+            let line = parse_line(l.as_bytes(), &Limits::default()).unwrap();
+            self.agg.add(&mut guard, &line, now_ms).unwrap();
+        }
+    }
+
+    fn flush(&mut self, at: u64) -> Vec<Metric> {
+        self.flusher.flush(at);
+        self.out.lock().unwrap().last().cloned().unwrap_or_default()
+    }
+}
+
+fn value(metrics: &[Metric], name: &str) -> Option<f64> {
+    metrics.iter().find(|m| m.name == name).map(|m| m.value)
+}
+
+#[test]
+fn counters_sum_across_shards_with_default_dimensions() {
+    let mut r = rig(false, 300);
+    r.send(0, &["hits:1|c", "hits:1|c|@0.5"], 0);
+    r.send(1, &["hits:3|c", "hits:1|c|#hostname:web"], 0);
+    let m = r.flush(1_010_000);
+    let gw: Vec<_> = m.iter().filter(|m| m.dimensions["hostname"] == "gw").collect();
+    assert_eq!(gw.len(), 1);
+    assert_eq!((gw[0].value, gw[0].timestamp), (6.0, 1_010_000));
+    let web = m.iter().find(|m| m.dimensions["hostname"] == "web").unwrap();
+    assert_eq!(web.value, 1.0);
+    assert!(r.flush(1_020_000).is_empty(), "counters are not re-sent once emitted");
+}
+
+#[test]
+fn counters_as_per_second_rate() {
+    let mut r = rig(true, 300);
+    r.send(0, &["hits:50|c"], 0);
+    assert_eq!(value(&r.flush(1_010_000), "hits"), Some(5.0));
+}
+
+#[test]
+fn gauges_persist_apply_deltas_and_expire() {
+    let mut r = rig(false, 25);
+    r.send(0, &["q:10|g"], 0);
+    assert_eq!(value(&r.flush(1_010_000), "q"), Some(10.0));
+    r.send(1, &["q:+5|g", "q:-1|g"], 0);
+    assert_eq!(value(&r.flush(1_020_000), "q"), Some(14.0));
+    assert_eq!(value(&r.flush(1_030_000), "q"), Some(14.0), "unchanged gauges are re-sent");
+    assert_eq!(value(&r.flush(1_040_000), "q"), Some(14.0));
+    assert_eq!(value(&r.flush(1_050_000), "q"), None, "idle past expiry: freed");
+    assert_eq!(r.flusher.telemetry.flush.series_expired.get(), 1);
+}
+
+#[test]
+fn timers_emit_every_configured_aggregate() {
+    let mut r = rig(false, 300);
+    let lines: Vec<String> = (1..=100).map(|v| format!("lat:{v}|ms")).collect();
+    let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+    r.send(0, &refs[..50], 0);
+    r.send(1, &refs[50..], 0);
+    let m = r.flush(1_010_000);
+    assert_eq!(value(&m, "lat.count"), Some(100.0));
+    assert_eq!(value(&m, "lat.sum"), Some(5050.0));
+    assert_eq!(value(&m, "lat.min"), Some(1.0));
+    assert_eq!(value(&m, "lat.max"), Some(100.0));
+    assert_eq!(value(&m, "lat.avg"), Some(50.5));
+    let p95 = value(&m, "lat.95percentile").unwrap();
+    assert!((p95 - 95.0).abs() <= 0.95 + 1e-9, "p95 {p95} within 1%");
+    let median = value(&m, "lat.median").unwrap();
+    assert!((median - 50.0).abs() <= 0.5 + 1e-9, "median {median} within 1%");
+}
+
+#[test]
+fn sets_count_distinct_members() {
+    let mut r = rig(false, 300);
+    r.send(0, &["u:a|s", "u:b|s"], 0);
+    r.send(1, &["u:b|s", "u:c|s"], 0);
+    assert_eq!(value(&r.flush(1_010_000), "u"), Some(3.0));
+}
+
+#[test]
+fn rates_span_the_previous_sample() {
+    let mut r = rig(false, 300);
+    r.send(0, &["rx:100|r"], 1_001_000);
+    assert_eq!(value(&r.flush(1_010_000), "rx"), None, "one sample ever: no rate yet");
+    r.send(0, &["rx:300|r"], 1_011_000);
+    assert_eq!(value(&r.flush(1_020_000), "rx"), Some(20.0));
+    r.send(1, &["rx:400|r", "rx:600|r"], 1_021_000);
+    // Both samples share a time; the span starts at the previous interval's sample.
+    assert_eq!(value(&r.flush(1_030_000), "rx"), Some(30.0));
+}
+
+#[test]
+fn line_timestamps_become_metric_timestamps() {
+    let mut r = rig(false, 300);
+    r.send(0, &["g:5|g|T1700000000", "c:1|c|T1700000000"], 0);
+    let m = r.flush(1_010_000);
+    assert!(m.iter().all(|m| m.timestamp == 1_700_000_000_000), "{m:?}");
+    assert!(value(&r.flush(1_020_000), "g").is_none(), "a |T gauge is a point, not persisted");
+}

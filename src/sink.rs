@@ -1,0 +1,63 @@
+//! Sink: where a flushed interval goes. Today the console sink; the Monasca forwarder
+//! plugs in behind the same trait.
+//!
+//! Owns: handing one flush's metrics to their destination. Must never: block the receive
+//! path (it runs on the flusher thread) or drop metrics without returning an error the
+//! flusher counts.
+
+use crate::metric::{Metric, to_json_array};
+use std::io::Write;
+
+pub trait Sink: Send {
+    /// Takes one flush's metrics; an error means none of them were delivered.
+    fn submit(&mut self, metrics: Vec<Metric>) -> std::io::Result<()>;
+}
+
+/// Prints one JSON array per flush, byte for byte the body that would be POSTed to
+/// Monasca, followed by a newline. The default when no Monasca is configured.
+pub struct ConsoleSink<W: Write + Send> {
+    out: W,
+}
+
+impl ConsoleSink<std::io::Stdout> {
+    pub fn stdout() -> Self {
+        ConsoleSink { out: std::io::stdout() }
+    }
+}
+
+impl<W: Write + Send> ConsoleSink<W> {
+    pub fn new(out: W) -> Self {
+        ConsoleSink { out }
+    }
+
+    pub fn into_inner(self) -> W {
+        self.out
+    }
+}
+
+impl<W: Write + Send> Sink for ConsoleSink<W> {
+    fn submit(&mut self, metrics: Vec<Metric>) -> std::io::Result<()> {
+        if metrics.is_empty() {
+            return Ok(());
+        }
+        let mut body = to_json_array(&metrics);
+        body.push(b'\n');
+        self.out.write_all(&body)?;
+        self.out.flush()
+    }
+}
+
+/// Collects flushes in memory; for tests and benchmarks.
+#[derive(Debug, Default)]
+pub struct MemorySink {
+    pub flushes: std::sync::Arc<std::sync::Mutex<Vec<Vec<Metric>>>>,
+}
+
+impl Sink for MemorySink {
+    fn submit(&mut self, metrics: Vec<Metric>) -> std::io::Result<()> {
+        if let Ok(mut f) = self.flushes.lock() {
+            f.push(metrics);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,139 @@
+//! `/metrics`: the counters as OpenMetrics text (which Prometheus scrapes), encoded by
+//! prometheus-client from a collector that reads the live counters at scrape time.
+
+use super::Telemetry;
+use crate::parse::Kind;
+use crate::reason::{EmitDrop, Reject};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
+use std::sync::Arc;
+
+/// Content type of [`render`]'s output.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Renders every counter; names are prefixed `statsgate_`, counters end in `_total`.
+pub fn render(telemetry: &Arc<Telemetry>) -> String {
+    let mut registry = Registry::with_prefix("statsgate");
+    registry.register_collector(Box::new(View(Arc::clone(telemetry))));
+    let mut out = String::new();
+    // Writing into a String cannot fail.
+    let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
+    out
+}
+
+#[derive(Debug)]
+struct View(Arc<Telemetry>);
+
+type Result = std::result::Result<(), std::fmt::Error>;
+
+fn counter(enc: &mut DescriptorEncoder<'_>, name: &str, help: &str, v: u64) -> Result {
+    let c = ConstCounter::new(v);
+    c.encode(enc.encode_descriptor(name, help, None, c.metric_type())?)
+}
+
+fn gauge(enc: &mut DescriptorEncoder<'_>, name: &str, help: &str, v: f64) -> Result {
+    let g = ConstGauge::new(v);
+    g.encode(enc.encode_descriptor(name, help, None, g.metric_type())?)
+}
+
+fn labelled_counter<'a>(
+    enc: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    label: &str,
+    values: impl Iterator<Item = (&'a str, u64)>,
+) -> Result {
+    let mut family = enc.encode_descriptor(name, help, None, prometheus_client::metrics::MetricType::Counter)?;
+    for (value, n) in values {
+        let labels = [(label, value)];
+        ConstCounter::new(n).encode(family.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+impl Collector for View {
+    fn encode(&self, mut enc: DescriptorEncoder) -> Result {
+        let t = &self.0;
+        let sum = |f: &dyn Fn(&super::ReaderStats) -> u64| t.readers.iter().map(f).sum::<u64>();
+        counter(&mut enc, "datagrams_received", "UDP datagrams received on the statsd port", t.datagrams())?;
+        counter(&mut enc, "bytes_received", "UDP payload bytes received", sum(&|r| r.bytes.get()))?;
+        counter(
+            &mut enc,
+            "datagrams_too_large",
+            "Datagrams over statsd.max_datagram, dropped whole",
+            sum(&|r| r.datagrams_too_large.get()),
+        )?;
+        counter(&mut enc, "heartbeats_received", "Heartbeat datagrams received", sum(&|r| r.heartbeats.get()))?;
+        counter(&mut enc, "receive_errors", "Errors from the receive call", sum(&|r| r.recv_errors.get()))?;
+        counter(
+            &mut enc,
+            "kernel_receive_drops",
+            "Datagrams the kernel dropped because a statsd socket's buffer was full",
+            t.kernel_drops(),
+        )?;
+        labelled_counter(
+            &mut enc,
+            "lines_accepted",
+            "Statsd lines accepted into aggregation, by metric type",
+            "type",
+            Kind::ALL.iter().map(|k| (k.label(), t.accepted(*k))),
+        )?;
+        labelled_counter(
+            &mut enc,
+            "lines_rejected",
+            "Statsd lines (or samples) dropped at ingest, by reason",
+            "reason",
+            Reject::ALL.iter().map(|r| (r.label(), t.rejected(*r))),
+        )?;
+        let f = &t.flush;
+        counter(&mut enc, "flushes", "Completed flushes", f.flushes.get())?;
+        counter(&mut enc, "metrics_emitted", "Metrics handed to the sink", f.metrics_emitted.get())?;
+        labelled_counter(
+            &mut enc,
+            "metrics_dropped",
+            "Aggregated metrics dropped at flush, by reason",
+            "reason",
+            EmitDrop::ALL.iter().map(|r| (r.label(), f.dropped[*r as usize].get())),
+        )?;
+        gauge(&mut enc, "series", "Series in the last flushed interval", f.series.get() as f64)?;
+        gauge(&mut enc, "gauges_persisted", "Gauges carried across intervals", f.gauges_persisted.get() as f64)?;
+        counter(&mut enc, "series_expired", "Idle gauges and rate bases freed", f.series_expired.get())?;
+        gauge(
+            &mut enc,
+            "flush_duration_seconds",
+            "Duration of the last flush",
+            f.last_flush_micros.get() as f64 / 1e6,
+        )?;
+        gauge(
+            &mut enc,
+            "last_flush_timestamp_seconds",
+            "Unix time of the last flush",
+            f.last_flush_unix.get() as f64,
+        )?;
+        gauge(&mut enc, "readers", "Reader threads", t.readers.len() as f64)?;
+        gauge(&mut enc, "uptime_seconds", "Seconds since start", t.uptime_seconds())?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_labelled_counters() {
+        let t = Arc::new(Telemetry::new(2));
+        t.readers[0].accept(Kind::Counter);
+        t.readers[1].accept(Kind::Counter);
+        t.readers[1].reject(Reject::BadValue);
+        t.readers[0].datagrams.add(3);
+        let text = render(&t);
+        assert!(text.contains("statsgate_lines_accepted_total{type=\"counter\"} 2\n"), "{text}");
+        assert!(text.contains("statsgate_lines_rejected_total{reason=\"bad_value\"} 1\n"), "{text}");
+        assert!(text.contains("statsgate_datagrams_received_total 3\n"), "{text}");
+        assert!(text.ends_with("# EOF\n"));
+    }
+}
