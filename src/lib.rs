@@ -1,10 +1,26 @@
 //! statsgate: a statsd/UDP ingestion gateway for OpenStack Monasca.
+//!
+//! The data path, one module per stage (DESIGN §2):
+//!
+//! ```text
+//! UDP :8125 ─▶ listen ─▶ parse ─▶ aggregate ──(flush interval: swap shards)──▶ flush ─▶ sink
+//!  (reader threads,      (pure,    (one shard per                       (merge, render,   (console:
+//!   SO_REUSEPORT)         borrowed) reader, no shared                    validate,         JSON array
+//!                                   lock per line)                       gauges persist)   on stdout)
+//! ```
+//!
+//! `gateway` wires the stages; `config` loads and validates settings; `telemetry` and `admin`
+//! expose the gateway's own counters; `shutdown` drains on SIGTERM/SIGINT.
+pub mod admin;
+pub mod aggregate;
 pub mod config;
+pub mod flush;
+pub mod gateway;
+pub mod listen;
+pub mod metric;
 pub mod parse;
 pub mod reason;
-pub mod validate;
-pub mod aggregate;
-pub mod telemetry;
-pub mod flush;
-pub mod metric;
+pub mod shutdown;
 pub mod sink;
+pub mod telemetry;
+pub mod validate;

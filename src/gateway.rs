@@ -1,0 +1,138 @@
+//! Gateway: builds the pipeline from a validated [`Config`] and runs it until a signal.
+//!
+//! Owns: start-up order (bind everything first so a bad address fails fast and names its
+//! key), thread ownership, and the shutdown sequence: stop reading → final flush → exit
+//! within `shutdown.grace`. Must never: contain pipeline logic of its own.
+
+use crate::aggregate::{self, Shard};
+use crate::config::Config;
+use crate::flush::{FlushSettings, Flusher, TimerOutput};
+use crate::listen::{self, ReaderConfig};
+use crate::parse::Limits;
+use crate::sink::ConsoleSink;
+use crate::telemetry::Telemetry;
+use crate::{admin, shutdown};
+use anyhow::{Context, bail};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Instant;
+
+/// Reader threads: the configured number, or one per core.
+pub fn reader_count(config: &Config) -> usize {
+    match config.statsd.readers {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    }
+}
+
+/// The `hostname` dimension first, then the configured defaults.
+pub fn default_dimensions(config: &Config) -> Vec<(String, String)> {
+    let a = &config.aggregate;
+    let mut dims: Vec<(String, String)> = Vec::new();
+    if a.add_hostname && !a.default_dimensions.contains_key("hostname") {
+        let host = if a.hostname.is_empty() {
+            gethostname::gethostname().to_string_lossy().into_owned()
+        } else {
+            a.hostname.clone()
+        };
+        dims.push(("hostname".into(), host));
+    }
+    dims.extend(a.default_dimensions.iter().map(|(k, v)| (k.clone(), v.clone())));
+    dims
+}
+
+pub fn run(config: Config) -> anyhow::Result<()> {
+    let readers = reader_count(&config);
+    let telemetry = Arc::new(Telemetry::new(readers));
+    let defaults = default_dimensions(&config);
+    if let Some((_, host)) = defaults.iter().find(|(k, _)| k == "hostname") {
+        if crate::validate::dimension_value(host).is_err() {
+            bail!("aggregate.hostname: this machine's hostname {host:?} is not a valid Monasca dimension; set aggregate.hostname");
+        }
+    }
+
+    let statsd_addr: SocketAddr =
+        config.statsd.listen.parse().with_context(|| format!("statsd.listen: {:?} is not an address", config.statsd.listen))?;
+    let listener = listen::bind(statsd_addr, readers, config.statsd.recv_buffer.bytes() as usize)
+        .with_context(|| format!("statsd.listen: cannot bind UDP {statsd_addr}"))?;
+    let udp_addr = listener.local_addr;
+
+    let shards: Vec<Arc<Mutex<Shard>>> = (0..readers).map(|_| Arc::default()).collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader_config = ReaderConfig {
+        limits: Limits {
+            max_line: config.statsd.max_line.bytes() as usize,
+            max_dimensions: config.statsd.max_dimensions,
+        },
+        max_datagram: config.statsd.max_datagram.bytes() as usize,
+        aggregate: aggregate::Settings {
+            default_dimensions: defaults.clone(),
+            max_series_per_shard: config.aggregate.max_series.div_ceil(readers),
+            max_set_members: config.aggregate.max_set_members,
+            histogram_precision: config.aggregate.histogram_precision,
+        },
+    };
+
+    let flusher = Flusher::new(
+        shards.clone(),
+        FlushSettings {
+            interval: config.flush.interval.get(),
+            idle_expiry: config.flush.idle_expiry.get(),
+            counters_as_rate: config.aggregate.counters_as_rate,
+            timer_outputs: TimerOutput::list(&config.aggregate.timer_aggregates, &config.aggregate.percentiles),
+            default_dimensions: defaults.into(),
+        },
+        Arc::clone(&telemetry),
+        Box::new(ConsoleSink::stdout()),
+    );
+
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the admin runtime")?;
+    let (admin_stop_tx, admin_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let admin = runtime.block_on(async {
+        if config.admin.listen.is_empty() {
+            return Ok(None);
+        }
+        let addr: SocketAddr =
+            config.admin.listen.parse().with_context(|| format!("admin.listen: {:?} is not an address", config.admin.listen))?;
+        let stopped = async {
+            let _ = admin_stop_rx.await;
+        };
+        admin::serve(addr, Arc::clone(&telemetry), stopped)
+            .await
+            .map(Some)
+            .with_context(|| format!("admin.listen: cannot bind TCP {addr}"))
+    })?;
+
+    let reader_handles = listen::spawn_readers(listener, &shards, &telemetry, &reader_config, &stop)?;
+    let (flush_stop_tx, flush_stop_rx) = mpsc::channel::<()>();
+    let flush_handle = std::thread::Builder::new().name("flush".into()).spawn(move || flusher.run(flush_stop_rx))?;
+
+    tracing::info!(
+        udp = %udp_addr,
+        admin = %admin.as_ref().map_or("disabled".to_owned(), |(a, _)| a.to_string()),
+        readers,
+        flush_interval = %humantime::format_duration(config.flush.interval.get()),
+        sink = "console",
+        "statsgate listening"
+    );
+
+    let signal = runtime.block_on(shutdown::signal());
+    let deadline = Instant::now() + config.shutdown.grace.get();
+    tracing::info!(signal, grace = %humantime::format_duration(config.shutdown.grace.get()), "shutting down: final flush");
+    stop.store(true, Ordering::Relaxed);
+    let readers_done = shutdown::join_until(reader_handles, deadline);
+    let _ = flush_stop_tx.send(());
+    let flushed = shutdown::join_until(vec![flush_handle], deadline);
+    let _ = admin_stop_tx.send(());
+    if let Some((_, task)) = admin {
+        runtime.block_on(async {
+            let _ = tokio::time::timeout(std::time::Duration::from_millis(500), task).await;
+        });
+    }
+    if !(readers_done && flushed) {
+        bail!("shutdown.grace ({}) ran out before the final flush finished", humantime::format_duration(config.shutdown.grace.get()));
+    }
+    tracing::info!("stopped cleanly");
+    Ok(())
+}

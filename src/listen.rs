@@ -1,0 +1,176 @@
+//! Listen: the statsd UDP sockets and the reader threads that drain them.
+//!
+//! Owns: binding (`statsd.listen`, IPv4 or IPv6, one SO_REUSEPORT socket per reader, the
+//! configured receive buffer), the receive loop, and handing each datagram's lines to the
+//! reader's own aggregator shard. Must never: wait on anything downstream (flush, sink,
+//! network), share a lock or map with another reader, or stop on bad input.
+
+use crate::aggregate::{Aggregator, Settings, Shard};
+use crate::flush::now_ms;
+use crate::parse::{Limits, is_heartbeat, lines, parse_line};
+use crate::telemetry::{ReaderStats, Telemetry, socket_inode};
+use socket2::{Domain, Protocol, Socket, Type};
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// How often an idle reader looks at the stop flag.
+const STOP_POLL: Duration = Duration::from_millis(100);
+
+/// The bound statsd sockets, one per reader.
+pub struct Listener {
+    pub sockets: Vec<UdpSocket>,
+    pub local_addr: SocketAddr,
+}
+
+/// Binds `readers` sockets to `addr`. Port 0 picks a free port, shared by all of them.
+pub fn bind(addr: SocketAddr, readers: usize, recv_buffer: usize) -> io::Result<Listener> {
+    let first = bind_one(addr, recv_buffer)?;
+    let local_addr = first.local_addr()?;
+    let mut sockets = vec![first];
+    for _ in 1..readers {
+        sockets.push(bind_one(local_addr, recv_buffer)?);
+    }
+    if let Some(s) = sockets.first() {
+        let got = socket2::SockRef::from(s).recv_buffer_size().unwrap_or(0);
+        // Linux reports double the usable size and caps requests at net.core.rmem_max.
+        if got / 2 < recv_buffer {
+            tracing::warn!(
+                requested = recv_buffer,
+                granted = got / 2,
+                "statsd.recv_buffer capped by the kernel; raise net.core.rmem_max to get it"
+            );
+        }
+    }
+    Ok(Listener { sockets, local_addr })
+}
+
+fn bind_one(addr: SocketAddr, recv_buffer: usize) -> io::Result<UdpSocket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    socket.set_reuse_port(true)?;
+    if addr.is_ipv6() && addr.ip().is_unspecified() {
+        // `[::]` serves IPv4 too, as operators expect from a wildcard.
+        socket.set_only_v6(false)?;
+    }
+    // Best effort: the kernel clamps it, and `bind` warns when it did.
+    let _ = socket.set_recv_buffer_size(recv_buffer);
+    socket.set_read_timeout(Some(STOP_POLL))?;
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
+}
+
+/// Everything one reader thread needs.
+pub struct ReaderConfig {
+    pub limits: Limits,
+    pub max_datagram: usize,
+    pub aggregate: Settings,
+}
+
+/// Starts one reader thread per socket; they return once `stop` is set.
+pub fn spawn_readers(
+    listener: Listener,
+    shards: &[Arc<Mutex<Shard>>],
+    telemetry: &Arc<Telemetry>,
+    config: &ReaderConfig,
+    stop: &Arc<AtomicBool>,
+) -> io::Result<Vec<JoinHandle<()>>> {
+    telemetry.set_socket_inodes(listener.sockets.iter().filter_map(socket_inode).collect());
+    let mut handles = Vec::new();
+    for (i, socket) in listener.sockets.into_iter().enumerate() {
+        let shard = Arc::clone(&shards[i]);
+        let telemetry = Arc::clone(telemetry);
+        let stop = Arc::clone(stop);
+        let mut aggregator = Aggregator::new(config.aggregate.clone());
+        let limits = config.limits;
+        let max_datagram = config.max_datagram;
+        let handle = std::thread::Builder::new().name(format!("reader-{i}")).spawn(move || {
+            let stats = &telemetry.readers[i];
+            receive_loop(&socket, &shard, &mut aggregator, stats, limits, max_datagram, &stop);
+        })?;
+        handles.push(handle);
+    }
+    Ok(handles)
+}
+
+fn receive_loop(
+    socket: &UdpSocket,
+    shard: &Mutex<Shard>,
+    aggregator: &mut Aggregator,
+    stats: &ReaderStats,
+    limits: Limits,
+    max_datagram: usize,
+    stop: &AtomicBool,
+) {
+    // One byte more than allowed, so an oversized datagram shows itself by its length.
+    let mut buf = vec![0u8; max_datagram + 1];
+    while !stop.load(Ordering::Relaxed) {
+        let n = match socket.recv(&mut buf) {
+            Ok(n) => n,
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => continue,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                stats.recv_errors.add(1);
+                tracing::warn!(error = %e, "statsd receive failed");
+                std::thread::sleep(STOP_POLL);
+                continue;
+            }
+        };
+        stats.datagrams.add(1);
+        stats.bytes.add(n as u64);
+        if n > max_datagram {
+            stats.datagrams_too_large.add(1);
+            continue;
+        }
+        let datagram = &buf[..n];
+        if is_heartbeat(datagram) {
+            stats.heartbeats.add(1);
+            continue;
+        }
+        process_datagram(datagram, shard, aggregator, stats, &limits);
+    }
+}
+
+/// Parses and aggregates every line of one datagram under one (uncontended) shard lock.
+/// Counters are updated under the lock too, so a count seen on `/metrics` is in a shard
+/// the next flush will take.
+pub fn process_datagram(datagram: &[u8], shard: &Mutex<Shard>, aggregator: &mut Aggregator, stats: &ReaderStats, limits: &Limits) {
+    let now = now_ms();
+    let mut shard = shard.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    for line in lines(datagram) {
+        match parse_line(line, limits).and_then(|l| aggregator.add(&mut shard, &l, now).map(|()| l.kind)) {
+            Ok(kind) => stats.accept(kind),
+            Err(reason) => stats.reject(reason),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readers_share_one_port_and_ipv6_binds() {
+        let l = bind("127.0.0.1:0".parse().unwrap(), 3, 1 << 20).unwrap();
+        assert_eq!(l.sockets.len(), 3);
+        let port = l.local_addr.port();
+        assert!(l.sockets.iter().all(|s| s.local_addr().unwrap().port() == port));
+        if let Ok(v6) = bind("[::1]:0".parse().unwrap(), 1, 1 << 20) {
+            assert!(v6.local_addr.is_ipv6());
+        }
+    }
+
+    #[test]
+    fn a_bad_line_does_not_stop_the_rest_of_the_datagram() {
+        let shard = Mutex::new(Shard::default());
+        let stats = ReaderStats::default();
+        let mut agg = Aggregator::new(Settings::default());
+        process_datagram(b"a:1|c\nbroken\nb:x|c\nc:2|c\n", &shard, &mut agg, &stats, &Limits::default());
+        assert_eq!(stats.accepted[crate::parse::Kind::Counter as usize].get(), 2);
+        assert_eq!(stats.rejected[crate::reason::Reject::MissingValue as usize].get(), 1);
+        assert_eq!(stats.rejected[crate::reason::Reject::BadValue as usize].get(), 1);
+        assert_eq!(shard.lock().unwrap().counters.len(), 2);
+    }
+}

@@ -1,0 +1,50 @@
+//! Shutdown: SIGTERM/SIGINT, and waiting for the pipeline to drain within the grace period.
+//!
+//! Owns: the signal wait and the deadline. Must never: cut the final flush short while
+//! time remains.
+
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Resolves with the signal's name on the first SIGTERM or SIGINT.
+pub async fn signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        // Without signal handlers the process can only be killed; wait forever.
+        std::future::pending::<()>().await;
+        return "none";
+    };
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    }
+}
+
+/// Joins `handles` before `deadline`; false if any is still running then.
+pub fn join_until(handles: Vec<JoinHandle<()>>, deadline: Instant) -> bool {
+    for h in handles {
+        while !h.is_finished() {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if h.join().is_err() {
+            tracing::error!("a pipeline thread panicked");
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn join_respects_the_deadline() {
+        let quick = std::thread::spawn(|| {});
+        assert!(join_until(vec![quick], Instant::now() + Duration::from_secs(5)));
+        let slow = std::thread::spawn(|| std::thread::sleep(Duration::from_millis(300)));
+        assert!(!join_until(vec![slow], Instant::now() + Duration::from_millis(20)));
+    }
+}
