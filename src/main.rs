@@ -25,7 +25,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let config = match config::load(cli.config.as_deref(), std::env::vars()) {
+    let config = match config::load(cli.config.as_deref(), utf8_env()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("statsgate: invalid configuration: {e}");
@@ -46,6 +46,11 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// `std::env::vars()` panics on a non-UTF-8 variable; such variables cannot be ours anyway.
+fn utf8_env() -> impl Iterator<Item = (String, String)> {
+    std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
 }
 
 fn check_config(config: &Config) -> ExitCode {

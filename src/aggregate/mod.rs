@@ -119,10 +119,12 @@ impl Aggregator {
 
     /// Applies one parsed line; `now_ms` times `r` samples that carry no `|T`.
     pub fn add(&mut self, shard: &mut Shard, line: &Line<'_>, now_ms: u64) -> Result<(), Reject> {
-        let key: &[u8] = if line.dims.is_empty() && line.timestamp.is_none() {
+        // A rate's `|T` times its sample; for every other type it makes a point of its own.
+        let timestamp = if line.kind == Kind::Rate { None } else { line.timestamp };
+        let key: &[u8] = if line.dims.is_empty() && timestamp.is_none() {
             line.name.as_bytes()
         } else {
-            self.build_key(line);
+            self.build_key(line, timestamp);
             &self.key_buf
         };
         let s = &self.settings;
@@ -169,7 +171,7 @@ impl Aggregator {
     }
 
     /// Sorted, deduplicated (last wins), defaults stripped, encoded into `key_buf`.
-    fn build_key(&mut self, line: &Line<'_>) {
+    fn build_key(&mut self, line: &Line<'_>, timestamp: Option<u64>) {
         let mut dims: ArrayVec<(&str, &str), MAX_KEY_DIMENSIONS> = ArrayVec::new();
         line.dims.for_each(|k, v| {
             // The parser caps dimensions below this; a full vector can only drop extras.
@@ -184,7 +186,7 @@ impl Aggregator {
                 kept.push((k, v));
             }
         }
-        key::encode(&mut self.key_buf, line.name, line.timestamp, &kept);
+        key::encode(&mut self.key_buf, line.name, timestamp, &kept);
     }
 }
 

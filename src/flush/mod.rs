@@ -182,19 +182,16 @@ impl Flusher {
     /// sample when there is one (as monasca-agent does), so one sample per interval suffices.
     fn emit_rates(&mut self, e: &mut Emitter, rates: HashMap<Vec<u8>, crate::aggregate::RateSamples>, now: u64) {
         for (key, r) in rates {
-            let decoded = SeriesKey::decode(&key);
-            let persistent = decoded.timestamp.is_none();
+            // Rate keys never carry `|T` (it times the samples instead), so every one persists.
             let start = match self.rate_bases.get(&key) {
-                Some(base) if persistent && base.sample.0 < r.first.0 => base.sample,
+                Some(base) if base.sample.0 < r.first.0 => base.sample,
                 _ => r.first,
             };
             if r.last.0 > start.0 {
                 let secs = (r.last.0 - start.0) as f64 / 1000.0;
-                e.emit(&decoded, "", (r.last.1 - start.1) / secs);
+                e.emit(&SeriesKey::decode(&key), "", (r.last.1 - start.1) / secs);
             }
-            if persistent {
-                self.rate_bases.insert(key, RateBase { sample: r.last, updated_ms: now });
-            }
+            self.rate_bases.insert(key, RateBase { sample: r.last, updated_ms: now });
         }
         let expiry = self.settings.idle_expiry.as_millis() as u64;
         let before = self.rate_bases.len();

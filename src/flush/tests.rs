@@ -133,3 +133,13 @@ fn line_timestamps_become_metric_timestamps() {
     assert!(m.iter().all(|m| m.timestamp == 1_700_000_000_000), "{m:?}");
     assert!(value(&r.flush(1_020_000), "g").is_none(), "a |T gauge is a point, not persisted");
 }
+
+#[test]
+fn timestamped_rate_samples_form_one_rate() {
+    let mut r = rig(false, 300);
+    r.send(0, &["b:100|r|T1700000000"], 0);
+    r.send(1, &["b:400|r|T1700000003"], 0);
+    let m = r.flush(1_010_000);
+    assert_eq!(value(&m, "b"), Some(100.0));
+    assert_eq!(m[0].timestamp, 1_010_000, "a rate is stamped with its interval");
+}

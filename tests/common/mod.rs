@@ -1,0 +1,176 @@
+//! Harness: runs the real `statsgate` binary on loopback with ephemeral ports, reads the
+//! console sink from its stdout and its counters from the admin port.
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{Receiver, channel};
+use std::time::{Duration, Instant};
+
+pub struct Gateway {
+    child: Child,
+    pub udp: SocketAddr,
+    pub admin: SocketAddr,
+    flushes: Receiver<Vec<Value>>,
+    pub stderr: std::sync::Arc<std::sync::Mutex<String>>,
+    _dir: tempfile::TempDir,
+}
+
+/// Starts the gateway with `yaml` appended to a config that picks free ports.
+pub fn start(yaml: &str) -> Gateway {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("statsgate.yaml");
+    let config = format!(
+        "statsd:\n  listen: 127.0.0.1:0\n  readers: 2\nadmin:\n  listen: 127.0.0.1:0\naggregate:\n  hostname: test-host\n{yaml}"
+    );
+    std::fs::write(&path, config).expect("write config");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_statsgate"))
+        .arg("--config")
+        .arg(&path)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn statsgate");
+
+    let (tx, flushes) = channel();
+    let stdout = child.stdout.take().expect("stdout");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let parsed: Vec<Value> = serde_json::from_str(&line).unwrap_or_else(|e| panic!("stdout is not a JSON array ({e}): {line}"));
+            if tx.send(parsed).is_err() {
+                break;
+            }
+        }
+    });
+
+    let stderr_text = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let (addr_tx, addr_rx) = channel();
+    let stderr = child.stderr.take().expect("stderr");
+    let sink = stderr_text.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("statsgate listening") {
+                let _ = addr_tx.send((field(&line, "udp="), field(&line, "admin=")));
+            }
+            sink.lock().unwrap().push_str(&(line + "\n"));
+        }
+    });
+    let (udp, admin) = addr_rx.recv_timeout(Duration::from_secs(20)).unwrap_or_else(|_| {
+        panic!("statsgate did not start: {}", stderr_text.lock().unwrap())
+    });
+    Gateway { child, udp, admin, flushes, stderr: stderr_text, _dir: dir }
+}
+
+fn field(line: &str, key: &str) -> SocketAddr {
+    let start = line.find(key).expect(key) + key.len();
+    let rest = &line[start..];
+    let end = rest.find(' ').unwrap_or(rest.len());
+    rest[..end].parse().expect("address")
+}
+
+impl Gateway {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn sender(&self) -> UdpSocket {
+        let s = UdpSocket::bind("127.0.0.1:0").expect("bind sender");
+        s.connect(self.udp).expect("connect");
+        s
+    }
+
+    /// GET on the admin port.
+    pub fn get(&self, path: &str) -> (u16, String) {
+        let mut s = TcpStream::connect(self.admin).expect("connect admin");
+        s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").expect("write");
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).expect("read");
+        let status = resp.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+        let body = resp.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+        (status, body)
+    }
+
+    /// A counter from `/metrics`, summed over its label sets matching `labels`.
+    pub fn counter(&self, name: &str, labels: &str) -> u64 {
+        let (_, body) = self.get("/metrics");
+        body.lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+            .filter(|l| l.contains(labels))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as u64
+    }
+
+    pub fn lines_counted(&self) -> u64 {
+        self.counter("statsgate_lines_accepted_total", "") + self.counter("statsgate_lines_rejected_total", "")
+    }
+
+    /// Polls until `f` is true or `timeout` passes.
+    pub fn wait_for(&self, what: &str, timeout: Duration, mut f: impl FnMut(&Self) -> bool) {
+        let deadline = Instant::now() + timeout;
+        while !f(self) {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}; stderr:\n{}", self.stderr.lock().unwrap());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The next flush printed, if one comes within `timeout`.
+    pub fn next_flush(&self, timeout: Duration) -> Option<Vec<Value>> {
+        self.flushes.recv_timeout(timeout).ok()
+    }
+
+    /// SIGTERM, then everything printed until exit, and the exit status.
+    pub fn stop(mut self) -> (Vec<Vec<Value>>, ExitStatus) {
+        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().expect("kill");
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let exit = loop {
+            if let Some(s) = self.child.try_wait().expect("wait") {
+                break s;
+            }
+            assert!(Instant::now() < deadline, "statsgate did not exit after SIGTERM");
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let mut all = Vec::new();
+        while let Ok(f) = self.flushes.recv_timeout(Duration::from_secs(2)) {
+            all.push(f);
+        }
+        (all, exit)
+    }
+
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        // Only the process this harness started.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Finds a metric by name and a subset of dimensions.
+pub fn find<'a>(metrics: &'a [Value], name: &str, dims: &[(&str, &str)]) -> Option<&'a Value> {
+    metrics.iter().find(|m| {
+        m["name"] == name && dims.iter().all(|(k, v)| m["dimensions"][*k] == *v)
+    })
+}
+
+pub fn value(metrics: &[Value], name: &str, dims: &[(&str, &str)]) -> f64 {
+    find(metrics, name, dims)
+        .unwrap_or_else(|| panic!("no metric {name} {dims:?} in {}", serde_json::to_string_pretty(metrics).unwrap()))["value"]
+        .as_f64()
+        .expect("numeric value")
+}
