@@ -290,11 +290,12 @@ impl<'a> Fields<'a> {
             if field.is_empty() {
                 continue;
             }
-            let (head, tail) = field.split_at(1);
-            return Ok(Some(match head {
-                "@" => Field::SampleRate(tail),
-                "#" => Field::Tags(TagBlock::DogStatsd(tail)),
-                "T" => Field::Timestamp(tail),
+            // The prefixes are ASCII, so slicing after one byte is on a char boundary; a
+            // field starting with anything else (even a multi-byte char) is just unknown.
+            return Ok(Some(match field.as_bytes()[0] {
+                b'@' => Field::SampleRate(&field[1..]),
+                b'#' => Field::Tags(TagBlock::DogStatsd(&field[1..])),
+                b'T' => Field::Timestamp(&field[1..]),
                 _ => Field::Other,
             }));
         }

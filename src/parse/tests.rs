@@ -128,6 +128,13 @@ fn container_and_unknown_fields_are_ignored() {
 }
 
 #[test]
+fn a_field_starting_with_a_multibyte_char_is_an_unknown_field() {
+    // Found by cargo fuzz: slicing one byte into `׌` panicked.
+    let l = parse("m:1|c|\u{5cc}x|#a:b").unwrap();
+    assert_eq!(dims_of(&l), pairs(&[("a", "b")]));
+}
+
+#[test]
 fn service_check() {
     let l = parse("_sc|db.up|2|d:1700000000|h:db-1|#zone:a|m:disk full").unwrap();
     assert_eq!((l.name, l.kind, l.timestamp), ("db.up", Kind::Gauge, Some(1_700_000_000)));
