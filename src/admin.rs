@@ -23,7 +23,10 @@ pub async fn serve(
     let local = listener.local_addr()?;
     let app = router(telemetry);
     let task = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
             tracing::error!(error = %e, "admin server stopped");
         }
     });
@@ -31,7 +34,10 @@ pub async fn serve(
 }
 
 pub fn router(telemetry: Arc<Telemetry>) -> Router {
-    Router::new().route("/healthz", get(healthz)).route("/metrics", get(metrics)).with_state(telemetry)
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .with_state(telemetry)
 }
 
 async fn healthz(State(t): State<Arc<Telemetry>>) -> impl IntoResponse {
@@ -41,9 +47,15 @@ async fn healthz(State(t): State<Arc<Telemetry>>) -> impl IntoResponse {
         "readers": t.readers.len(),
         "last_flush_unix": t.flush.last_flush_unix.get(),
     });
-    ([(header::CONTENT_TYPE, "application/json")], body.to_string())
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
 }
 
 async fn metrics(State(t): State<Arc<Telemetry>>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, telemetry::CONTENT_TYPE)], telemetry::render(&t))
+    (
+        [(header::CONTENT_TYPE, telemetry::CONTENT_TYPE)],
+        telemetry::render(&t),
+    )
 }

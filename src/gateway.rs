@@ -38,7 +38,11 @@ pub fn default_dimensions(config: &Config) -> Vec<(String, String)> {
         };
         dims.push(("hostname".into(), host));
     }
-    dims.extend(a.default_dimensions.iter().map(|(k, v)| (k.clone(), v.clone())));
+    dims.extend(
+        a.default_dimensions
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone())),
+    );
     dims
 }
 
@@ -46,16 +50,26 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let readers = reader_count(&config);
     let telemetry = Arc::new(Telemetry::new(readers));
     let defaults = default_dimensions(&config);
-    if let Some((_, host)) = defaults.iter().find(|(k, _)| k == "hostname") {
-        if crate::validate::dimension_value(host).is_err() {
-            bail!("aggregate.hostname: this machine's hostname {host:?} is not a valid Monasca dimension; set aggregate.hostname");
-        }
+    if let Some((_, host)) = defaults.iter().find(|(k, _)| k == "hostname")
+        && crate::validate::dimension_value(host).is_err()
+    {
+        bail!(
+            "aggregate.hostname: this machine's hostname {host:?} is not a valid Monasca dimension; set aggregate.hostname"
+        );
     }
 
-    let statsd_addr: SocketAddr =
-        config.statsd.listen.parse().with_context(|| format!("statsd.listen: {:?} is not an address", config.statsd.listen))?;
-    let listener = listen::bind(statsd_addr, readers, config.statsd.recv_buffer.bytes() as usize)
-        .with_context(|| format!("statsd.listen: cannot bind UDP {statsd_addr}"))?;
+    let statsd_addr: SocketAddr = config.statsd.listen.parse().with_context(|| {
+        format!(
+            "statsd.listen: {:?} is not an address",
+            config.statsd.listen
+        )
+    })?;
+    let listener = listen::bind(
+        statsd_addr,
+        readers,
+        config.statsd.recv_buffer.bytes() as usize,
+    )
+    .with_context(|| format!("statsd.listen: cannot bind UDP {statsd_addr}"))?;
     let udp_addr = listener.local_addr;
 
     let shards: Vec<Arc<Mutex<Shard>>> = (0..readers).map(|_| Arc::default()).collect();
@@ -80,21 +94,28 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             interval: config.flush.interval.get(),
             idle_expiry: config.flush.idle_expiry.get(),
             counters_as_rate: config.aggregate.counters_as_rate,
-            timer_outputs: TimerOutput::list(&config.aggregate.timer_aggregates, &config.aggregate.percentiles),
+            timer_outputs: TimerOutput::list(
+                &config.aggregate.timer_aggregates,
+                &config.aggregate.percentiles,
+            ),
             default_dimensions: defaults.into(),
         },
         Arc::clone(&telemetry),
         Box::new(ConsoleSink::stdout()),
     );
 
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the admin runtime")?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the admin runtime")?;
     let (admin_stop_tx, admin_stop_rx) = tokio::sync::oneshot::channel::<()>();
     let admin = runtime.block_on(async {
         if config.admin.listen.is_empty() {
             return Ok(None);
         }
-        let addr: SocketAddr =
-            config.admin.listen.parse().with_context(|| format!("admin.listen: {:?} is not an address", config.admin.listen))?;
+        let addr: SocketAddr = config.admin.listen.parse().with_context(|| {
+            format!("admin.listen: {:?} is not an address", config.admin.listen)
+        })?;
         let stopped = async {
             let _ = admin_stop_rx.await;
         };
@@ -104,9 +125,12 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             .with_context(|| format!("admin.listen: cannot bind TCP {addr}"))
     })?;
 
-    let reader_handles = listen::spawn_readers(listener, &shards, &telemetry, &reader_config, &stop)?;
+    let reader_handles =
+        listen::spawn_readers(listener, &shards, &telemetry, &reader_config, &stop)?;
     let (flush_stop_tx, flush_stop_rx) = mpsc::channel::<()>();
-    let flush_handle = std::thread::Builder::new().name("flush".into()).spawn(move || flusher.run(flush_stop_rx))?;
+    let flush_handle = std::thread::Builder::new()
+        .name("flush".into())
+        .spawn(move || flusher.run(flush_stop_rx))?;
 
     tracing::info!(
         udp = %udp_addr,
@@ -131,7 +155,10 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         });
     }
     if !(readers_done && flushed) {
-        bail!("shutdown.grace ({}) ran out before the final flush finished", humantime::format_duration(config.shutdown.grace.get()));
+        bail!(
+            "shutdown.grace ({}) ran out before the final flush finished",
+            humantime::format_duration(config.shutdown.grace.get())
+        );
     }
     tracing::info!("stopped cleanly");
     Ok(())

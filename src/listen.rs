@@ -45,7 +45,10 @@ pub fn bind(addr: SocketAddr, readers: usize, recv_buffer: usize) -> io::Result<
             );
         }
     }
-    Ok(Listener { sockets, local_addr })
+    Ok(Listener {
+        sockets,
+        local_addr,
+    })
 }
 
 fn bind_one(addr: SocketAddr, recv_buffer: usize) -> io::Result<UdpSocket> {
@@ -86,10 +89,20 @@ pub fn spawn_readers(
         let mut aggregator = Aggregator::new(config.aggregate.clone());
         let limits = config.limits;
         let max_datagram = config.max_datagram;
-        let handle = std::thread::Builder::new().name(format!("reader-{i}")).spawn(move || {
-            let stats = &telemetry.readers[i];
-            receive_loop(&socket, &shard, &mut aggregator, stats, limits, max_datagram, &stop);
-        })?;
+        let handle = std::thread::Builder::new()
+            .name(format!("reader-{i}"))
+            .spawn(move || {
+                let stats = &telemetry.readers[i];
+                receive_loop(
+                    &socket,
+                    &shard,
+                    &mut aggregator,
+                    stats,
+                    limits,
+                    max_datagram,
+                    &stop,
+                );
+            })?;
         handles.push(handle);
     }
     Ok(handles)
@@ -109,7 +122,14 @@ fn receive_loop(
     while !stop.load(Ordering::Relaxed) {
         let n = match socket.recv(&mut buf) {
             Ok(n) => n,
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                continue;
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => {
                 stats.recv_errors.add(1);
@@ -136,11 +156,26 @@ fn receive_loop(
 /// Parses and aggregates every line of one datagram under one (uncontended) shard lock.
 /// Counters are updated under the lock too, so a count seen on `/metrics` is in a shard
 /// the next flush will take.
-pub fn process_datagram(datagram: &[u8], shard: &Mutex<Shard>, aggregator: &mut Aggregator, stats: &ReaderStats, limits: &Limits) {
+pub fn process_datagram(
+    datagram: &[u8],
+    shard: &Mutex<Shard>,
+    aggregator: &mut Aggregator,
+    stats: &ReaderStats,
+    limits: &Limits,
+) {
     let now = now_ms();
-    let mut shard = shard.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut shard = shard
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     for line in lines(datagram) {
-        match parse_line(line, limits).and_then(|l| aggregator.add(&mut shard, &l, now).map(|()| l.kind)) {
+        // Matched by reference: moving the parsed line would cost a copy per line.
+        let outcome = match &parse_line(line, limits) {
+            Ok(parsed) => aggregator
+                .add(&mut shard, parsed, now)
+                .map(|()| parsed.kind),
+            Err(reason) => Err(*reason),
+        };
+        match outcome {
             Ok(kind) => stats.accept(kind),
             Err(reason) => stats.reject(reason),
         }
@@ -156,7 +191,11 @@ mod tests {
         let l = bind("127.0.0.1:0".parse().unwrap(), 3, 1 << 20).unwrap();
         assert_eq!(l.sockets.len(), 3);
         let port = l.local_addr.port();
-        assert!(l.sockets.iter().all(|s| s.local_addr().unwrap().port() == port));
+        assert!(
+            l.sockets
+                .iter()
+                .all(|s| s.local_addr().unwrap().port() == port)
+        );
         if let Ok(v6) = bind("[::1]:0".parse().unwrap(), 1, 1 << 20) {
             assert!(v6.local_addr.is_ipv6());
         }
@@ -167,10 +206,25 @@ mod tests {
         let shard = Mutex::new(Shard::default());
         let stats = ReaderStats::default();
         let mut agg = Aggregator::new(Settings::default());
-        process_datagram(b"a:1|c\nbroken\nb:x|c\nc:2|c\n", &shard, &mut agg, &stats, &Limits::default());
-        assert_eq!(stats.accepted[crate::parse::Kind::Counter as usize].get(), 2);
-        assert_eq!(stats.rejected[crate::reason::Reject::MissingValue as usize].get(), 1);
-        assert_eq!(stats.rejected[crate::reason::Reject::BadValue as usize].get(), 1);
+        process_datagram(
+            b"a:1|c\nbroken\nb:x|c\nc:2|c\n",
+            &shard,
+            &mut agg,
+            &stats,
+            &Limits::default(),
+        );
+        assert_eq!(
+            stats.accepted[crate::parse::Kind::Counter as usize].get(),
+            2
+        );
+        assert_eq!(
+            stats.rejected[crate::reason::Reject::MissingValue as usize].get(),
+            1
+        );
+        assert_eq!(
+            stats.rejected[crate::reason::Reject::BadValue as usize].get(),
+            1
+        );
         assert_eq!(shard.lock().unwrap().counters.len(), 2);
     }
 }

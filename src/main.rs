@@ -6,7 +6,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(version, about = "statsd/UDP metrics ingestion gateway for OpenStack Monasca")]
+#[command(
+    version,
+    about = "statsd/UDP metrics ingestion gateway for OpenStack Monasca"
+)]
 struct Cli {
     /// YAML configuration file; without one, built-in defaults and STATSGATE_* variables.
     #[arg(short, long, global = true)]

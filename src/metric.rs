@@ -44,7 +44,10 @@ mod tests {
     fn wire_shape() {
         let m = Metric {
             name: "cpu.idle_perc".into(),
-            dimensions: BTreeMap::from([("hostname".into(), "web-1".into()), ("a".into(), "b".into())]),
+            dimensions: BTreeMap::from([
+                ("hostname".into(), "web-1".into()),
+                ("a".into(), "b".into()),
+            ]),
             timestamp: 1_795_288_860_000,
             value: 97.5,
             value_meta: None,
@@ -71,6 +74,9 @@ mod tests {
         assert!(json(&m).contains(r#""value":-0.5}"#));
         m.value = 1e300;
         let back: Vec<Metric> = serde_json::from_str(&json(&m)).unwrap();
-        assert_eq!(back[0].value, 1e300, "large values stay floats and round-trip");
+        assert_eq!(
+            back[0].value, 1e300,
+            "large values stay floats and round-trip"
+        );
     }
 }

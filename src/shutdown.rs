@@ -9,7 +9,10 @@ use std::time::{Duration, Instant};
 /// Resolves with the signal's name on the first SIGTERM or SIGINT.
 pub async fn signal() -> &'static str {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         // Without signal handlers the process can only be killed; wait forever.
         std::future::pending::<()>().await;
         return "none";
@@ -43,8 +46,14 @@ mod tests {
     #[test]
     fn join_respects_the_deadline() {
         let quick = std::thread::spawn(|| {});
-        assert!(join_until(vec![quick], Instant::now() + Duration::from_secs(5)));
+        assert!(join_until(
+            vec![quick],
+            Instant::now() + Duration::from_secs(5)
+        ));
         let slow = std::thread::spawn(|| std::thread::sleep(Duration::from_millis(300)));
-        assert!(!join_until(vec![slow], Instant::now() + Duration::from_millis(20)));
+        assert!(!join_until(
+            vec![slow],
+            Instant::now() + Duration::from_millis(20)
+        ));
     }
 }

@@ -21,7 +21,9 @@ pub struct ConsoleSink<W: Write + Send> {
 
 impl ConsoleSink<std::io::Stdout> {
     pub fn stdout() -> Self {
-        ConsoleSink { out: std::io::stdout() }
+        ConsoleSink {
+            out: std::io::stdout(),
+        }
     }
 }
 

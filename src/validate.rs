@@ -38,7 +38,7 @@ pub enum Invalid {
 }
 
 /// Length in characters, cheaply: a string of at most `MAX_CHARS` bytes cannot have more chars.
-fn within_max_chars(s: &str) -> bool {
+pub fn within_max_chars(s: &str) -> bool {
     s.len() <= MAX_CHARS || s.chars().count() <= MAX_CHARS
 }
 
@@ -86,7 +86,10 @@ mod tests {
         assert_eq!(name("disk./dev/sda"), Ok(()));
         assert_eq!(name("a:b|c"), Ok(()));
         assert_eq!(name(""), Err(Invalid::Empty));
-        for bad in ["a b", "a(b", "a)b", "a<b", "a>b", "a=b", "a{b", "a}b", "a,b", "a\"b", "a\\b", "a;b", "a&b"] {
+        for bad in [
+            "a b", "a(b", "a)b", "a<b", "a>b", "a=b", "a{b", "a}b", "a,b", "a\"b", "a\\b", "a;b",
+            "a&b",
+        ] {
             assert_eq!(name(bad), Err(Invalid::ForbiddenChar), "{bad}");
         }
         assert_eq!(name(&"n".repeat(255)), Ok(()));
@@ -102,7 +105,11 @@ mod tests {
         assert_eq!(dimension_key("_private"), Err(Invalid::LeadingUnderscore));
         assert_eq!(dimension_key(""), Err(Invalid::Empty));
         assert_eq!(dimension_value("http://x:80/a|b"), Ok(()));
-        assert_eq!(dimension_value("a b(c)"), Ok(()), "space and parens are fine in dimensions");
+        assert_eq!(
+            dimension_value("a b(c)"),
+            Ok(()),
+            "space and parens are fine in dimensions"
+        );
         assert_eq!(dimension_value("a=b"), Err(Invalid::ForbiddenChar));
         assert_eq!(dimension_value(""), Err(Invalid::Empty));
         assert_eq!(dimension_value(&"v".repeat(256)), Err(Invalid::TooLong));

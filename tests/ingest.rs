@@ -34,7 +34,13 @@ fn script() -> Vec<Vec<u8>> {
     ];
     // Timer: 1..=100 packed in one line, plus 50 at rate 0.1 (weight 10).
     let packed: Vec<String> = (1..=100).map(|v| v.to_string()).collect();
-    d.push(format!("lat:{}|ms|#svc:api\nlat:50|ms|@0.1|#svc:api", packed.join(":")).into_bytes());
+    d.push(
+        format!(
+            "lat:{}|ms|#svc:api\nlat:50|ms|@0.1|#svc:api",
+            packed.join(":")
+        )
+        .into_bytes(),
+    );
     d
 }
 
@@ -55,13 +61,33 @@ fn every_dialect_and_type_is_printed_exactly() {
         sender.send(d).expect("send");
     }
     let want = expected_lines(&datagrams);
-    gw.wait_for("all lines counted", Duration::from_secs(20), |g| g.lines_counted() == want);
+    gw.wait_for("all lines counted", Duration::from_secs(20), |g| {
+        g.lines_counted() == want
+    });
     assert_eq!(gw.counter("statsgate_heartbeats_received_total", ""), 1);
-    assert_eq!(gw.counter("statsgate_lines_rejected_total", "reason=\"event\""), 1);
-    assert_eq!(gw.counter("statsgate_lines_rejected_total", "reason=\"missing_value\""), 1);
-    assert_eq!(gw.counter("statsgate_lines_rejected_total", "reason=\"bad_value\""), 1);
-    assert_eq!(gw.counter("statsgate_lines_rejected_total", "reason=\"unknown_type\""), 1);
-    assert_eq!(gw.counter("statsgate_lines_rejected_total", "reason=\"bad_sample_rate\""), 1);
+    assert_eq!(
+        gw.counter("statsgate_lines_rejected_total", "reason=\"event\""),
+        1
+    );
+    assert_eq!(
+        gw.counter("statsgate_lines_rejected_total", "reason=\"missing_value\""),
+        1
+    );
+    assert_eq!(
+        gw.counter("statsgate_lines_rejected_total", "reason=\"bad_value\""),
+        1
+    );
+    assert_eq!(
+        gw.counter("statsgate_lines_rejected_total", "reason=\"unknown_type\""),
+        1
+    );
+    assert_eq!(
+        gw.counter(
+            "statsgate_lines_rejected_total",
+            "reason=\"bad_sample_rate\""
+        ),
+        1
+    );
 
     let (flushes, status) = gw.stop();
     assert!(status.success(), "exit status {status:?}");
@@ -70,10 +96,25 @@ fn every_dialect_and_type_is_printed_exactly() {
     let host = [("hostname", "test-host")];
 
     assert_eq!(value(m, "page.views", &host), 6.0, "1 + 2/0.5 + 1");
-    let req = find(m, "req", &[("service", "api"), ("url", "http://x:80/a"), ("canary", "True")]).expect("req");
+    let req = find(
+        m,
+        "req",
+        &[
+            ("service", "api"),
+            ("url", "http://x:80/a"),
+            ("canary", "True"),
+        ],
+    )
+    .expect("req");
     assert_eq!(req["dimensions"]["hostname"], "test-host");
-    assert_eq!(value(m, "cpu", &[("service", "nova"), ("zone", "a|b")]), 5.0);
-    assert_eq!(value(m, "http.req", &[("service", "api"), ("code", "200")]), 3.0);
+    assert_eq!(
+        value(m, "cpu", &[("service", "nova"), ("zone", "a|b")]),
+        5.0
+    );
+    assert_eq!(
+        value(m, "http.req", &[("service", "api"), ("code", "200")]),
+        3.0
+    );
     assert_eq!(m.iter().filter(|x| x["name"] == "http.req").count(), 1);
 
     assert_eq!(value(m, "size.count", &host), 2.0);
@@ -82,19 +123,34 @@ fn every_dialect_and_type_is_printed_exactly() {
     assert_eq!(value(m, "users", &host), 3.0);
     assert_eq!(value(m, "bytes", &host), 100.0, "(400 - 100) / 3 s");
     let temp = find(m, "temp", &host).expect("temp");
-    assert_eq!((temp["value"].as_f64(), temp["timestamp"].as_u64()), (Some(21.5), Some(1_700_000_000_000)));
-    assert_eq!(value(m, "db.up", &[("hostname", "db-1"), ("zone", "a")]), 2.0);
+    assert_eq!(
+        (temp["value"].as_f64(), temp["timestamp"].as_u64()),
+        (Some(21.5), Some(1_700_000_000_000))
+    );
+    assert_eq!(
+        value(m, "db.up", &[("hostname", "db-1"), ("zone", "a")]),
+        2.0
+    );
     assert_eq!(value(m, "ok.a", &host) + value(m, "ok.b", &host), 2.0);
 
     let svc = [("svc", "api")];
     assert_eq!(value(m, "lat.count", &svc), 110.0);
     assert_eq!(value(m, "lat.sum", &svc), 5050.0 + 500.0);
-    assert_eq!((value(m, "lat.min", &svc), value(m, "lat.max", &svc)), (1.0, 100.0));
+    assert_eq!(
+        (value(m, "lat.min", &svc), value(m, "lat.max", &svc)),
+        (1.0, 100.0)
+    );
     assert!((value(m, "lat.avg", &svc) - 5550.0 / 110.0).abs() < 1e-9);
     let median = value(m, "lat.median", &svc);
-    assert!((median - 50.0).abs() <= 0.5, "median {median}: the weighted 50 dominates");
+    assert!(
+        (median - 50.0).abs() <= 0.5,
+        "median {median}: the weighted 50 dominates"
+    );
     let p95 = value(m, "lat.95percentile", &svc);
-    assert!((p95 - 95.0).abs() <= 0.95, "p95 {p95} within the histogram's 1%");
+    assert!(
+        (p95 - 95.0).abs() <= 0.95,
+        "p95 {p95} within the histogram's 1%"
+    );
 
     // Everything printed carries the interval's timestamp or its own, and passes validation.
     for metric in m {
@@ -102,8 +158,12 @@ fn every_dialect_and_type_is_printed_exactly() {
         assert!(statsgate::validate::name(name).is_ok(), "{name}");
         assert!(metric["timestamp"].as_u64().unwrap() > 1_600_000_000_000);
     }
-    let names: std::collections::BTreeSet<&str> = m.iter().filter_map(|x| x["name"].as_str()).collect();
-    assert!(!names.contains("title") && !names.contains("x") && !names.contains("y"), "{names:?}");
+    let names: std::collections::BTreeSet<&str> =
+        m.iter().filter_map(|x| x["name"].as_str()).collect();
+    assert!(
+        !names.contains("title") && !names.contains("x") && !names.contains("y"),
+        "{names:?}"
+    );
 }
 
 #[test]
@@ -114,7 +174,9 @@ fn flushes_follow_the_wall_clock_and_gauges_persist() {
     // Find the first flush holding both, then watch the next ones.
     let mut first = None;
     for _ in 0..5 {
-        let f = gw.next_flush(Duration::from_secs(3)).expect("a flush every second");
+        let f = gw
+            .next_flush(Duration::from_secs(3))
+            .expect("a flush every second");
         if find(&f, "c", &[]).is_some() {
             first = Some(f);
             break;
@@ -122,12 +184,23 @@ fn flushes_follow_the_wall_clock_and_gauges_persist() {
     }
     let first = first.expect("the counter was flushed");
     let ts = first[0]["timestamp"].as_u64().unwrap();
-    assert_eq!(ts % 1000, 0, "timestamps are interval ends, aligned to the second");
+    assert_eq!(
+        ts % 1000,
+        0,
+        "timestamps are interval ends, aligned to the second"
+    );
     assert_eq!(value(&first, "g", &[]), 5.0);
 
     let second = gw.next_flush(Duration::from_secs(3)).expect("next flush");
-    assert_eq!(value(&second, "g", &[]), 5.0, "a gauge is re-sent without updates");
-    assert!(find(&second, "c", &[]).is_none(), "a counter with no samples is not re-sent");
+    assert_eq!(
+        value(&second, "g", &[]),
+        5.0,
+        "a gauge is re-sent without updates"
+    );
+    assert!(
+        find(&second, "c", &[]).is_none(),
+        "a counter with no samples is not re-sent"
+    );
     assert_eq!(second[0]["timestamp"].as_u64().unwrap(), ts + 1000);
 
     sender.send(b"g:+2|g").expect("send");

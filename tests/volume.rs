@@ -53,9 +53,14 @@ fn a_million_counter_lines_over_1000_series_add_up_exactly() {
     for m in flushes.iter().flatten() {
         let v = m["value"].as_f64().expect("value");
         total += v;
-        *per_series.entry(m["name"].as_str().unwrap().to_owned()).or_insert(0.0) += v;
+        *per_series
+            .entry(m["name"].as_str().unwrap().to_owned())
+            .or_insert(0.0) += v;
     }
-    assert_eq!(total, LINES as f64, "printed totals add up to exactly a million");
+    assert_eq!(
+        total, LINES as f64,
+        "printed totals add up to exactly a million"
+    );
     assert_eq!(per_series.len() as u64, SERIES);
     assert!(per_series.values().all(|v| *v == (LINES / SERIES) as f64));
 }
@@ -92,7 +97,9 @@ fn garbage(noise: &mut Noise, i: u64) -> Vec<u8> {
         // Statsd punctuation soup.
         _ => {
             const SOUP: &[u8] = b":|#@,;={}'\"\n\rTc0123456789ab._-+ ";
-            (0..len % 200).map(|_| SOUP[(noise.next() % SOUP.len() as u64) as usize]).collect()
+            (0..len % 200)
+                .map(|_| SOUP[(noise.next() % SOUP.len() as u64) as usize])
+                .collect()
         }
     }
 }
@@ -121,14 +128,25 @@ fn a_hundred_thousand_garbage_datagrams_are_all_counted_and_memory_stays_flat() 
     });
     let rss_half = gw.rss_kib();
     send_paced(&gw, second_half.iter().cloned(), 1_000);
-    gw.wait_for("every line counted", Duration::from_secs(60), |g| g.lines_counted() == want_lines);
+    gw.wait_for("every line counted", Duration::from_secs(60), |g| {
+        g.lines_counted() == want_lines
+    });
 
-    assert_eq!(gw.counter("statsgate_datagrams_received_total", ""), DATAGRAMS);
-    assert_eq!(gw.counter("statsgate_heartbeats_received_total", ""), want_heartbeats);
+    assert_eq!(
+        gw.counter("statsgate_datagrams_received_total", ""),
+        DATAGRAMS
+    );
+    assert_eq!(
+        gw.counter("statsgate_heartbeats_received_total", ""),
+        want_heartbeats
+    );
     assert_eq!(gw.counter("statsgate_kernel_receive_drops_total", ""), 0);
     let rss_end = gw.rss_kib();
     // Twice the volume must not mean twice the memory: state is per interval and bounded.
-    assert!(rss_end < rss_half + 16 * 1024, "RSS grew from {rss_half} KiB to {rss_end} KiB");
+    assert!(
+        rss_end < rss_half + 16 * 1024,
+        "RSS grew from {rss_half} KiB to {rss_end} KiB"
+    );
     let (_, status) = gw.stop();
     assert!(status.success(), "no crash: {status:?}");
 }

@@ -41,14 +41,21 @@ impl<'a> SeriesKey<'a> {
             Some(i) => (&head[..i], text(&head[i + 1..]).parse().ok()),
             None => (head, None),
         };
-        SeriesKey { name: text(name), timestamp, dims }
+        SeriesKey {
+            name: text(name),
+            timestamp,
+            dims,
+        }
     }
 
     /// The dimensions in key order (sorted by key).
     pub fn dims(&self) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
         self.dims.split(|&b| b == DIM_MARK).skip(1).map(|pair| {
             let i = memchr::memchr(VALUE_MARK, pair).unwrap_or(pair.len());
-            (text(&pair[..i]), text(pair.get(i + 1..).unwrap_or_default()))
+            (
+                text(&pair[..i]),
+                text(pair.get(i + 1..).unwrap_or_default()),
+            )
         })
     }
 }
@@ -60,7 +67,10 @@ fn text(b: &[u8]) -> &str {
 
 /// Decimal digits of `n` without allocating.
 fn itoa_buf(n: u64) -> Digits {
-    let mut d = Digits { buf: [0; 20], start: 20 };
+    let mut d = Digits {
+        buf: [0; 20],
+        start: 20,
+    };
     let mut n = n;
     loop {
         d.start -= 1;
@@ -90,7 +100,12 @@ mod tests {
     #[test]
     fn round_trip() {
         let mut buf = Vec::new();
-        encode(&mut buf, "http.req", Some(1_700_000_000), &[("a", "x:y"), ("b", "é")]);
+        encode(
+            &mut buf,
+            "http.req",
+            Some(1_700_000_000),
+            &[("a", "x:y"), ("b", "é")],
+        );
         let k = SeriesKey::decode(&buf);
         assert_eq!((k.name, k.timestamp), ("http.req", Some(1_700_000_000)));
         assert_eq!(k.dims().collect::<Vec<_>>(), vec![("a", "x:y"), ("b", "é")]);

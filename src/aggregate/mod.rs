@@ -71,7 +71,11 @@ pub struct Shard {
 impl Shard {
     /// Live series in this shard.
     pub fn series(&self) -> usize {
-        self.counters.len() + self.gauges.len() + self.timers.len() + self.sets.len() + self.rates.len()
+        self.counters.len()
+            + self.gauges.len()
+            + self.timers.len()
+            + self.sets.len()
+            + self.rates.len()
     }
 
     /// Folds `other` (a later or concurrent shard) into `self`.
@@ -118,9 +122,14 @@ impl Aggregator {
     }
 
     /// Applies one parsed line; `now_ms` times `r` samples that carry no `|T`.
+    #[inline]
     pub fn add(&mut self, shard: &mut Shard, line: &Line<'_>, now_ms: u64) -> Result<(), Reject> {
         // A rate's `|T` times its sample; for every other type it makes a point of its own.
-        let timestamp = if line.kind == Kind::Rate { None } else { line.timestamp };
+        let timestamp = if line.kind == Kind::Rate {
+            None
+        } else {
+            line.timestamp
+        };
         let key: &[u8] = if line.dims.is_empty() && timestamp.is_none() {
             line.name.as_bytes()
         } else {
@@ -181,7 +190,11 @@ impl Aggregator {
         let mut kept: ArrayVec<(&str, &str), MAX_KEY_DIMENSIONS> = ArrayVec::new();
         for (i, &(k, v)) in dims.iter().enumerate() {
             let overridden = dims.get(i + 1).is_some_and(|next| next.0 == k);
-            let is_default = self.settings.default_dimensions.iter().any(|(dk, dv)| dk == k && dv == v);
+            let is_default = self
+                .settings
+                .default_dimensions
+                .iter()
+                .any(|(dk, dv)| dk == k && dv == v);
             if !overridden && !is_default {
                 kept.push((k, v));
             }
@@ -202,7 +215,12 @@ fn insertion_sort_by_key(v: &mut [(&str, &str)]) {
 }
 
 /// The series' state, created if `room` allows one more series.
-fn slot<'m, V>(map: &'m mut SeriesMap<V>, key: &[u8], room: usize, new: impl FnOnce() -> V) -> Result<&'m mut V, Reject> {
+fn slot<'m, V>(
+    map: &'m mut SeriesMap<V>,
+    key: &[u8],
+    room: usize,
+    new: impl FnOnce() -> V,
+) -> Result<&'m mut V, Reject> {
     match map.entry_ref(key) {
         EntryRef::Occupied(e) => Ok(e.into_mut()),
         EntryRef::Vacant(e) => {

@@ -72,7 +72,13 @@ impl Timer {
             // Precision is validated to 1..=5 at config load; 2 is the documented default.
             Histogram::new(2).unwrap_or_else(|_| unreachable!("2 significant digits is valid"))
         });
-        Timer { count: 0.0, sum: 0.0, min: f64::INFINITY, max: f64::NEG_INFINITY, hist }
+        Timer {
+            count: 0.0,
+            sum: 0.0,
+            min: f64::INFINITY,
+            max: f64::NEG_INFINITY,
+            hist,
+        }
     }
 
     pub fn record(&mut self, value: f64, sample_rate: f64) {
@@ -81,7 +87,9 @@ impl Timer {
         self.sum += value * weight;
         self.min = self.min.min(value);
         self.max = self.max.max(value);
-        let scaled = (value * TIMER_VALUE_SCALE).clamp(0.0, TIMER_MAX_SCALED).round() as u64;
+        let scaled = (value * TIMER_VALUE_SCALE)
+            .clamp(0.0, TIMER_MAX_SCALED)
+            .round() as u64;
         let times = (TIMER_WEIGHT_SCALE * weight).round().max(1.0) as u64;
         // Auto-resizing histogram with a clamped value: recording cannot fail.
         let _ = self.hist.record_n(scaled, times);
@@ -136,7 +144,10 @@ pub struct RateSamples {
 
 impl RateSamples {
     pub fn new(at_ms: u64, v: f64) -> Self {
-        RateSamples { first: (at_ms, v), last: (at_ms, v) }
+        RateSamples {
+            first: (at_ms, v),
+            last: (at_ms, v),
+        }
     }
 
     pub fn record(&mut self, at_ms: u64, v: f64) {
@@ -166,10 +177,19 @@ mod tests {
         g.apply_set(3.0);
         g.apply_delta(-1.0);
         assert_eq!(g.resolve(Some(10.0)), 2.0);
-        let mut a = GaugeUpdate { set: Some(1.0), delta: 0.0 };
-        a.merge(GaugeUpdate { set: None, delta: 2.0 });
+        let mut a = GaugeUpdate {
+            set: Some(1.0),
+            delta: 0.0,
+        };
+        a.merge(GaugeUpdate {
+            set: None,
+            delta: 2.0,
+        });
         assert_eq!(a.resolve(None), 3.0);
-        a.merge(GaugeUpdate { set: Some(7.0), delta: 0.0 });
+        a.merge(GaugeUpdate {
+            set: Some(7.0),
+            delta: 0.0,
+        });
         assert_eq!(a.resolve(None), 7.0);
     }
 
@@ -190,7 +210,10 @@ mod tests {
         w.record(10.0, 0.1);
         w.record(20.0, 1.0);
         assert_eq!((w.count, w.sum), (11.0, 120.0));
-        assert!((w.quantile(0.5) - 10.0).abs() < 0.1, "the heavy sample is the median");
+        assert!(
+            (w.quantile(0.5) - 10.0).abs() < 0.1,
+            "the heavy sample is the median"
+        );
     }
 
     #[test]

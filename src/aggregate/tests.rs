@@ -4,15 +4,24 @@ use crate::parse::{Limits, parse_line};
 fn feed(agg: &mut Aggregator, shard: &mut Shard, lines: &[&str]) -> Vec<Result<(), Reject>> {
     lines
         .iter()
-        .map(|l| parse_line(l.as_bytes(), &Limits::default()).and_then(|line| agg.add(shard, &line, 5_000)))
+        .map(|l| {
+            parse_line(l.as_bytes(), &Limits::default())
+                .and_then(|line| agg.add(shard, &line, 5_000))
+        })
         .collect()
 }
 
-fn key_of(shard_map_keys: impl Iterator<Item = Vec<u8>>) -> Vec<(String, Option<u64>, Vec<(String, String)>)> {
+/// A decoded key: name, `|T`, dimensions.
+type Decoded = (String, Option<u64>, Vec<(String, String)>);
+
+fn key_of(shard_map_keys: impl Iterator<Item = Vec<u8>>) -> Vec<Decoded> {
     let mut v: Vec<_> = shard_map_keys
         .map(|k| {
             let d = SeriesKey::decode(&k);
-            let dims = d.dims().map(|(a, b)| (a.to_owned(), b.to_owned())).collect();
+            let dims = d
+                .dims()
+                .map(|(a, b)| (a.to_owned(), b.to_owned()))
+                .collect();
             (d.name.to_owned(), d.timestamp, dims)
         })
         .collect();
@@ -24,8 +33,15 @@ fn key_of(shard_map_keys: impl Iterator<Item = Vec<u8>>) -> Vec<(String, Option<
 fn counters_weight_by_sample_rate() {
     let mut agg = Aggregator::new(Settings::default());
     let mut shard = Shard::default();
-    feed(&mut agg, &mut shard, &["hits:1|c", "hits:2|c|@0.5", "hits:1:1|c|@0.25"]);
-    assert_eq!(shard.counters.get(&b"hits"[..]).map(|c| c.sum), Some(1.0 + 4.0 + 8.0));
+    feed(
+        &mut agg,
+        &mut shard,
+        &["hits:1|c", "hits:2|c|@0.5", "hits:1:1|c|@0.25"],
+    );
+    assert_eq!(
+        shard.counters.get(&b"hits"[..]).map(|c| c.sum),
+        Some(1.0 + 4.0 + 8.0)
+    );
 }
 
 #[test]
@@ -35,11 +51,19 @@ fn dimension_order_and_dialect_do_not_split_a_series() {
     feed(
         &mut agg,
         &mut shard,
-        &["r:1|c|#b:2,a:1", "r,a=1,b=2:1|c", "r;b=2;a=1:1|c", "r:1|c|#{'a': '1', 'b': '2'}"],
+        &[
+            "r:1|c|#b:2,a:1",
+            "r,a=1,b=2:1|c",
+            "r;b=2;a=1:1|c",
+            "r:1|c|#{'a': '1', 'b': '2'}",
+        ],
     );
     assert_eq!(shard.counters.len(), 1);
     let keys = key_of(shard.counters.keys().map(|k| k.to_vec()));
-    assert_eq!(keys[0].2, vec![("a".into(), "1".into()), ("b".into(), "2".into())]);
+    assert_eq!(
+        keys[0].2,
+        vec![("a".into(), "1".into()), ("b".into(), "2".into())]
+    );
     assert_eq!(shard.counters.values().next().map(|c| c.sum), Some(4.0));
 }
 
@@ -54,10 +78,17 @@ fn duplicate_dimension_keys_keep_the_last_value() {
 
 #[test]
 fn a_dimension_equal_to_a_default_is_the_same_series() {
-    let settings = Settings { default_dimensions: vec![("hostname".into(), "gw".into())], ..Settings::default() };
+    let settings = Settings {
+        default_dimensions: vec![("hostname".into(), "gw".into())],
+        ..Settings::default()
+    };
     let mut agg = Aggregator::new(settings);
     let mut shard = Shard::default();
-    feed(&mut agg, &mut shard, &["r:1|c", "r:1|c|#hostname:gw", "r:1|c|#hostname:other"]);
+    feed(
+        &mut agg,
+        &mut shard,
+        &["r:1|c", "r:1|c|#hostname:gw", "r:1|c|#hostname:other"],
+    );
     assert_eq!(shard.counters.get(&b"r"[..]).map(|c| c.sum), Some(2.0));
     assert_eq!(shard.counters.len(), 2);
 }
@@ -66,7 +97,11 @@ fn a_dimension_equal_to_a_default_is_the_same_series() {
 fn timestamped_lines_are_their_own_series() {
     let mut agg = Aggregator::new(Settings::default());
     let mut shard = Shard::default();
-    feed(&mut agg, &mut shard, &["g:1|g|T1700000000", "g:2|g|T1700000010", "g:3|g"]);
+    feed(
+        &mut agg,
+        &mut shard,
+        &["g:1|g|T1700000000", "g:2|g|T1700000010", "g:3|g"],
+    );
     let keys = key_of(shard.gauges.keys().map(|k| k.to_vec()));
     let stamps: Vec<_> = keys.iter().map(|k| k.1).collect();
     assert_eq!(stamps, vec![None, Some(1_700_000_000), Some(1_700_000_010)]);
@@ -74,20 +109,37 @@ fn timestamped_lines_are_their_own_series() {
 
 #[test]
 fn series_limit_refuses_new_series_only() {
-    let settings = Settings { max_series_per_shard: 2, ..Settings::default() };
+    let settings = Settings {
+        max_series_per_shard: 2,
+        ..Settings::default()
+    };
     let mut agg = Aggregator::new(settings);
     let mut shard = Shard::default();
-    let got = feed(&mut agg, &mut shard, &["a:1|c", "b:1|g", "c:1|ms", "a:1|c", "b:+1|g"]);
-    assert_eq!(got, vec![Ok(()), Ok(()), Err(Reject::SeriesLimit), Ok(()), Ok(())]);
+    let got = feed(
+        &mut agg,
+        &mut shard,
+        &["a:1|c", "b:1|g", "c:1|ms", "a:1|c", "b:+1|g"],
+    );
+    assert_eq!(
+        got,
+        vec![Ok(()), Ok(()), Err(Reject::SeriesLimit), Ok(()), Ok(())]
+    );
     assert_eq!(shard.series(), 2);
 }
 
 #[test]
 fn sets_count_distinct_members_and_merge_across_shards() {
-    let mut agg = Aggregator::new(Settings { max_set_members: 3, ..Settings::default() });
+    let mut agg = Aggregator::new(Settings {
+        max_set_members: 3,
+        ..Settings::default()
+    });
     let (mut a, mut b) = (Shard::default(), Shard::default());
     feed(&mut agg, &mut a, &["u:alice|s", "u:bob|s", "u:alice|s"]);
-    let got = feed(&mut agg, &mut b, &["u:bob|s", "u:carol|s", "u:dave|s", "u:erin|s"]);
+    let got = feed(
+        &mut agg,
+        &mut b,
+        &["u:bob|s", "u:carol|s", "u:dave|s", "u:erin|s"],
+    );
     assert_eq!(got[3], Err(Reject::SetMemberLimit));
     a.merge(b);
     assert_eq!(a.sets.get(&b"u"[..]).map(|s| s.members.len()), Some(4));
@@ -97,12 +149,22 @@ fn sets_count_distinct_members_and_merge_across_shards() {
 fn rates_use_line_timestamps_as_sample_times() {
     let mut agg = Aggregator::new(Settings::default());
     let mut shard = Shard::default();
-    feed(&mut agg, &mut shard, &["bytes:100|r|T1700000000", "bytes:400|r|T1700000003"]);
+    feed(
+        &mut agg,
+        &mut shard,
+        &["bytes:100|r|T1700000000", "bytes:400|r|T1700000003"],
+    );
     feed(&mut agg, &mut shard, &["rx:1:2|r"]);
     let bytes = shard.rates.get(&b"bytes"[..]).copied();
-    assert_eq!(bytes.map(|r| (r.first, r.last)), Some(((1_700_000_000_000, 100.0), (1_700_000_003_000, 400.0))));
+    assert_eq!(
+        bytes.map(|r| (r.first, r.last)),
+        Some(((1_700_000_000_000, 100.0), (1_700_000_003_000, 400.0)))
+    );
     let rx = shard.rates.get(&b"rx"[..]).copied();
-    assert_eq!(rx.map(|r| (r.first, r.last)), Some(((5_000, 1.0), (5_000, 2.0))));
+    assert_eq!(
+        rx.map(|r| (r.first, r.last)),
+        Some(((5_000, 1.0), (5_000, 2.0)))
+    );
     assert_eq!(shard.rates.len(), 2, "|T does not split a rate series");
 }
 
@@ -111,7 +173,13 @@ fn gauges_follow_sets_and_deltas() {
     let mut agg = Aggregator::new(Settings::default());
     let mut shard = Shard::default();
     feed(&mut agg, &mut shard, &["q:+5|g", "q:-2|g"]);
-    assert_eq!(shard.gauges.get(&b"q"[..]).map(|g| g.resolve(Some(10.0))), Some(13.0));
+    assert_eq!(
+        shard.gauges.get(&b"q"[..]).map(|g| g.resolve(Some(10.0))),
+        Some(13.0)
+    );
     feed(&mut agg, &mut shard, &["q:1|g", "q:+1|g"]);
-    assert_eq!(shard.gauges.get(&b"q"[..]).map(|g| g.resolve(Some(10.0))), Some(2.0));
+    assert_eq!(
+        shard.gauges.get(&b"q"[..]).map(|g| g.resolve(Some(10.0))),
+        Some(2.0)
+    );
 }

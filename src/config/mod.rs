@@ -70,8 +70,8 @@ pub struct AggregateConfig {
     pub percentiles: Vec<f64>,
     /// HDR histogram precision in significant decimal digits, 1–5. Default `2` (1% error).
     pub histogram_precision: u8,
-    /// Distinct members counted per set series per interval; beyond it members are dropped
-    /// and counted (`set_member_limit`). Default `10000`.
+    /// Distinct members counted per set series per interval and reader thread; beyond it
+    /// members are dropped and counted (`set_member_limit`). Default `10000`.
     pub max_set_members: usize,
     /// Live series per interval, over all readers; new series beyond it are refused and
     /// counted (`series_limit`). Default `1000000`.

@@ -55,7 +55,9 @@ pub struct Flusher {
 }
 
 pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// The first multiple of `interval_ms` after `t`.
@@ -110,18 +112,25 @@ impl Flusher {
         let mut merged = Shard::default();
         for shard in &self.shards {
             let taken = {
-                let mut guard = shard.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                let mut guard = shard
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
                 std::mem::take(&mut *guard)
             };
             merged.merge(taken);
         }
         // The first interval after start and the last before exit are partial.
-        let interval_secs = (timestamp_ms.saturating_sub(self.interval_start_ms) as f64 / 1000.0).max(0.001);
+        let interval_secs =
+            (timestamp_ms.saturating_sub(self.interval_start_ms) as f64 / 1000.0).max(0.001);
         self.interval_start_ms = timestamp_ms;
 
         let mut e = Emitter::new(Arc::clone(&self.settings.default_dimensions), timestamp_ms);
         for (key, c) in &merged.counters {
-            let value = if self.settings.counters_as_rate { c.sum / interval_secs } else { c.sum };
+            let value = if self.settings.counters_as_rate {
+                c.sum / interval_secs
+            } else {
+                c.sum
+            };
             e.emit(&SeriesKey::decode(key), "", value);
         }
         for (key, t) in &merged.timers {
@@ -159,7 +168,12 @@ impl Flusher {
 
     /// Applies this interval's updates to the persisted gauges, emits every live gauge and
     /// frees the idle ones. `|T` gauges are points in time and do not persist.
-    fn emit_gauges(&mut self, e: &mut Emitter, updates: HashMap<Vec<u8>, crate::aggregate::GaugeUpdate>, now: u64) {
+    fn emit_gauges(
+        &mut self,
+        e: &mut Emitter,
+        updates: HashMap<Vec<u8>, crate::aggregate::GaugeUpdate>,
+        now: u64,
+    ) {
         for (key, update) in updates {
             let decoded = SeriesKey::decode(&key);
             if decoded.timestamp.is_some() {
@@ -167,12 +181,22 @@ impl Flusher {
                 continue;
             }
             let previous = self.gauges.get(&key).map(|g| g.value);
-            self.gauges.insert(key, PersistedGauge { value: update.resolve(previous), updated_ms: now });
+            self.gauges.insert(
+                key,
+                PersistedGauge {
+                    value: update.resolve(previous),
+                    updated_ms: now,
+                },
+            );
         }
         let expiry = self.settings.idle_expiry.as_millis() as u64;
         let before = self.gauges.len();
-        self.gauges.retain(|_, g| now.saturating_sub(g.updated_ms) <= expiry);
-        self.telemetry.flush.series_expired.add((before - self.gauges.len()) as u64);
+        self.gauges
+            .retain(|_, g| now.saturating_sub(g.updated_ms) <= expiry);
+        self.telemetry
+            .flush
+            .series_expired
+            .add((before - self.gauges.len()) as u64);
         for (key, g) in &self.gauges {
             e.emit(&SeriesKey::decode(key), "", g.value);
         }
@@ -180,7 +204,12 @@ impl Flusher {
 
     /// Rate = (last − first) / Δt in seconds, where `first` is the previous interval's last
     /// sample when there is one (as monasca-agent does), so one sample per interval suffices.
-    fn emit_rates(&mut self, e: &mut Emitter, rates: HashMap<Vec<u8>, crate::aggregate::RateSamples>, now: u64) {
+    fn emit_rates(
+        &mut self,
+        e: &mut Emitter,
+        rates: HashMap<Vec<u8>, crate::aggregate::RateSamples>,
+        now: u64,
+    ) {
         for (key, r) in rates {
             // Rate keys never carry `|T` (it times the samples instead), so every one persists.
             let start = match self.rate_bases.get(&key) {
@@ -191,12 +220,22 @@ impl Flusher {
                 let secs = (r.last.0 - start.0) as f64 / 1000.0;
                 e.emit(&SeriesKey::decode(&key), "", (r.last.1 - start.1) / secs);
             }
-            self.rate_bases.insert(key, RateBase { sample: r.last, updated_ms: now });
+            self.rate_bases.insert(
+                key,
+                RateBase {
+                    sample: r.last,
+                    updated_ms: now,
+                },
+            );
         }
         let expiry = self.settings.idle_expiry.as_millis() as u64;
         let before = self.rate_bases.len();
-        self.rate_bases.retain(|_, b| now.saturating_sub(b.updated_ms) <= expiry);
-        self.telemetry.flush.series_expired.add((before - self.rate_bases.len()) as u64);
+        self.rate_bases
+            .retain(|_, b| now.saturating_sub(b.updated_ms) <= expiry);
+        self.telemetry
+            .flush
+            .series_expired
+            .add((before - self.rate_bases.len()) as u64);
     }
 }
 

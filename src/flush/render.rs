@@ -39,7 +39,10 @@ impl TimerOutput {
                     TimerAggregate::Avg => ("avg", TimerStat::Avg),
                     TimerAggregate::Median => ("median", TimerStat::Quantile(0.5)),
                 };
-                TimerOutput { suffix: format!(".{suffix}"), stat }
+                TimerOutput {
+                    suffix: format!(".{suffix}"),
+                    stat,
+                }
             })
             .collect();
         out.extend(percentiles.iter().map(|&q| TimerOutput {
@@ -77,7 +80,12 @@ pub struct Emitter {
 
 impl Emitter {
     pub fn new(default_dimensions: std::sync::Arc<[(String, String)]>, timestamp_ms: u64) -> Self {
-        Emitter { default_dimensions, timestamp_ms, metrics: Vec::new(), dropped: [0; EmitDrop::COUNT] }
+        Emitter {
+            default_dimensions,
+            timestamp_ms,
+            metrics: Vec::new(),
+            dropped: [0; EmitDrop::COUNT],
+        }
     }
 
     /// Emits `key`'s name + `suffix` = `value`; the key's `|T` wins over the flush time.
@@ -86,18 +94,31 @@ impl Emitter {
             self.dropped[EmitDrop::NonFiniteValue as usize] += 1;
             return;
         }
-        let name = if suffix.is_empty() { key.name.to_owned() } else { format!("{}{suffix}", key.name) };
+        let name = if suffix.is_empty() {
+            key.name.to_owned()
+        } else {
+            format!("{}{suffix}", key.name)
+        };
         // The base name passed at ingest; only a suffix can push it over the limit.
         if validate::name(&name).is_err() {
             self.dropped[EmitDrop::NameTooLong as usize] += 1;
             return;
         }
-        let mut dimensions: BTreeMap<String, String> = self.default_dimensions.iter().cloned().collect();
+        let mut dimensions: BTreeMap<String, String> =
+            self.default_dimensions.iter().cloned().collect();
         for (k, v) in key.dims() {
             dimensions.insert(k.to_owned(), v.to_owned());
         }
-        let timestamp = key.timestamp.map_or(self.timestamp_ms, |t| t.saturating_mul(1000));
-        self.metrics.push(Metric { name, dimensions, timestamp, value, value_meta: None });
+        let timestamp = key
+            .timestamp
+            .map_or(self.timestamp_ms, |t| t.saturating_mul(1000));
+        self.metrics.push(Metric {
+            name,
+            dimensions,
+            timestamp,
+            value,
+            value_meta: None,
+        });
     }
 }
 
@@ -111,11 +132,17 @@ mod tests {
         assert_eq!(percentile_label(0.5), "50");
         assert_eq!(percentile_label(0.999), "99_9");
         assert_eq!(percentile_label(0.9999), "99_99");
-        let names: Vec<_> = TimerOutput::list(&[TimerAggregate::Count, TimerAggregate::Median], &[0.9, 0.99])
-            .into_iter()
-            .map(|o| o.suffix)
-            .collect();
-        assert_eq!(names, [".count", ".median", ".90percentile", ".99percentile"]);
+        let names: Vec<_> = TimerOutput::list(
+            &[TimerAggregate::Count, TimerAggregate::Median],
+            &[0.9, 0.99],
+        )
+        .into_iter()
+        .map(|o| o.suffix)
+        .collect();
+        assert_eq!(
+            names,
+            [".count", ".median", ".90percentile", ".99percentile"]
+        );
     }
 
     #[test]

@@ -14,7 +14,9 @@ struct Rig {
 
 fn rig(counters_as_rate: bool, idle_expiry_s: u64) -> Rig {
     let defaults = vec![("hostname".to_owned(), "gw".to_owned())];
-    let shards: Vec<_> = (0..2).map(|_| Arc::new(Mutex::new(Shard::default()))).collect();
+    let shards: Vec<_> = (0..2)
+        .map(|_| Arc::new(Mutex::new(Shard::default())))
+        .collect();
     let sink = MemorySink::default();
     let out = Arc::clone(&sink.flushes);
     let settings = FlushSettings {
@@ -22,15 +24,35 @@ fn rig(counters_as_rate: bool, idle_expiry_s: u64) -> Rig {
         idle_expiry: Duration::from_secs(idle_expiry_s),
         counters_as_rate,
         timer_outputs: TimerOutput::list(
-            &[TimerAggregate::Count, TimerAggregate::Sum, TimerAggregate::Min, TimerAggregate::Max, TimerAggregate::Avg, TimerAggregate::Median],
+            &[
+                TimerAggregate::Count,
+                TimerAggregate::Sum,
+                TimerAggregate::Min,
+                TimerAggregate::Max,
+                TimerAggregate::Avg,
+                TimerAggregate::Median,
+            ],
             &[0.95],
         ),
         default_dimensions: defaults.clone().into(),
     };
-    let mut flusher = Flusher::new(shards.clone(), settings, Arc::new(Telemetry::new(2)), Box::new(sink));
+    let mut flusher = Flusher::new(
+        shards.clone(),
+        settings,
+        Arc::new(Telemetry::new(2)),
+        Box::new(sink),
+    );
     flusher.interval_start_ms = 1_000_000;
-    let agg = Aggregator::new(Settings { default_dimensions: defaults, ..Settings::default() });
-    Rig { flusher, shards, agg, out }
+    let agg = Aggregator::new(Settings {
+        default_dimensions: defaults,
+        ..Settings::default()
+    });
+    Rig {
+        flusher,
+        shards,
+        agg,
+        out,
+    }
 }
 
 impl Rig {
@@ -58,12 +80,21 @@ fn counters_sum_across_shards_with_default_dimensions() {
     r.send(0, &["hits:1|c", "hits:1|c|@0.5"], 0);
     r.send(1, &["hits:3|c", "hits:1|c|#hostname:web"], 0);
     let m = r.flush(1_010_000);
-    let gw: Vec<_> = m.iter().filter(|m| m.dimensions["hostname"] == "gw").collect();
+    let gw: Vec<_> = m
+        .iter()
+        .filter(|m| m.dimensions["hostname"] == "gw")
+        .collect();
     assert_eq!(gw.len(), 1);
     assert_eq!((gw[0].value, gw[0].timestamp), (6.0, 1_010_000));
-    let web = m.iter().find(|m| m.dimensions["hostname"] == "web").unwrap();
+    let web = m
+        .iter()
+        .find(|m| m.dimensions["hostname"] == "web")
+        .unwrap();
     assert_eq!(web.value, 1.0);
-    assert!(r.flush(1_020_000).is_empty(), "counters are not re-sent once emitted");
+    assert!(
+        r.flush(1_020_000).is_empty(),
+        "counters are not re-sent once emitted"
+    );
 }
 
 #[test]
@@ -80,9 +111,17 @@ fn gauges_persist_apply_deltas_and_expire() {
     assert_eq!(value(&r.flush(1_010_000), "q"), Some(10.0));
     r.send(1, &["q:+5|g", "q:-1|g"], 0);
     assert_eq!(value(&r.flush(1_020_000), "q"), Some(14.0));
-    assert_eq!(value(&r.flush(1_030_000), "q"), Some(14.0), "unchanged gauges are re-sent");
+    assert_eq!(
+        value(&r.flush(1_030_000), "q"),
+        Some(14.0),
+        "unchanged gauges are re-sent"
+    );
     assert_eq!(value(&r.flush(1_040_000), "q"), Some(14.0));
-    assert_eq!(value(&r.flush(1_050_000), "q"), None, "idle past expiry: freed");
+    assert_eq!(
+        value(&r.flush(1_050_000), "q"),
+        None,
+        "idle past expiry: freed"
+    );
     assert_eq!(r.flusher.telemetry.flush.series_expired.get(), 1);
 }
 
@@ -102,7 +141,10 @@ fn timers_emit_every_configured_aggregate() {
     let p95 = value(&m, "lat.95percentile").unwrap();
     assert!((p95 - 95.0).abs() <= 0.95 + 1e-9, "p95 {p95} within 1%");
     let median = value(&m, "lat.median").unwrap();
-    assert!((median - 50.0).abs() <= 0.5 + 1e-9, "median {median} within 1%");
+    assert!(
+        (median - 50.0).abs() <= 0.5 + 1e-9,
+        "median {median} within 1%"
+    );
 }
 
 #[test]
@@ -117,7 +159,11 @@ fn sets_count_distinct_members() {
 fn rates_span_the_previous_sample() {
     let mut r = rig(false, 300);
     r.send(0, &["rx:100|r"], 1_001_000);
-    assert_eq!(value(&r.flush(1_010_000), "rx"), None, "one sample ever: no rate yet");
+    assert_eq!(
+        value(&r.flush(1_010_000), "rx"),
+        None,
+        "one sample ever: no rate yet"
+    );
     r.send(0, &["rx:300|r"], 1_011_000);
     assert_eq!(value(&r.flush(1_020_000), "rx"), Some(20.0));
     r.send(1, &["rx:400|r", "rx:600|r"], 1_021_000);
@@ -131,7 +177,10 @@ fn line_timestamps_become_metric_timestamps() {
     r.send(0, &["g:5|g|T1700000000", "c:1|c|T1700000000"], 0);
     let m = r.flush(1_010_000);
     assert!(m.iter().all(|m| m.timestamp == 1_700_000_000_000), "{m:?}");
-    assert!(value(&r.flush(1_020_000), "g").is_none(), "a |T gauge is a point, not persisted");
+    assert!(
+        value(&r.flush(1_020_000), "g").is_none(),
+        "a |T gauge is a point, not persisted"
+    );
 }
 
 #[test]
@@ -141,5 +190,8 @@ fn timestamped_rate_samples_form_one_rate() {
     r.send(1, &["b:400|r|T1700000003"], 0);
     let m = r.flush(1_010_000);
     assert_eq!(value(&m, "b"), Some(100.0));
-    assert_eq!(m[0].timestamp, 1_010_000, "a rate is stamped with its interval");
+    assert_eq!(
+        m[0].timestamp, 1_010_000,
+        "a rate is stamped with its interval"
+    );
 }

@@ -198,7 +198,10 @@ impl<'a> Cursor<'a> {
         }
     }
     fn quoted(&mut self) -> Result<&'a str, Reject> {
-        let q = self.peek().filter(|c| *c == b'\'' || *c == b'"').ok_or(Reject::BadDimension)?;
+        let q = self
+            .peek()
+            .filter(|c| *c == b'\'' || *c == b'"')
+            .ok_or(Reject::BadDimension)?;
         let start = self.pos + 1;
         let rest = &self.s.as_bytes()[start..];
         let len = memchr::memchr(q, rest).ok_or(Reject::BadDimension)?;
@@ -233,7 +236,9 @@ mod tests {
     }
 
     fn owned(p: &[(&str, &str)]) -> Vec<(String, String)> {
-        p.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        p.iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
     }
 
     #[test]
@@ -243,7 +248,10 @@ mod tests {
             ..Dims::default()
         };
         assert_eq!(d.validate(32), Ok(3));
-        assert_eq!(pairs(&d), owned(&[("service", "api"), ("zone", "a|b"), ("n", "5")]));
+        assert_eq!(
+            pairs(&d),
+            owned(&[("service", "api"), ("zone", "a|b"), ("n", "5")])
+        );
     }
 
     #[test]
@@ -256,7 +264,10 @@ mod tests {
             "{a: 'b'}",
             "{'a': 'b'} x",
         ] {
-            let d = Dims { tags: TagBlock::MonascaDict(bad), ..Dims::default() };
+            let d = Dims {
+                tags: TagBlock::MonascaDict(bad),
+                ..Dims::default()
+            };
             assert_eq!(d.validate(32), Err(Reject::BadDimension), "{bad}");
         }
         assert_eq!(dict_len("{'a': '}'}|c"), Some(10));
@@ -265,7 +276,10 @@ mod tests {
 
     #[test]
     fn too_many_dimensions_is_its_own_reason() {
-        let d = Dims { tags: TagBlock::DogStatsd("a:1,b:2,c:3"), ..Dims::default() };
+        let d = Dims {
+            tags: TagBlock::DogStatsd("a:1,b:2,c:3"),
+            ..Dims::default()
+        };
         assert_eq!(d.validate(2), Err(Reject::TooManyDimensions));
         assert_eq!(d.validate(3), Ok(3));
     }

@@ -86,12 +86,18 @@ pub struct Values<'a> {
     raw: &'a str,
     /// The first value, parsed once at validation (numeric kinds only).
     first: f64,
+    /// The packed values after the first (`2:3` of `1:2:3`); empty for one value.
+    rest: &'a str,
 }
 
 impl<'a> Values<'a> {
     /// The numeric samples (not for sets). Validated at parse, so nothing is skipped.
+    #[inline]
     pub fn numbers(&self) -> impl Iterator<Item = f64> + 'a {
-        let packed = self.raw.split(':').skip(1);
+        let packed = (!self.rest.is_empty())
+            .then(|| self.rest.split(':'))
+            .into_iter()
+            .flatten();
         std::iter::once(self.first).chain(packed.map(|s| parse_number(s).unwrap_or(0.0)))
     }
 
@@ -99,7 +105,11 @@ impl<'a> Values<'a> {
     pub fn gauge_ops(&self) -> impl Iterator<Item = GaugeOp> + 'a {
         self.raw.split(':').map(|s| {
             let v = parse_number(s).unwrap_or(0.0);
-            if s.starts_with(['+', '-']) { GaugeOp::Delta(v) } else { GaugeOp::Set(v) }
+            if s.starts_with(['+', '-']) {
+                GaugeOp::Delta(v)
+            } else {
+                GaugeOp::Set(v)
+            }
         })
     }
 
@@ -135,7 +145,10 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_line: 8192, max_dimensions: 32 }
+        Self {
+            max_line: 8192,
+            max_dimensions: 32,
+        }
     }
 }
 
@@ -153,6 +166,7 @@ pub fn lines(datagram: &[u8]) -> impl Iterator<Item = &[u8]> {
 }
 
 /// Parse one line (without its newline).
+#[inline]
 pub fn parse_line<'a>(line: &'a [u8], limits: &Limits) -> Result<Line<'a>, Reject> {
     if line.len() > limits.max_line {
         return Err(Reject::LineTooLong);
@@ -165,44 +179,113 @@ pub fn parse_line<'a>(line: &'a [u8], limits: &Limits) -> Result<Line<'a>, Rejec
         return parse_service_check(rest, limits);
     }
 
-    let colon = memchr::memchr(b':', line.as_bytes()).ok_or(Reject::MissingValue)?;
-    let (name, dims) = split_name(&line[..colon])?;
+    let head = scan_head(line.as_bytes());
+    let colon = head.colon.ok_or(Reject::MissingValue)?;
+    let (name, dims) = split_name(&line[..colon], head)?;
     let rest = &line[colon + 1..];
-    let bar = memchr::memchr(b'|', rest.as_bytes()).ok_or(Reject::MissingType)?;
+    let bar = find(rest.as_bytes(), b'|').ok_or(Reject::MissingType)?;
     let raw_values = &rest[..bar];
-    let mut fields = Fields { s: &rest[bar + 1..] };
+    let mut fields = Fields {
+        s: &rest[bar + 1..],
+    };
     let kind = Kind::from_code(fields.next_plain())?;
 
-    let mut line = Line {
-        name,
-        kind,
-        values: Values { raw: raw_values, first: 0.0 },
-        sample_rate: 1.0,
-        dims,
-        timestamp: None,
-    };
+    let mut sample_rate = 1.0;
+    let mut dims = dims;
+    let mut timestamp = None;
     while let Some(field) = fields.next()? {
         match field {
-            Field::SampleRate(r) => line.sample_rate = parse_sample_rate(r)?,
+            Field::SampleRate(r) => sample_rate = parse_sample_rate(r)?,
             Field::Tags(tags) => {
-                if line.dims.tags != TagBlock::None {
+                if dims.tags != TagBlock::None {
                     return Err(Reject::BadDimension);
                 }
-                line.dims.tags = tags;
+                dims.tags = tags;
             }
-            Field::Timestamp(t) => line.timestamp = Some(parse_timestamp(t, Reject::BadTimestamp)?),
+            Field::Timestamp(t) => timestamp = Some(parse_timestamp(t, Reject::BadTimestamp)?),
             Field::Other => {}
         }
     }
-    line.values = validate_values(raw_values, kind)?;
-    line.dims.validate(limits.max_dimensions)?;
-    Ok(line)
+    let values = validate_values(raw_values, kind)?;
+    if !dims.is_empty() {
+        dims.validate(limits.max_dimensions)?;
+    }
+    // Built once, in place: moving a `Line` around costs a memcpy per line.
+    Ok(Line {
+        name,
+        kind,
+        values,
+        sample_rate,
+        dims,
+        timestamp,
+    })
 }
 
-/// `name`, `name,k=v,...` (InfluxDB) or `name;k=v;...` (Graphite).
-fn split_name(s: &str) -> Result<(&str, Dims<'_>), Reject> {
+/// Statsd fields are short: a plain loop beats a vectorised search's set-up cost here.
+#[inline]
+fn find(haystack: &[u8], needle: u8) -> Option<usize> {
+    haystack.iter().position(|&b| b == needle)
+}
+
+/// What one pass over the bytes before the first `:` found.
+#[derive(Debug, Clone, Copy)]
+struct Head {
+    /// The first `:`, which ends the name (and its InfluxDB/Graphite tags).
+    colon: Option<usize>,
+    /// The first `,` or `;`: where name tags start.
+    tag_start: Option<usize>,
+    /// A character Monasca refuses in names, before `tag_start`.
+    name_forbidden: bool,
+}
+
+/// Byte classes for [`scan_head`]: 0 = fine in a name.
+const COLON: u8 = 1;
+const TAG_SEPARATOR: u8 = 2;
+const NAME_FORBIDDEN: u8 = 3;
+
+static HEAD_CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let forbidden = b"<>={}\"\\&() ";
+    let mut i = 0;
+    while i < forbidden.len() {
+        t[forbidden[i] as usize] = NAME_FORBIDDEN;
+        i += 1;
+    }
+    t[b':' as usize] = COLON;
+    t[b',' as usize] = TAG_SEPARATOR;
+    t[b';' as usize] = TAG_SEPARATOR;
+    t
+};
+
+/// Finds the name's end, its tags and any forbidden character in a single pass: the name
+/// is most of a typical line, so scanning it once instead of three times matters.
+#[inline]
+fn scan_head(bytes: &[u8]) -> Head {
+    let mut head = Head {
+        colon: None,
+        tag_start: None,
+        name_forbidden: false,
+    };
+    for (i, &b) in bytes.iter().enumerate() {
+        match HEAD_CLASS[b as usize] {
+            0 => {}
+            COLON => {
+                head.colon = Some(i);
+                break;
+            }
+            TAG_SEPARATOR => {
+                head.tag_start.get_or_insert(i);
+            }
+            _ => head.name_forbidden |= head.tag_start.is_none(),
+        }
+    }
+    head
+}
+
+/// `name`, `name,k=v,...` (InfluxDB) or `name;k=v;...` (Graphite); `s` ends before the `:`.
+fn split_name(s: &str, head: Head) -> Result<(&str, Dims<'_>), Reject> {
     let mut dims = Dims::default();
-    let name = match memchr::memchr2(b',', b';', s.as_bytes()) {
+    let name = match head.tag_start {
         Some(i) => {
             dims.name_tags = &s[i + 1..];
             dims.name_tag_separator = s.as_bytes()[i];
@@ -213,26 +296,43 @@ fn split_name(s: &str) -> Result<(&str, Dims<'_>), Reject> {
         }
         None => s,
     };
-    validate::name(name).map_err(|_| Reject::BadName)?;
+    // Same rule as `validate::name`, whose table scan `scan_head` already did.
+    if head.name_forbidden || name.is_empty() || !validate::within_max_chars(name) {
+        return Err(Reject::BadName);
+    }
     Ok((name, dims))
 }
 
+#[inline]
 fn validate_values(raw: &str, kind: Kind) -> Result<Values<'_>, Reject> {
     if raw.is_empty() {
         return Err(Reject::BadValue);
     }
     if kind == Kind::Set {
-        return Ok(Values { raw, first: 0.0 });
+        return Ok(Values {
+            raw,
+            first: 0.0,
+            rest: "",
+        });
     }
-    let mut first = None;
-    for piece in raw.split(':') {
-        let v = parse_number(piece)?;
-        if kind.is_timer() && v < 0.0 {
-            return Err(Reject::NegativeSample);
+    let (head, rest) = match find(raw.as_bytes(), b':') {
+        Some(i) => (&raw[..i], &raw[i + 1..]),
+        None => (raw, ""),
+    };
+    let first = parse_number(head)?;
+    if kind.is_timer() && first < 0.0 {
+        return Err(Reject::NegativeSample);
+    }
+    if !rest.is_empty() || head.len() < raw.len() {
+        // Packed values: validate every one now, so aggregation cannot meet a bad one.
+        for piece in rest.split(':') {
+            let v = parse_number(piece)?;
+            if kind.is_timer() && v < 0.0 {
+                return Err(Reject::NegativeSample);
+            }
         }
-        first.get_or_insert(v);
     }
-    Ok(Values { raw, first: first.unwrap_or(0.0) })
+    Ok(Values { raw, first, rest })
 }
 
 fn parse_sample_rate(s: &str) -> Result<f64, Reject> {
@@ -267,7 +367,7 @@ struct Fields<'a> {
 
 impl<'a> Fields<'a> {
     fn next_plain(&mut self) -> &'a str {
-        let end = memchr::memchr(b'|', self.s.as_bytes()).unwrap_or(self.s.len());
+        let end = find(self.s.as_bytes(), b'|').unwrap_or(self.s.len());
         let field = &self.s[..end];
         self.s = self.s.get(end + 1..).unwrap_or("");
         field
@@ -328,7 +428,14 @@ fn parse_service_check<'a>(s: &'a str, limits: &Limits) -> Result<Line<'a>, Reje
     }
     dims.validate(limits.max_dimensions)?;
     let values = validate_values(status, Kind::Gauge)?;
-    Ok(Line { name, kind: Kind::Gauge, values, sample_rate: 1.0, dims, timestamp })
+    Ok(Line {
+        name,
+        kind: Kind::Gauge,
+        values,
+        sample_rate: 1.0,
+        dims,
+        timestamp,
+    })
 }
 
 #[cfg(test)]

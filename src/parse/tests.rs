@@ -9,12 +9,15 @@ fn parse(s: &str) -> Result<Line<'_>, Reject> {
 
 fn dims_of(line: &Line<'_>) -> Vec<(String, String)> {
     let mut v = Vec::new();
-    line.dims.for_each(|k, val| v.push((k.to_owned(), val.to_owned())));
+    line.dims
+        .for_each(|k, val| v.push((k.to_owned(), val.to_owned())));
     v
 }
 
 fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
-    p.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    p.iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
 }
 
 fn numbers(line: &Line<'_>) -> Vec<f64> {
@@ -24,7 +27,10 @@ fn numbers(line: &Line<'_>) -> Vec<f64> {
 #[test]
 fn counter() {
     let l = parse("page.views:1|c").unwrap();
-    assert_eq!((l.name, l.kind, numbers(&l), l.sample_rate), ("page.views", Kind::Counter, vec![1.0], 1.0));
+    assert_eq!(
+        (l.name, l.kind, numbers(&l), l.sample_rate),
+        ("page.views", Kind::Counter, vec![1.0], 1.0)
+    );
     assert!(l.dims.is_empty());
     assert_eq!(numbers(&parse("x:-2.5|c").unwrap()), vec![-2.5]);
 }
@@ -46,13 +52,27 @@ fn every_type_code() {
 
 #[test]
 fn gauge_set_and_deltas() {
-    let ops: Vec<_> = parse("temp:20:+3:-1.5|g").unwrap().values.gauge_ops().collect();
-    assert_eq!(ops, vec![GaugeOp::Set(20.0), GaugeOp::Delta(3.0), GaugeOp::Delta(-1.5)]);
+    let ops: Vec<_> = parse("temp:20:+3:-1.5|g")
+        .unwrap()
+        .values
+        .gauge_ops()
+        .collect();
+    assert_eq!(
+        ops,
+        vec![
+            GaugeOp::Set(20.0),
+            GaugeOp::Delta(3.0),
+            GaugeOp::Delta(-1.5)
+        ]
+    );
 }
 
 #[test]
 fn value_packing() {
-    assert_eq!(numbers(&parse("lat:1:2:3.5|ms").unwrap()), vec![1.0, 2.0, 3.5]);
+    assert_eq!(
+        numbers(&parse("lat:1:2:3.5|ms").unwrap()),
+        vec![1.0, 2.0, 3.5]
+    );
     assert_eq!(parse("lat:1::3|ms"), Err(Reject::BadValue));
 }
 
@@ -67,14 +87,25 @@ fn sample_rate() {
     assert_eq!(parse("hits:1|c|@0.1").unwrap().sample_rate, 0.1);
     assert_eq!(parse("hits:1|c|@1").unwrap().sample_rate, 1.0);
     for bad in ["@0", "@-0.5", "@1.5", "@x", "@", "@NaN", "@inf"] {
-        assert_eq!(parse(&format!("hits:1|c|{bad}")), Err(Reject::BadSampleRate), "{bad}");
+        assert_eq!(
+            parse(&format!("hits:1|c|{bad}")),
+            Err(Reject::BadSampleRate),
+            "{bad}"
+        );
     }
 }
 
 #[test]
 fn dogstatsd_tags_with_bare_tags_and_colons_in_values() {
     let l = parse("req:1|c|#service:api,url:http://x:80/a,canary").unwrap();
-    assert_eq!(dims_of(&l), pairs(&[("service", "api"), ("url", "http://x:80/a"), ("canary", BARE_TAG_VALUE)]));
+    assert_eq!(
+        dims_of(&l),
+        pairs(&[
+            ("service", "api"),
+            ("url", "http://x:80/a"),
+            ("canary", BARE_TAG_VALUE)
+        ])
+    );
 }
 
 #[test]
@@ -87,7 +118,10 @@ fn dogstatsd_tags_after_rate_and_before_timestamp() {
 #[test]
 fn monasca_dict_dimensions() {
     let l = parse("cpu:3|g|#{'service': 'nova', \"component\": \"api|v2\"}").unwrap();
-    assert_eq!(dims_of(&l), pairs(&[("service", "nova"), ("component", "api|v2")]));
+    assert_eq!(
+        dims_of(&l),
+        pairs(&[("service", "nova"), ("component", "api|v2")])
+    );
     let l = parse("cpu:3|g|#{'a': 'b'}|@0.5").unwrap();
     assert_eq!(l.sample_rate, 0.5);
     assert_eq!(parse("cpu:3|g|#{}").map(|l| l.dims.validate(32)), Ok(Ok(0)));
@@ -115,9 +149,16 @@ fn name_and_line_dimensions_combine() {
 
 #[test]
 fn timestamp_field() {
-    assert_eq!(parse("m:1|g|T1700000000").unwrap().timestamp, Some(1_700_000_000));
+    assert_eq!(
+        parse("m:1|g|T1700000000").unwrap().timestamp,
+        Some(1_700_000_000)
+    );
     for bad in ["T", "T0", "T-5", "T1.5", "T17000000000", "Tabc"] {
-        assert_eq!(parse(&format!("m:1|g|{bad}")), Err(Reject::BadTimestamp), "{bad}");
+        assert_eq!(
+            parse(&format!("m:1|g|{bad}")),
+            Err(Reject::BadTimestamp),
+            "{bad}"
+        );
     }
 }
 
@@ -137,8 +178,14 @@ fn a_field_starting_with_a_multibyte_char_is_an_unknown_field() {
 #[test]
 fn service_check() {
     let l = parse("_sc|db.up|2|d:1700000000|h:db-1|#zone:a|m:disk full").unwrap();
-    assert_eq!((l.name, l.kind, l.timestamp), ("db.up", Kind::Gauge, Some(1_700_000_000)));
-    assert_eq!(l.values.gauge_ops().collect::<Vec<_>>(), vec![GaugeOp::Set(2.0)]);
+    assert_eq!(
+        (l.name, l.kind, l.timestamp),
+        ("db.up", Kind::Gauge, Some(1_700_000_000))
+    );
+    assert_eq!(
+        l.values.gauge_ops().collect::<Vec<_>>(),
+        vec![GaugeOp::Set(2.0)]
+    );
     assert_eq!(dims_of(&l), pairs(&[("zone", "a"), ("hostname", "db-1")]));
     for bad in ["_sc|db.up|4", "_sc|db.up|", "_sc|db.up", "_sc|db.up|0|d:x"] {
         assert_eq!(parse(bad), Err(Reject::BadServiceCheck), "{bad}");
@@ -168,7 +215,10 @@ fn heartbeat_datagrams_are_recognised() {
 
 #[test]
 fn rejection_reasons() {
-    let limits = Limits { max_line: 64, max_dimensions: 2 };
+    let limits = Limits {
+        max_line: 64,
+        max_dimensions: 2,
+    };
     let p = |s: &[u8]| parse_line(s, &limits).map(|_| ());
     assert_eq!(p(&[b'a'; 65]), Err(Reject::LineTooLong));
     assert_eq!(p(b"caf\xff:1|c"), Err(Reject::BadEncoding));
@@ -231,7 +281,11 @@ impl Spec {
     fn render(&self) -> String {
         let mut s = self.name.clone();
         let dims = |sep: &str, kv: &str| {
-            self.dims.iter().map(|(k, v)| format!("{k}{kv}{v}")).collect::<Vec<_>>().join(sep)
+            self.dims
+                .iter()
+                .map(|(k, v)| format!("{k}{kv}{v}"))
+                .collect::<Vec<_>>()
+                .join(sep)
         };
         if !self.dims.is_empty() {
             match self.dialect {
@@ -257,7 +311,11 @@ impl Spec {
             match self.dialect {
                 0 => s += &format!("|#{}", dims(",", ":")),
                 1 => {
-                    let body: Vec<String> = self.dims.iter().map(|(k, v)| format!("'{k}': '{v}'")).collect();
+                    let body: Vec<String> = self
+                        .dims
+                        .iter()
+                        .map(|(k, v)| format!("'{k}': '{v}'"))
+                        .collect();
                     s += &format!("|#{{{}}}", body.join(", "));
                 }
                 _ => {}
@@ -283,16 +341,18 @@ fn spec() -> impl Strategy<Value = Spec> {
         0u8..4,
         prop::option::of(1u64..=9_999_999_999),
     )
-        .prop_map(|(name, kind, values, member, rate, dims, dialect, timestamp)| Spec {
-            name,
-            kind,
-            values,
-            member,
-            rate,
-            dims: dims.into_iter().collect(),
-            dialect,
-            timestamp,
-        })
+        .prop_map(
+            |(name, kind, values, member, rate, dims, dialect, timestamp)| Spec {
+                name,
+                kind,
+                values,
+                member,
+                rate,
+                dims: dims.into_iter().collect(),
+                dialect,
+                timestamp,
+            },
+        )
 }
 
 proptest! {
@@ -323,6 +383,19 @@ proptest! {
                     assert!(l.values.numbers().all(f64::is_finite));
                 }
             }
+        }
+    }
+
+    #[test]
+    fn the_single_pass_name_check_agrees_with_monasca_rules(name in "[a-z<>={}\"\\\\&() é._-]{0,300}") {
+        // A `:` ends the name in statsd, so only names without one are comparable.
+        prop_assume!(!name.contains(':'));
+        let line = format!("{name}:1|c");
+        let parsed = parse(&line).map(|_| ());
+        if validate::name(&name).is_ok() {
+            prop_assert_eq!(parsed, Ok(()), "{}", line);
+        } else {
+            prop_assert_eq!(parsed, Err(Reject::BadName), "{}", line);
         }
     }
 

@@ -58,6 +58,9 @@ mod tests {
         let inode = socket_inode(&sock).expect("inode");
         assert_eq!(udp_drops(&[inode]), 0);
         let listed = std::fs::read_to_string("/proc/net/udp").unwrap();
-        assert!(listed.contains(&format!(" {inode} ")), "socket listed in /proc/net/udp");
+        assert!(
+            listed.contains(&format!(" {inode} ")),
+            "socket listed in /proc/net/udp"
+        );
     }
 }

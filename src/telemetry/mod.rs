@@ -124,7 +124,11 @@ impl Telemetry {
 
     /// Datagrams the kernel dropped because a socket's receive buffer was full.
     pub fn kernel_drops(&self) -> u64 {
-        let inodes = self.socket_inodes.lock().map(|g| g.clone()).unwrap_or_default();
+        let inodes = self
+            .socket_inodes
+            .lock()
+            .map(|g| g.clone())
+            .unwrap_or_default();
         udp_drops(&inodes)
     }
 

@@ -46,7 +46,12 @@ fn labelled_counter<'a>(
     label: &str,
     values: impl Iterator<Item = (&'a str, u64)>,
 ) -> Result {
-    let mut family = enc.encode_descriptor(name, help, None, prometheus_client::metrics::MetricType::Counter)?;
+    let mut family = enc.encode_descriptor(
+        name,
+        help,
+        None,
+        prometheus_client::metrics::MetricType::Counter,
+    )?;
     for (value, n) in values {
         let labels = [(label, value)];
         ConstCounter::new(n).encode(family.encode_family(&labels)?)?;
@@ -58,16 +63,36 @@ impl Collector for View {
     fn encode(&self, mut enc: DescriptorEncoder) -> Result {
         let t = &self.0;
         let sum = |f: &dyn Fn(&super::ReaderStats) -> u64| t.readers.iter().map(f).sum::<u64>();
-        counter(&mut enc, "datagrams_received", "UDP datagrams received on the statsd port", t.datagrams())?;
-        counter(&mut enc, "bytes_received", "UDP payload bytes received", sum(&|r| r.bytes.get()))?;
+        counter(
+            &mut enc,
+            "datagrams_received",
+            "UDP datagrams received on the statsd port",
+            t.datagrams(),
+        )?;
+        counter(
+            &mut enc,
+            "bytes_received",
+            "UDP payload bytes received",
+            sum(&|r| r.bytes.get()),
+        )?;
         counter(
             &mut enc,
             "datagrams_too_large",
             "Datagrams over statsd.max_datagram, dropped whole",
             sum(&|r| r.datagrams_too_large.get()),
         )?;
-        counter(&mut enc, "heartbeats_received", "Heartbeat datagrams received", sum(&|r| r.heartbeats.get()))?;
-        counter(&mut enc, "receive_errors", "Errors from the receive call", sum(&|r| r.recv_errors.get()))?;
+        counter(
+            &mut enc,
+            "heartbeats_received",
+            "Heartbeat datagrams received",
+            sum(&|r| r.heartbeats.get()),
+        )?;
+        counter(
+            &mut enc,
+            "receive_errors",
+            "Errors from the receive call",
+            sum(&|r| r.recv_errors.get()),
+        )?;
         counter(
             &mut enc,
             "kernel_receive_drops",
@@ -90,17 +115,39 @@ impl Collector for View {
         )?;
         let f = &t.flush;
         counter(&mut enc, "flushes", "Completed flushes", f.flushes.get())?;
-        counter(&mut enc, "metrics_emitted", "Metrics handed to the sink", f.metrics_emitted.get())?;
+        counter(
+            &mut enc,
+            "metrics_emitted",
+            "Metrics handed to the sink",
+            f.metrics_emitted.get(),
+        )?;
         labelled_counter(
             &mut enc,
             "metrics_dropped",
             "Aggregated metrics dropped at flush, by reason",
             "reason",
-            EmitDrop::ALL.iter().map(|r| (r.label(), f.dropped[*r as usize].get())),
+            EmitDrop::ALL
+                .iter()
+                .map(|r| (r.label(), f.dropped[*r as usize].get())),
         )?;
-        gauge(&mut enc, "series", "Series in the last flushed interval", f.series.get() as f64)?;
-        gauge(&mut enc, "gauges_persisted", "Gauges carried across intervals", f.gauges_persisted.get() as f64)?;
-        counter(&mut enc, "series_expired", "Idle gauges and rate bases freed", f.series_expired.get())?;
+        gauge(
+            &mut enc,
+            "series",
+            "Series in the last flushed interval",
+            f.series.get() as f64,
+        )?;
+        gauge(
+            &mut enc,
+            "gauges_persisted",
+            "Gauges carried across intervals",
+            f.gauges_persisted.get() as f64,
+        )?;
+        counter(
+            &mut enc,
+            "series_expired",
+            "Idle gauges and rate bases freed",
+            f.series_expired.get(),
+        )?;
         gauge(
             &mut enc,
             "flush_duration_seconds",
@@ -113,8 +160,18 @@ impl Collector for View {
             "Unix time of the last flush",
             f.last_flush_unix.get() as f64,
         )?;
-        gauge(&mut enc, "readers", "Reader threads", t.readers.len() as f64)?;
-        gauge(&mut enc, "uptime_seconds", "Seconds since start", t.uptime_seconds())?;
+        gauge(
+            &mut enc,
+            "readers",
+            "Reader threads",
+            t.readers.len() as f64,
+        )?;
+        gauge(
+            &mut enc,
+            "uptime_seconds",
+            "Seconds since start",
+            t.uptime_seconds(),
+        )?;
         Ok(())
     }
 }
@@ -131,9 +188,18 @@ mod tests {
         t.readers[1].reject(Reject::BadValue);
         t.readers[0].datagrams.add(3);
         let text = render(&t);
-        assert!(text.contains("statsgate_lines_accepted_total{type=\"counter\"} 2\n"), "{text}");
-        assert!(text.contains("statsgate_lines_rejected_total{reason=\"bad_value\"} 1\n"), "{text}");
-        assert!(text.contains("statsgate_datagrams_received_total 3\n"), "{text}");
+        assert!(
+            text.contains("statsgate_lines_accepted_total{type=\"counter\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("statsgate_lines_rejected_total{reason=\"bad_value\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("statsgate_datagrams_received_total 3\n"),
+            "{text}"
+        );
         assert!(text.ends_with("# EOF\n"));
     }
 }

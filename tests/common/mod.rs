@@ -40,7 +40,8 @@ pub fn start(yaml: &str) -> Gateway {
     let stdout = child.stdout.take().expect("stdout");
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let parsed: Vec<Value> = serde_json::from_str(&line).unwrap_or_else(|e| panic!("stdout is not a JSON array ({e}): {line}"));
+            let parsed: Vec<Value> = serde_json::from_str(&line)
+                .unwrap_or_else(|e| panic!("stdout is not a JSON array ({e}): {line}"));
             if tx.send(parsed).is_err() {
                 break;
             }
@@ -59,10 +60,17 @@ pub fn start(yaml: &str) -> Gateway {
             sink.lock().unwrap().push_str(&(line + "\n"));
         }
     });
-    let (udp, admin) = addr_rx.recv_timeout(Duration::from_secs(20)).unwrap_or_else(|_| {
-        panic!("statsgate did not start: {}", stderr_text.lock().unwrap())
-    });
-    Gateway { child, udp, admin, flushes, stderr: stderr_text, _dir: dir }
+    let (udp, admin) = addr_rx
+        .recv_timeout(Duration::from_secs(20))
+        .unwrap_or_else(|_| panic!("statsgate did not start: {}", stderr_text.lock().unwrap()));
+    Gateway {
+        child,
+        udp,
+        admin,
+        flushes,
+        stderr: stderr_text,
+        _dir: dir,
+    }
 }
 
 fn field(line: &str, key: &str) -> SocketAddr {
@@ -87,11 +95,22 @@ impl Gateway {
     pub fn get(&self, path: &str) -> (u16, String) {
         let mut s = TcpStream::connect(self.admin).expect("connect admin");
         s.set_read_timeout(Some(Duration::from_secs(10))).ok();
-        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").expect("write");
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .expect("write");
         let mut resp = String::new();
         s.read_to_string(&mut resp).expect("read");
-        let status = resp.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-        let body = resp.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+        let status = resp
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let body = resp
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
         (status, body)
     }
 
@@ -107,14 +126,19 @@ impl Gateway {
     }
 
     pub fn lines_counted(&self) -> u64 {
-        self.counter("statsgate_lines_accepted_total", "") + self.counter("statsgate_lines_rejected_total", "")
+        self.counter("statsgate_lines_accepted_total", "")
+            + self.counter("statsgate_lines_rejected_total", "")
     }
 
     /// Polls until `f` is true or `timeout` passes.
     pub fn wait_for(&self, what: &str, timeout: Duration, mut f: impl FnMut(&Self) -> bool) {
         let deadline = Instant::now() + timeout;
         while !f(self) {
-            assert!(Instant::now() < deadline, "timed out waiting for {what}; stderr:\n{}", self.stderr.lock().unwrap());
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; stderr:\n{}",
+                self.stderr.lock().unwrap()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -126,14 +150,20 @@ impl Gateway {
 
     /// SIGTERM, then everything printed until exit, and the exit status.
     pub fn stop(mut self) -> (Vec<Vec<Value>>, ExitStatus) {
-        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().expect("kill");
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill");
         assert!(status.success());
         let deadline = Instant::now() + Duration::from_secs(20);
         let exit = loop {
             if let Some(s) = self.child.try_wait().expect("wait") {
                 break s;
             }
-            assert!(Instant::now() < deadline, "statsgate did not exit after SIGTERM");
+            assert!(
+                Instant::now() < deadline,
+                "statsgate did not exit after SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(10));
         };
         let mut all = Vec::new();
@@ -144,7 +174,8 @@ impl Gateway {
     }
 
     pub fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
         status
             .lines()
             .find(|l| l.starts_with("VmRSS:"))
@@ -163,14 +194,18 @@ impl Drop for Gateway {
 
 /// Finds a metric by name and a subset of dimensions.
 pub fn find<'a>(metrics: &'a [Value], name: &str, dims: &[(&str, &str)]) -> Option<&'a Value> {
-    metrics.iter().find(|m| {
-        m["name"] == name && dims.iter().all(|(k, v)| m["dimensions"][*k] == *v)
-    })
+    metrics
+        .iter()
+        .find(|m| m["name"] == name && dims.iter().all(|(k, v)| m["dimensions"][*k] == *v))
 }
 
 pub fn value(metrics: &[Value], name: &str, dims: &[(&str, &str)]) -> f64 {
-    find(metrics, name, dims)
-        .unwrap_or_else(|| panic!("no metric {name} {dims:?} in {}", serde_json::to_string_pretty(metrics).unwrap()))["value"]
+    find(metrics, name, dims).unwrap_or_else(|| {
+        panic!(
+            "no metric {name} {dims:?} in {}",
+            serde_json::to_string_pretty(metrics).unwrap()
+        )
+    })["value"]
         .as_f64()
         .expect("numeric value")
 }
