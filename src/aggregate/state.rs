@@ -56,28 +56,38 @@ impl GaugeUpdate {
     }
 }
 
-/// `ms`/`h`/`d`: exact weighted count, sum, min and max; percentiles from an HDR histogram.
+/// Samples a timer keeps exactly before it switches to an HDR histogram. Most series see
+/// few samples per interval: they get exact percentiles and ~1 KiB instead of a histogram.
+pub const EXACT_SAMPLES: usize = 64;
+
+/// `ms`/`h`/`d`: exact weighted count, sum, min and max; percentiles exact up to
+/// [`EXACT_SAMPLES`] samples, then from an HDR histogram.
 #[derive(Debug, Clone)]
 pub struct Timer {
     pub count: f64,
     pub sum: f64,
     pub min: f64,
     pub max: f64,
-    hist: Histogram<u64>,
+    samples: Samples,
+    precision: u8,
+}
+
+#[derive(Debug, Clone)]
+enum Samples {
+    /// (value, weight) pairs.
+    Exact(Vec<(f64, f64)>),
+    Hdr(Box<Histogram<u64>>),
 }
 
 impl Timer {
     pub fn new(precision: u8) -> Self {
-        let hist = Histogram::new(precision).unwrap_or_else(|_| {
-            // Precision is validated to 1..=5 at config load; 2 is the documented default.
-            Histogram::new(2).unwrap_or_else(|_| unreachable!("2 significant digits is valid"))
-        });
         Timer {
             count: 0.0,
             sum: 0.0,
             min: f64::INFINITY,
             max: f64::NEG_INFINITY,
-            hist,
+            samples: Samples::Exact(Vec::new()),
+            precision,
         }
     }
 
@@ -87,32 +97,98 @@ impl Timer {
         self.sum += value * weight;
         self.min = self.min.min(value);
         self.max = self.max.max(value);
-        let scaled = (value * TIMER_VALUE_SCALE)
-            .clamp(0.0, TIMER_MAX_SCALED)
-            .round() as u64;
-        let times = (TIMER_WEIGHT_SCALE * weight).round().max(1.0) as u64;
-        // Auto-resizing histogram with a clamped value: recording cannot fail.
-        let _ = self.hist.record_n(scaled, times);
+        match &mut self.samples {
+            Samples::Exact(v) if v.len() < EXACT_SAMPLES => v.push((value, weight)),
+            Samples::Exact(_) => {
+                self.to_hdr();
+                self.record_hdr(value, weight);
+            }
+            Samples::Hdr(h) => record_hdr(h, value, weight),
+        }
     }
 
-    pub fn merge(&mut self, other: Timer) {
+    fn record_hdr(&mut self, value: f64, weight: f64) {
+        if let Samples::Hdr(h) = &mut self.samples {
+            record_hdr(h, value, weight);
+        }
+    }
+
+    /// Moves exact samples into a histogram (once a series outgrows them).
+    fn to_hdr(&mut self) {
+        if let Samples::Exact(v) = &self.samples {
+            let mut h = Box::new(new_histogram(self.precision));
+            for &(value, weight) in v {
+                record_hdr(&mut h, value, weight);
+            }
+            self.samples = Samples::Hdr(h);
+        }
+    }
+
+    pub fn merge(&mut self, mut other: Timer) {
         self.count += other.count;
         self.sum += other.sum;
         self.min = self.min.min(other.min);
         self.max = self.max.max(other.max);
-        let _ = self.hist.add(&other.hist);
+        if let (Samples::Exact(a), Samples::Exact(b)) = (&mut self.samples, &other.samples)
+            && a.len() + b.len() <= EXACT_SAMPLES
+        {
+            a.extend_from_slice(b);
+            return;
+        }
+        self.to_hdr();
+        other.to_hdr();
+        if let (Samples::Hdr(a), Samples::Hdr(b)) = (&mut self.samples, &other.samples) {
+            // Auto-resizing histograms of clamped values: adding cannot fail.
+            let _ = a.add(&**b);
+        }
     }
 
-    /// The `q` quantile in the samples' unit, clamped to the exact extremes.
+    /// The `q` quantile in the samples' unit: the smallest sample whose cumulative weight
+    /// reaches `q` of the total (nearest rank); from the histogram, clamped to min/max.
     pub fn quantile(&self, q: f64) -> f64 {
-        let v = self.hist.value_at_quantile(q) as f64 / TIMER_VALUE_SCALE;
-        v.clamp(self.min, self.max)
+        match &self.samples {
+            Samples::Exact(v) => {
+                let mut sorted = v.clone();
+                sorted.sort_by(|a, b| a.0.total_cmp(&b.0));
+                let total: f64 = sorted.iter().map(|s| s.1).sum();
+                let mut cumulative = 0.0;
+                for &(value, weight) in &sorted {
+                    cumulative += weight;
+                    if cumulative >= q * total {
+                        return value;
+                    }
+                }
+                self.max
+            }
+            Samples::Hdr(h) => {
+                (h.value_at_quantile(q) as f64 / TIMER_VALUE_SCALE).clamp(self.min, self.max)
+            }
+        }
     }
 
-    /// Bytes held by the histogram, for the memory budget.
+    /// Bytes held beyond the struct, for the memory budget.
     pub fn heap_bytes(&self) -> usize {
-        self.hist.distinct_values() * std::mem::size_of::<u64>()
+        match &self.samples {
+            Samples::Exact(v) => v.capacity() * std::mem::size_of::<(f64, f64)>(),
+            Samples::Hdr(h) => h.distinct_values() * std::mem::size_of::<u64>(),
+        }
     }
+}
+
+fn new_histogram(precision: u8) -> Histogram<u64> {
+    Histogram::new(precision).unwrap_or_else(|_| {
+        // Precision is validated to 1..=5 at config load; 2 is the documented default.
+        Histogram::new(2).unwrap_or_else(|_| unreachable!("2 significant digits is valid"))
+    })
+}
+
+fn record_hdr(h: &mut Histogram<u64>, value: f64, weight: f64) {
+    let scaled = (value * TIMER_VALUE_SCALE)
+        .clamp(0.0, TIMER_MAX_SCALED)
+        .round() as u64;
+    let times = (TIMER_WEIGHT_SCALE * weight).round().max(1.0) as u64;
+    // Auto-resizing histogram with a clamped value: recording cannot fail.
+    let _ = h.record_n(scaled, times);
 }
 
 /// `s`: distinct members, as 64-bit hashes, bounded per interval.
@@ -214,6 +290,37 @@ mod tests {
             (w.quantile(0.5) - 10.0).abs() < 0.1,
             "the heavy sample is the median"
         );
+    }
+
+    #[test]
+    fn few_samples_give_exact_percentiles() {
+        let mut t = Timer::new(2);
+        t.record(12.0, 1.0);
+        t.record(30.0, 1.0);
+        assert_eq!((t.quantile(0.5), t.quantile(0.95)), (12.0, 30.0));
+        assert!(t.heap_bytes() < 1024);
+    }
+
+    #[test]
+    fn many_samples_switch_to_the_histogram_and_merge_either_way() {
+        let mut big = Timer::new(2);
+        for v in 1..=1000 {
+            big.record(f64::from(v), 1.0);
+        }
+        assert!(matches!(big.samples, Samples::Hdr(_)));
+        let mut small = Timer::new(2);
+        small.record(5000.0, 1.0);
+        small.merge(big.clone());
+        assert_eq!((small.count, small.max), (1001.0, 5000.0));
+        let p50 = small.quantile(0.5);
+        assert!((p50 - 501.0).abs() <= 501.0 * 0.01, "p50 {p50}");
+        // Two exact halves stay exact.
+        let (mut a, mut b) = (Timer::new(2), Timer::new(2));
+        (1..=30).for_each(|v| a.record(f64::from(v), 1.0));
+        (31..=60).for_each(|v| b.record(f64::from(v), 1.0));
+        a.merge(b);
+        assert!(matches!(a.samples, Samples::Exact(_)));
+        assert_eq!(a.quantile(0.95), 57.0);
     }
 
     #[test]
