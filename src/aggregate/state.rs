@@ -100,7 +100,7 @@ impl Timer {
         match &mut self.samples {
             Samples::Exact(v) if v.len() < EXACT_SAMPLES => v.push((value, weight)),
             Samples::Exact(_) => {
-                self.to_hdr();
+                self.switch_to_hdr();
                 self.record_hdr(value, weight);
             }
             Samples::Hdr(h) => record_hdr(h, value, weight),
@@ -114,7 +114,7 @@ impl Timer {
     }
 
     /// Moves exact samples into a histogram (once a series outgrows them).
-    fn to_hdr(&mut self) {
+    fn switch_to_hdr(&mut self) {
         if let Samples::Exact(v) = &self.samples {
             let mut h = Box::new(new_histogram(self.precision));
             for &(value, weight) in v {
@@ -135,8 +135,8 @@ impl Timer {
             a.extend_from_slice(b);
             return;
         }
-        self.to_hdr();
-        other.to_hdr();
+        self.switch_to_hdr();
+        other.switch_to_hdr();
         if let (Samples::Hdr(a), Samples::Hdr(b)) = (&mut self.samples, &other.samples) {
             // Auto-resizing histograms of clamped values: adding cannot fail.
             let _ = a.add(&**b);
