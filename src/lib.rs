@@ -20,6 +20,7 @@ pub mod listen;
 pub mod metric;
 pub mod parse;
 pub mod reason;
+pub mod secret;
 pub mod shutdown;
 pub mod sink;
 pub mod telemetry;

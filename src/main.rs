@@ -57,7 +57,7 @@ fn utf8_env() -> impl Iterator<Item = (String, String)> {
 }
 
 fn check_config(config: &Config) -> ExitCode {
-    match serde_saphyr::to_string(config) {
+    match serde_saphyr::to_string(&config.redacted()) {
         Ok(yaml) => {
             print!("{yaml}");
             eprintln!("statsgate: configuration OK");

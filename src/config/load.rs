@@ -109,11 +109,23 @@ pub fn load(
     path: Option<&Path>,
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<Config, ConfigError> {
-    let overrides = env_overrides(env)?;
+    let env: Vec<(String, String)> = env.into_iter().collect();
+    let mut overrides = env_overrides(env.iter().cloned())?;
     let mut config = match path {
         Some(path) => read_file(path)?,
         None => Config::default(),
     };
+    if config.keystone.auth_url.is_empty() {
+        // openrc values go first so that a STATSGATE_KEYSTONE__* variable still wins.
+        let openrc = super::openstack::openrc_values(&env)
+            .into_iter()
+            .map(|(var, key, raw)| Override {
+                var,
+                path: vec!["keystone".to_owned(), key.to_owned()],
+                raw,
+            });
+        overrides = openrc.chain(overrides).collect();
+    }
     if !overrides.is_empty() {
         // The overlay goes through JSON, which has no NaN or infinity: refuse those first
         // so the error names the file's key rather than a puzzling null.
@@ -488,6 +500,7 @@ fn validate(c: &Config) -> Result<(), Invalid> {
         socket_addr("admin.listen", &c.admin.listen)?;
     }
     log_level("log.level", &c.log.level)?;
+    super::openstack::validate(c)?;
     between(
         "shutdown.grace",
         c.shutdown.grace,
@@ -628,8 +641,97 @@ mod tests {
 
     #[test]
     fn unrelated_env_is_ignored() {
-        let c = from_env(&[("PATH", "/bin"), ("STATSGATEX", "1"), ("OS_AUTH_URL", "x")]);
+        let c = from_env(&[("PATH", "/bin"), ("STATSGATEX", "1"), ("OS_CLOUD", "x")]);
         assert_eq!(c.unwrap(), Config::default());
+    }
+
+    const OPENRC_ENV: &[(&str, &str)] = &[
+        ("OS_AUTH_URL", "http://keystone:5000/v3"),
+        ("OS_USERNAME", "statsgate"),
+        ("OS_PASSWORD", "s3cret"),
+        ("OS_PROJECT_NAME", "service"),
+        ("OS_USER_DOMAIN_NAME", "Default"),
+        ("OS_PROJECT_DOMAIN_NAME", "Default"),
+        ("OS_REGION_NAME", "RegionOne"),
+        ("OS_INTERFACE", "internal"),
+    ];
+
+    #[test]
+    fn an_openrc_environment_fills_keystone() {
+        let c = from_env(OPENRC_ENV).unwrap();
+        let k = &c.keystone;
+        assert_eq!(k.auth_url, "http://keystone:5000/v3");
+        assert_eq!(
+            (k.username.as_str(), k.password.expose()),
+            ("statsgate", "s3cret")
+        );
+        assert_eq!(
+            (k.project_name.as_str(), k.region_name.as_str()),
+            ("service", "RegionOne")
+        );
+        assert_eq!(k.interface, "internal");
+        assert!(c.forwards());
+        let printed = format!(
+            "{:?} {}",
+            c,
+            serde_saphyr::to_string(&c.redacted()).unwrap()
+        );
+        assert!(!printed.contains("s3cret"), "a secret leaked: {printed}");
+    }
+
+    #[test]
+    fn statsgate_variables_win_over_openrc() {
+        let mut vars = OPENRC_ENV.to_vec();
+        vars.push(("STATSGATE_KEYSTONE__USERNAME", "other"));
+        assert_eq!(from_env(&vars).unwrap().keystone.username, "other");
+    }
+
+    #[test]
+    fn a_file_identity_is_never_mixed_with_openrc() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.yaml");
+        std::fs::write(
+            &path,
+            "keystone:\n  auth_url: http://ks/v3\n  application_credential_id: app\n  application_credential_secret: x\n",
+        )
+        .unwrap();
+        let c = load(Some(&path), env(OPENRC_ENV)).unwrap();
+        assert_eq!(c.keystone.auth_url, "http://ks/v3");
+        assert_eq!(
+            c.keystone.username, "",
+            "OS_USERNAME ignored when the file names an identity"
+        );
+    }
+
+    #[test]
+    fn incomplete_identities_name_the_missing_key() {
+        let err = from_env(&[("OS_AUTH_URL", "http://ks/v3"), ("OS_USERNAME", "u")]).unwrap_err();
+        assert!(err.to_string().contains("keystone.password"), "{err}");
+        let err = from_env(&[
+            ("OS_AUTH_URL", "http://ks/v3"),
+            ("OS_USERNAME", "u"),
+            ("OS_PASSWORD", "p"),
+        ])
+        .unwrap_err();
+        assert!(err.to_string().contains("keystone.project_name"), "{err}");
+        let err = from_env(&[
+            ("OS_AUTH_URL", "http://ks/v3"),
+            ("OS_APPLICATION_CREDENTIAL_ID", "a"),
+        ])
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("keystone.application_credential_secret"),
+            "{err}"
+        );
+        let err = from_env(&[("OS_AUTH_URL", "ks:5000")]).unwrap_err();
+        assert!(
+            err.to_string().contains("keystone.auth_url")
+                && err.to_string().contains("OS_AUTH_URL"),
+            "{err}"
+        );
+        let err = from_env(&[("STATSGATE_MONASCA__TENANT_ID", "abc")]).unwrap_err();
+        assert!(err.to_string().contains("monasca.tenant_id"), "{err}");
     }
 
     #[test]

@@ -6,11 +6,14 @@
 //! Must never: read sockets or touch the pipeline; print a secret.
 
 mod load;
+mod openstack;
 mod units;
 
 pub use load::{ConfigError, load};
+pub use openstack::OPENRC;
 pub use units::{ByteSize, Duration};
 
+use crate::secret::Secret;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -25,6 +28,30 @@ pub struct Config {
     pub admin: AdminConfig,
     pub log: LogConfig,
     pub shutdown: ShutdownConfig,
+    pub monasca: MonascaConfig,
+    pub keystone: KeystoneConfig,
+    pub buffer: BufferConfig,
+}
+
+impl Config {
+    /// A copy safe to print: every secret replaced by `***`.
+    pub fn redacted(&self) -> Config {
+        let mut c = self.clone();
+        for s in [
+            &mut c.keystone.password,
+            &mut c.keystone.application_credential_secret,
+        ] {
+            if !s.is_empty() {
+                *s = Secret::new("***");
+            }
+        }
+        c
+    }
+
+    /// Whether flushed metrics go to Monasca (else to the console sink).
+    pub fn forwards(&self) -> bool {
+        !self.monasca.url.is_empty() || !self.keystone.auth_url.is_empty()
+    }
 }
 
 /// `statsd.*`: the UDP listener and the per-line limits of the parser.
@@ -130,6 +157,143 @@ pub struct ShutdownConfig {
     /// Time from the signal to exit: stop reading, final flush, hand it to the sink.
     /// Default `5s`.
     pub grace: Duration,
+}
+
+/// `monasca.*`: where and how batches are POSTed.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct MonascaConfig {
+    /// Monasca API base, ending in `/v2.0`. Empty: from the Keystone catalog (service type
+    /// `monitoring`), or the console sink when Keystone is not configured either. Default empty.
+    pub url: String,
+    /// Post for another project (`?tenant_id=`). Needs one of `delegate_roles`; statsgate
+    /// refuses to start when its token lacks them (the API would silently store the metrics
+    /// under the token's own project). Default empty.
+    pub tenant_id: String,
+    /// Roles monasca-api lets use `tenant_id` (its `[security] delegate_authorized_roles`).
+    /// Default `[admin]`.
+    pub delegate_roles: Vec<String>,
+    /// Most metrics in one POST. Default `5000`.
+    pub max_batch_metrics: usize,
+    /// Most bytes in one POST body. Default `4MiB`.
+    pub max_batch_bytes: ByteSize,
+    /// POSTs in flight at once. Default `4`.
+    pub concurrency: usize,
+    /// Time limit for one POST, from connect to answer. Default `30s`.
+    pub timeout: Duration,
+    /// First retry delay after a 5xx, timeout or connection error; doubles per attempt, with
+    /// full jitter, up to `backoff_max`. Default `500ms`.
+    pub backoff_initial: Duration,
+    /// Longest retry delay. Default `30s`.
+    pub backoff_max: Duration,
+    /// PEM bundle of extra CAs trusted for HTTPS to Monasca. Empty: `keystone.ca_file`, then
+    /// the system's roots. Default empty.
+    pub ca_file: String,
+}
+
+/// `keystone.*`: the identity statsgate authenticates as. When the file leaves `auth_url`
+/// empty, the OpenStack client variables (`OS_AUTH_URL`, `OS_USERNAME`, ..., an openrc file)
+/// fill this section.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct KeystoneConfig {
+    /// Keystone v3 URL, e.g. `https://keystone.example:5000/v3`. Empty: no authentication.
+    /// Default empty. (`OS_AUTH_URL`)
+    pub auth_url: String,
+    /// User name for password authentication. (`OS_USERNAME`)
+    pub username: String,
+    /// User id, instead of `username`. (`OS_USER_ID`)
+    pub user_id: String,
+    /// Password. Never logged. (`OS_PASSWORD`)
+    pub password: Secret,
+    /// Domain of `username`; `Default` when neither name nor id is set. (`OS_USER_DOMAIN_NAME`)
+    pub user_domain_name: String,
+    /// (`OS_USER_DOMAIN_ID`)
+    pub user_domain_id: String,
+    /// Project to scope the token to, by name with its domain... (`OS_PROJECT_NAME`)
+    pub project_name: String,
+    /// ...or by id. (`OS_PROJECT_ID`)
+    pub project_id: String,
+    /// Domain of `project_name`; `Default` when neither name nor id is set.
+    /// (`OS_PROJECT_DOMAIN_NAME`)
+    pub project_domain_name: String,
+    /// (`OS_PROJECT_DOMAIN_ID`)
+    pub project_domain_id: String,
+    /// Application credential id: the preferred least-privilege identity.
+    /// (`OS_APPLICATION_CREDENTIAL_ID`)
+    pub application_credential_id: String,
+    /// Its secret. Never logged. (`OS_APPLICATION_CREDENTIAL_SECRET`)
+    pub application_credential_secret: Secret,
+    /// Catalog region for discovering Monasca. Empty: any. (`OS_REGION_NAME`)
+    pub region_name: String,
+    /// Catalog interface for discovering Monasca: public, internal or admin. Default
+    /// `public`. (`OS_INTERFACE`)
+    pub interface: String,
+    /// Renew the token when less than this remains. Default `120s`.
+    pub renew_before: Duration,
+    /// Time limit for one Keystone request. Default `10s`.
+    pub timeout: Duration,
+    /// PEM bundle of extra CAs trusted for HTTPS to Keystone (and Monasca, unless
+    /// `monasca.ca_file` is set). Default empty. (`OS_CACERT`)
+    pub ca_file: String,
+}
+
+/// `buffer.*`: batches waiting to be sent.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct BufferConfig {
+    /// In-memory queue of unsent batches, in body bytes. A batch that does not fit is
+    /// dropped and counted (`buffer_full`). Default `256MiB`.
+    pub max_bytes: ByteSize,
+}
+
+impl Default for MonascaConfig {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            tenant_id: String::new(),
+            delegate_roles: vec!["admin".into()],
+            max_batch_metrics: 5000,
+            max_batch_bytes: ByteSize::mib(4),
+            concurrency: 4,
+            timeout: Duration::secs(30),
+            backoff_initial: Duration::millis(500),
+            backoff_max: Duration::secs(30),
+            ca_file: String::new(),
+        }
+    }
+}
+
+impl Default for KeystoneConfig {
+    fn default() -> Self {
+        Self {
+            auth_url: String::new(),
+            username: String::new(),
+            user_id: String::new(),
+            password: Secret::default(),
+            user_domain_name: String::new(),
+            user_domain_id: String::new(),
+            project_name: String::new(),
+            project_id: String::new(),
+            project_domain_name: String::new(),
+            project_domain_id: String::new(),
+            application_credential_id: String::new(),
+            application_credential_secret: Secret::default(),
+            region_name: String::new(),
+            interface: "public".into(),
+            renew_before: Duration::secs(120),
+            timeout: Duration::secs(10),
+            ca_file: String::new(),
+        }
+    }
+}
+
+impl Default for BufferConfig {
+    fn default() -> Self {
+        Self {
+            max_bytes: ByteSize::mib(256),
+        }
+    }
 }
 
 impl Default for StatsdConfig {
