@@ -26,7 +26,7 @@ pub fn reader_count(config: &Config) -> usize {
     }
 }
 
-/// The `hostname` dimension first, then the configured defaults.
+/// The `hostname` dimension and the configured defaults, sorted by key.
 pub fn default_dimensions(config: &Config) -> Vec<(String, String)> {
     let a = &config.aggregate;
     let mut dims: Vec<(String, String)> = Vec::new();

@@ -13,6 +13,7 @@
 //! expose the gateway's own counters; `shutdown` drains on SIGTERM/SIGINT.
 pub mod admin;
 pub mod aggregate;
+pub mod batch;
 pub mod config;
 pub mod flush;
 pub mod gateway;

@@ -5,12 +5,13 @@
 //! path (it runs on the flusher thread) or drop metrics without returning an error the
 //! flusher counts.
 
-use crate::metric::{Metric, to_json_array};
+use crate::batch::Rendered;
+use crate::metric::Metric;
 use std::io::Write;
 
 pub trait Sink: Send {
     /// Takes one flush's metrics; an error means none of them were delivered.
-    fn submit(&mut self, metrics: Vec<Metric>) -> std::io::Result<()>;
+    fn submit(&mut self, metrics: Rendered) -> std::io::Result<()>;
 }
 
 /// Prints one JSON array per flush, byte for byte the body that would be POSTed to
@@ -38,11 +39,11 @@ impl<W: Write + Send> ConsoleSink<W> {
 }
 
 impl<W: Write + Send> Sink for ConsoleSink<W> {
-    fn submit(&mut self, metrics: Vec<Metric>) -> std::io::Result<()> {
+    fn submit(&mut self, metrics: Rendered) -> std::io::Result<()> {
         if metrics.is_empty() {
             return Ok(());
         }
-        let mut body = to_json_array(&metrics);
+        let mut body = metrics.to_array();
         body.push(b'\n');
         self.out.write_all(&body)?;
         self.out.flush()
@@ -56,9 +57,11 @@ pub struct MemorySink {
 }
 
 impl Sink for MemorySink {
-    fn submit(&mut self, metrics: Vec<Metric>) -> std::io::Result<()> {
+    fn submit(&mut self, metrics: Rendered) -> std::io::Result<()> {
+        let parsed: Vec<Metric> =
+            serde_json::from_slice(&metrics.to_array()).map_err(std::io::Error::other)?;
         if let Ok(mut f) = self.flushes.lock() {
-            f.push(metrics);
+            f.push(parsed);
         }
         Ok(())
     }

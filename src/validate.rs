@@ -3,12 +3,22 @@
 //! Owns: the character and length rules for metric names and dimensions, applied at ingest and
 //! again at flush to the names statsgate derives (`name.95percentile`), so that no metric the
 //! API would answer 422 ever reaches a batch. Must never: allocate, or be looser than the API.
+//!
+//! One rule is stricter than the API: control characters (U+0000–U+001F, U+007F) are refused.
+//! No statsd client sends them on purpose, and without them series keys can use control bytes
+//! as separators and JSON rendering never needs to escape.
 
 /// Longest name, dimension key or dimension value, in characters (Python `len()`).
 pub const MAX_CHARS: usize = 255;
 
 const fn forbidden_table(extra: &[u8]) -> [bool; 256] {
     let mut table = [false; 256];
+    let mut c = 0;
+    while c < 0x20 {
+        table[c] = true;
+        c += 1;
+    }
+    table[0x7F] = true;
     let common = b"<>={},\"\\;&";
     let mut i = 0;
     while i < common.len() {
@@ -112,6 +122,11 @@ mod tests {
         );
         assert_eq!(dimension_value("a=b"), Err(Invalid::ForbiddenChar));
         assert_eq!(dimension_value(""), Err(Invalid::Empty));
+        assert_eq!(
+            dimension_value("tab\there"),
+            Err(Invalid::ForbiddenChar),
+            "stricter than the API"
+        );
         assert_eq!(dimension_value(&"v".repeat(256)), Err(Invalid::TooLong));
     }
 }

@@ -1,12 +1,13 @@
 //! The series key: name, optional `|T` timestamp and sorted dimensions in one byte string.
 //!
-//! Layout: `name [0xFD ts-decimal] (0xFF key 0xFE value)*`. The markers are bytes that never
-//! occur in UTF-8, and every part is validated UTF-8, so the encoding is unambiguous. A line with
-//! no dimensions and no timestamp has its plain name as key, so the hot path needs no copy.
+//! Layout: `name [0x1D ts-decimal] (0x1F key 0x1E value)*`. Names and dimensions never hold
+//! control characters (`validate` refuses them), so the markers are unambiguous and the whole
+//! key is UTF-8: decoding checks it once. A line with no dimensions and no timestamp has its
+//! plain name as key, so the hot path needs no copy.
 
-const TS_MARK: u8 = 0xFD;
-const DIM_MARK: u8 = 0xFF;
-const VALUE_MARK: u8 = 0xFE;
+const TS_MARK: u8 = 0x1D;
+const DIM_MARK: u8 = 0x1F;
+const VALUE_MARK: u8 = 0x1E;
 
 /// Appends the encoding of `name`, `timestamp` and the already sorted, deduplicated `dims`.
 pub fn encode(buf: &mut Vec<u8>, name: &str, timestamp: Option<u64>, dims: &[(&str, &str)]) {
@@ -30,19 +31,23 @@ pub fn encode(buf: &mut Vec<u8>, name: &str, timestamp: Option<u64>, dims: &[(&s
 pub struct SeriesKey<'a> {
     pub name: &'a str,
     pub timestamp: Option<u64>,
-    dims: &'a [u8],
+    /// `(DIM_MARK key VALUE_MARK value)*`.
+    dims: &'a str,
 }
 
 impl<'a> SeriesKey<'a> {
     pub fn decode(key: &'a [u8]) -> Self {
-        let head_end = memchr::memchr(DIM_MARK, key).unwrap_or(key.len());
+        // Keys are built only from validated UTF-8 and ASCII markers: the fallback never runs.
+        let key = std::str::from_utf8(key).unwrap_or_default();
+        let bytes = key.as_bytes();
+        let head_end = find(bytes, DIM_MARK).unwrap_or(key.len());
         let (head, dims) = key.split_at(head_end);
-        let (name, timestamp) = match memchr::memchr(TS_MARK, head) {
-            Some(i) => (&head[..i], text(&head[i + 1..]).parse().ok()),
+        let (name, timestamp) = match find(head.as_bytes(), TS_MARK) {
+            Some(i) => (&head[..i], head[i + 1..].parse().ok()),
             None => (head, None),
         };
         SeriesKey {
-            name: text(name),
+            name,
             timestamp,
             dims,
         }
@@ -50,19 +55,22 @@ impl<'a> SeriesKey<'a> {
 
     /// The dimensions in key order (sorted by key).
     pub fn dims(&self) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
-        self.dims.split(|&b| b == DIM_MARK).skip(1).map(|pair| {
-            let i = memchr::memchr(VALUE_MARK, pair).unwrap_or(pair.len());
-            (
-                text(&pair[..i]),
-                text(pair.get(i + 1..).unwrap_or_default()),
-            )
+        let mut rest = self.dims;
+        std::iter::from_fn(move || {
+            // `rest` is empty or starts with DIM_MARK.
+            let pair = rest.get(1..)?;
+            let end = find(pair.as_bytes(), DIM_MARK).unwrap_or(pair.len());
+            let (pair, next) = pair.split_at(end);
+            rest = next;
+            let split = find(pair.as_bytes(), VALUE_MARK).unwrap_or(pair.len());
+            Some((&pair[..split], pair.get(split + 1..).unwrap_or_default()))
         })
     }
 }
 
-/// Keys are built only from validated UTF-8, so this never takes the fallback.
-fn text(b: &[u8]) -> &str {
-    std::str::from_utf8(b).unwrap_or_default()
+/// Keys are short: a plain loop beats a vectorised search's set-up.
+fn find(haystack: &[u8], needle: u8) -> Option<usize> {
+    haystack.iter().position(|&b| b == needle)
 }
 
 /// Decimal digits of `n` without allocating.

@@ -10,6 +10,7 @@ mod render;
 pub use render::{TimerOutput, percentile_label};
 
 use crate::aggregate::{SeriesKey, Shard};
+use crate::batch::Rendered;
 use crate::reason::EmitDrop;
 use crate::sink::Sink;
 use crate::telemetry::Telemetry;
@@ -26,7 +27,7 @@ pub struct FlushSettings {
     pub idle_expiry: Duration,
     pub counters_as_rate: bool,
     pub timer_outputs: Vec<TimerOutput>,
-    /// Added to every metric unless its series has the key (`hostname` first).
+    /// Added to every metric unless its series has the key; sorted by key.
     pub default_dimensions: Arc<[(String, String)]>,
 }
 
@@ -52,6 +53,8 @@ pub struct Flusher {
     telemetry: Arc<Telemetry>,
     sink: Box<dyn Sink>,
     interval_start_ms: u64,
+    /// Metrics and bytes rendered by the last flush.
+    last_size: (usize, usize),
 }
 
 pub fn now_ms() -> u64 {
@@ -80,6 +83,7 @@ impl Flusher {
             telemetry,
             sink,
             interval_start_ms: now_ms(),
+            last_size: (0, 0),
         }
     }
 
@@ -124,7 +128,16 @@ impl Flusher {
             (timestamp_ms.saturating_sub(self.interval_start_ms) as f64 / 1000.0).max(0.001);
         self.interval_start_ms = timestamp_ms;
 
-        let mut e = Emitter::new(Arc::clone(&self.settings.default_dimensions), timestamp_ms);
+        // Sized like the last flush: steady traffic renders without regrowing the buffer.
+        let room = Rendered::with_capacity(
+            self.last_size.0 + self.last_size.0 / 8,
+            self.last_size.1 + self.last_size.1 / 8,
+        );
+        let mut e = Emitter::with_capacity(
+            Arc::clone(&self.settings.default_dimensions),
+            timestamp_ms,
+            room,
+        );
         for (key, c) in &merged.counters {
             let value = if self.settings.counters_as_rate {
                 c.sum / interval_secs
@@ -148,6 +161,7 @@ impl Flusher {
 
         let stats = &self.telemetry.flush;
         let emitted = e.metrics.len() as u64;
+        self.last_size = (e.metrics.len(), e.metrics.bytes());
         for (i, n) in e.dropped.iter().enumerate() {
             stats.dropped[i].add(*n);
         }

@@ -2,11 +2,10 @@
 //! timestamps, and the last validation before a metric may leave.
 
 use crate::aggregate::{SeriesKey, Timer};
+use crate::batch::Rendered;
 use crate::config::TimerAggregate;
-use crate::metric::Metric;
 use crate::reason::EmitDrop;
 use crate::validate;
-use std::collections::BTreeMap;
 
 /// One timer output: its name suffix and how to compute it.
 #[derive(Debug, Clone, PartialEq)]
@@ -70,20 +69,31 @@ pub fn percentile_label(q: f64) -> String {
     pct.replace('.', "_")
 }
 
-/// Builds metrics for one flush; counts what fails the final validation.
+/// Builds one flush's metrics as JSON; counts what fails the final validation.
 pub struct Emitter {
+    /// Sorted by key.
     pub default_dimensions: std::sync::Arc<[(String, String)]>,
     pub timestamp_ms: u64,
-    pub metrics: Vec<Metric>,
+    pub metrics: Rendered,
     pub dropped: [u64; EmitDrop::COUNT],
 }
 
 impl Emitter {
+    #[cfg(test)]
     pub fn new(default_dimensions: std::sync::Arc<[(String, String)]>, timestamp_ms: u64) -> Self {
+        Self::with_capacity(default_dimensions, timestamp_ms, Rendered::default())
+    }
+
+    /// Renders into `metrics` (empty, possibly pre-sized from the last flush).
+    pub fn with_capacity(
+        default_dimensions: std::sync::Arc<[(String, String)]>,
+        timestamp_ms: u64,
+        metrics: Rendered,
+    ) -> Self {
         Emitter {
             default_dimensions,
             timestamp_ms,
-            metrics: Vec::new(),
+            metrics,
             dropped: [0; EmitDrop::COUNT],
         }
     }
@@ -94,32 +104,43 @@ impl Emitter {
             self.dropped[EmitDrop::NonFiniteValue as usize] += 1;
             return;
         }
-        let name = if suffix.is_empty() {
-            key.name.to_owned()
-        } else {
-            format!("{}{suffix}", key.name)
-        };
-        // The base name passed at ingest; only a suffix can push it over the limit.
-        if validate::name(&name).is_err() {
+        // The base name passed at ingest (no forbidden characters); only the suffix can push
+        // it over the length limit.
+        let chars = key.name.len() + suffix.len();
+        if chars > validate::MAX_CHARS
+            && key.name.chars().count() + suffix.len() > validate::MAX_CHARS
+        {
             self.dropped[EmitDrop::NameTooLong as usize] += 1;
             return;
-        }
-        let mut dimensions: BTreeMap<String, String> =
-            self.default_dimensions.iter().cloned().collect();
-        for (k, v) in key.dims() {
-            dimensions.insert(k.to_owned(), v.to_owned());
         }
         let timestamp = key
             .timestamp
             .map_or(self.timestamp_ms, |t| t.saturating_mul(1000));
-        self.metrics.push(Metric {
-            name,
-            dimensions,
-            timestamp,
-            value,
-            value_meta: None,
-        });
+        let dims = merge_sorted(&self.default_dimensions, key.dims());
+        self.metrics.push(key.name, suffix, dims, timestamp, value);
     }
+}
+
+/// Merges the sorted defaults with a key's sorted dimensions; the key's value wins.
+fn merge_sorted<'a>(
+    defaults: &'a [(String, String)],
+    key_dims: impl Iterator<Item = (&'a str, &'a str)>,
+) -> impl Iterator<Item = (&'a str, &'a str)> {
+    let mut defaults = defaults
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .peekable();
+    let mut key_dims = key_dims.peekable();
+    std::iter::from_fn(move || match (defaults.peek(), key_dims.peek()) {
+        (Some(d), Some(k)) if d.0 < k.0 => defaults.next(),
+        (Some(d), Some(k)) if d.0 == k.0 => {
+            defaults.next();
+            key_dims.next()
+        }
+        (_, Some(_)) => key_dims.next(),
+        (Some(_), None) => defaults.next(),
+        (None, None) => None,
+    })
 }
 
 #[cfg(test)]
@@ -158,5 +179,21 @@ mod tests {
         assert_eq!(e.metrics.len(), 1);
         assert_eq!(e.dropped[EmitDrop::NameTooLong as usize], 1);
         assert_eq!(e.dropped[EmitDrop::NonFiniteValue as usize], 1);
+    }
+
+    #[test]
+    fn defaults_merge_with_series_dimensions_in_key_order() {
+        let defaults = vec![
+            ("a".to_owned(), "1".to_owned()),
+            ("m".to_owned(), "d".to_owned()),
+        ];
+        let mut e = Emitter::new(std::sync::Arc::from(defaults), 5);
+        let key = b"n\x1Fb\x1E2\x1Fm\x1Ek\x1Fz\x1E3";
+        e.emit(&SeriesKey::decode(key), "", 1.0);
+        let text = String::from_utf8(e.metrics.to_array()).unwrap();
+        assert!(
+            text.contains(r#""dimensions":{"a":"1","b":"2","m":"k","z":"3"}"#),
+            "{text}"
+        );
     }
 }

@@ -250,7 +250,12 @@ const NAME_FORBIDDEN: u8 = 3;
 
 static HEAD_CLASS: [u8; 256] = {
     let mut t = [0u8; 256];
-    let forbidden = b"<>={}\"\\&() ";
+    let forbidden = b"<>={}\"\\&() \x7f";
+    let mut c = 0;
+    while c < 0x20 {
+        t[c] = NAME_FORBIDDEN;
+        c += 1;
+    }
     let mut i = 0;
     while i < forbidden.len() {
         t[forbidden[i] as usize] = NAME_FORBIDDEN;

@@ -4,9 +4,9 @@
 Stdlib only (it drives a separate venv). See README.md next to this file.
 
     kit.py install   [--venv DIR] [--constraints PATH]
-    kit.py start     [--venv DIR] --workdir DIR [--token-expiration SECONDS]
+    kit.py start     [--venv DIR] --workdir DIR [--token-expiration S] [--token-cache-time S]
     kit.py stop      --workdir DIR
-    kit.py published --workdir DIR
+    kit.py published --workdir DIR [--envelopes]
     kit.py smoke     [--venv DIR] [--workdir DIR] [--constraints PATH]
 """
 
@@ -80,8 +80,8 @@ def _build_hint(output):
     if re.search(r"Python\.h: No such file", output):
         ver = f"{sys.version_info.major}.{sys.version_info.minor}"
         hints.append(f"Python headers missing: apt-get install python{ver}-dev (or python3-dev)")
-    if re.search(r"(gcc|cc|x86_64-linux-gnu-gcc)['\"]? (failed|not found)|command '.*gcc' failed|"
-                 r"error: command 'gcc'|unable to execute '.*gcc'", output):
+    if re.search(r"command '[^']*\b(gcc|cc)' failed: No such file|unable to execute '[^']*\b(gcc|cc)'|"
+                 r"\b(gcc|cc): (command )?not found", output):
         hints.append("C compiler missing: apt-get install build-essential")
     if re.search(r"openssl/\w+\.h: No such file", output):
         hints.append("OpenSSL headers missing (scrypt): apt-get install libssl-dev")
@@ -93,6 +93,9 @@ def install(venv, constraints):
     constraints = Path(constraints).resolve()
     if not constraints.is_file():
         raise KitError(f"constraints file not found: {constraints} (pass --constraints PATH)")
+    if sys.version_info[:2] != (3, 11):
+        # The constraints were resolved for 3.11; monasca-api also imports distutils (gone in 3.12).
+        raise KitError(f"needs Python 3.11 to create the venv, this is {sys.version.split()[0]}")
     chash = hashlib.sha256(constraints.read_bytes()).hexdigest()
     want = {"pins": PINS, "constraints_sha256": chash}
     stamp = venv / STAMP
@@ -152,7 +155,7 @@ def http(method, url, body=None, headers=None, timeout=30):
 
 def free_ports(n):
     # Bind them all at once so the n ports differ; a tiny race with other binders remains,
-    # handled by retrying the whole start when gunicorn reports "Address already in use".
+    # handled by retrying the whole start when gunicorn reports "Connection in use".
     socks = []
     try:
         for _ in range(n):
@@ -191,8 +194,14 @@ def _cmdline(pid):
         return ""
 
 
+def _marker(workdir):
+    # Every server command line holds "--pid <workdir>/<name>/gunicorn.pid"; the slash keeps
+    # /tmp/wd1 from matching /tmp/wd10.
+    return str(workdir) + "/"
+
+
 def _our_processes(pgid, marker):
-    """Non-zombie processes in process group pgid whose command line names marker (our workdir).
+    """Non-zombie processes in process group pgid whose command line holds marker (_marker()).
 
     Each server is started as a session leader, so its gunicorn workers share its pgid; the
     marker check keeps a recycled pid or pgid from ever pointing us at someone else."""
@@ -213,6 +222,7 @@ def _terminate(pgids, marker, grace=5.0):
         for pid in alive:
             try:
                 os.kill(pid, sig)
+                os.kill(pid, signal.SIGCONT)  # a test may have SIGSTOPped it to fake an outage
             except ProcessLookupError:
                 pass
         deadline = time.monotonic() + wait
@@ -427,18 +437,23 @@ def _gunicorn(venv, workdir, name, port, app, env, extra_flags):
                                 env=_server_env(env), start_new_session=True), log_path
 
 
-def _wait_ready(proc, log_path, url, method, want, deadline, what):
+def _wait_ready(proc, log_path, port, url, method, want, deadline, what):
+    listening = f"Listening at: http://127.0.0.1:{port} ({proc.pid})"
     while True:
         if proc.poll() is not None:
             log_text = tail(log_path)
-            cls = PortInUse if "Address already in use" in log_text else KitError
+            # gunicorn says "Connection in use" and gives up after 5 tries of 1 s.
+            cls = PortInUse if "Connection in use" in log_text else KitError
             raise cls(f"{what} exited (code {proc.returncode}); tail of {log_path}:\n{log_text}")
-        try:
-            status, _, _ = http(method, url, timeout=5)
-            if status == want:
-                return
-        except OSError:
-            pass
+        # Only trust an answer once OUR gunicorn has bound the port: if someone else won the
+        # port race, they might answer too.
+        if listening in tail(log_path, 400):
+            try:
+                status, _, _ = http(method, url, timeout=5)
+                if status == want:
+                    return
+            except OSError:
+                pass
         if time.monotonic() > deadline:
             raise KitError(f"{what} not ready at {url} after {READY_TIMEOUT:.0f} s; "
                            f"tail of {log_path}:\n{tail(log_path)}")
@@ -452,7 +467,7 @@ def start(venv, workdir, token_expiration=3600, token_cache_time=300):
         raise KitError(f"{venv} lacks {PINS}: run `kit.py install --venv {venv}` first")
     workdir.mkdir(parents=True, exist_ok=True)
     for name, pid in _read_pids(workdir).items():
-        if _our_processes(pid, str(workdir)):
+        if _our_processes(pid, _marker(workdir)):
             raise KitError(f"{name} (pid {pid}) from an earlier start still runs in {workdir}; "
                            f"run `kit.py stop --workdir {workdir}` first")
     for attempt in range(1, 4):
@@ -495,11 +510,25 @@ def _start_once(venv, workdir, token_expiration, token_cache_time):
         import pwd, grp  # noqa: E401 (only needed here)
         owner = ["--keystone-user", pwd.getpwuid(os.getuid()).pw_name,
                  "--keystone-group", grp.getgrgid(os.getgid()).gr_name]
-        # Each keystone-manage costs seconds of imports: run what is independent in parallel.
-        helpers += [_manage(venv, kconf, manage_log, "db_sync"),
-                    _manage(venv, kconf, manage_log, "fernet_setup", *owner),
-                    _manage(venv, kconf, manage_log, "credential_setup", *owner)]
-        _wait_all(helpers, manage_log, "keystone-manage db_sync/fernet_setup/credential_setup")
+        # Everything here is seconds of Python imports on a small box: overlap what is independent.
+        # monasca-api needs nothing from Keystone until its first request.
+        procs["monasca"], mlog = _gunicorn(
+            venv, workdir, "monasca", mport, "e2e_servers:monasca_app()",
+            {"STATSGATE_E2E_MONASCA_CONF": str(mconf), "STATSGATE_E2E_MONASCA_PASTE": str(paste),
+             "STATSGATE_E2E_WORKDIR": str(workdir)},
+            ["--worker-class", "gthread", "--threads", "4"])
+        record()
+        db_sync = _manage(venv, kconf, manage_log, "db_sync")
+        keys = [_manage(venv, kconf, manage_log, "fernet_setup", *owner),
+                _manage(venv, kconf, manage_log, "credential_setup", *owner)]
+        helpers += [db_sync, *keys]
+        # Keystone exits at start-up without its key repositories; it reads no table until asked.
+        _wait_all(keys, manage_log, "keystone-manage fernet_setup/credential_setup")
+        procs["keystone"], klog = _gunicorn(
+            venv, workdir, "keystone", kport, "e2e_servers:keystone_app()",
+            {"OS_KEYSTONE_CONFIG_FILES": str(kconf)}, ["--worker-class", "sync"])
+        record()
+        _wait_all([db_sync], manage_log, "keystone-manage db_sync")
         # Without WAL, concurrent writers (role creation) fail with "database is locked" -> 500.
         import sqlite3
         with sqlite3.connect(kdir / "keystone.db") as db:
@@ -512,24 +541,13 @@ def _start_once(venv, workdir, token_expiration, token_cache_time):
                             "--bootstrap-internal-url", keystone_url,
                             env={"OS_BOOTSTRAP_PASSWORD": pw["admin"]})  # not on the command line
         helpers.append(bootstrap)
-        # Both servers import for seconds: start them while bootstrap runs.
-        procs["keystone"], klog = _gunicorn(
-            venv, workdir, "keystone", kport, "e2e_servers:keystone_app()",
-            {"OS_KEYSTONE_CONFIG_FILES": str(kconf)}, ["--worker-class", "sync"])
-        record()
-        procs["monasca"], mlog = _gunicorn(
-            venv, workdir, "monasca", mport, "e2e_servers:monasca_app()",
-            {"STATSGATE_E2E_MONASCA_CONF": str(mconf), "STATSGATE_E2E_MONASCA_PASTE": str(paste),
-             "STATSGATE_E2E_WORKDIR": str(workdir)},
-            ["--worker-class", "gthread", "--threads", "4"])
-        record()
         _wait_all([bootstrap], manage_log, "keystone-manage bootstrap")
         deadline = time.monotonic() + READY_TIMEOUT
-        _wait_ready(procs["keystone"], klog, keystone_url, "GET", 200, deadline, "keystone")
+        _wait_ready(procs["keystone"], klog, kport, keystone_url, "GET", 200, deadline, "keystone")
         log(f"keystone ready at {keystone_url} ({time.monotonic() - t0:.1f} s)")
 
         info = _provision(keystone_url, monasca_url, pw)
-        _wait_ready(procs["monasca"], mlog, monasca_url.replace("/v2.0", "/healthcheck"), "HEAD", 204,
+        _wait_ready(procs["monasca"], mlog, mport, monasca_url.replace("/v2.0", "/healthcheck"), "HEAD", 204,
                     deadline, "monasca-api")
         # Warm up (and check) the whole chain: keystonemiddleware's first validation fetches a
         # service token and discovers Keystone, which costs a second we'd rather not bill a test.
@@ -544,7 +562,7 @@ def _start_once(venv, workdir, token_expiration, token_cache_time):
             if p.poll() is None:
                 p.kill()
                 p.wait()
-        left = _terminate([p.pid for p in procs.values()], str(workdir), grace=3.0)
+        left = _terminate([p.pid for p in procs.values()], _marker(workdir), grace=3.0)
         for p in procs.values():
             try:
                 p.wait(timeout=1)  # reap our own children
@@ -624,7 +642,7 @@ def stop(workdir):
     if not pids:
         log(f"nothing to stop in {workdir}")
         return
-    left = _terminate(list(pids.values()), str(workdir))
+    left = _terminate(list(pids.values()), _marker(workdir))
     if left:
         raise KitError(f"still alive after SIGKILL: {left}")
     _pids_file(workdir).unlink(missing_ok=True)
@@ -758,7 +776,7 @@ def smoke(venv, workdir, constraints):
               f"`published` lists exactly the accepted metrics ({names})")
     finally:
         subprocess.run(kit + ["stop", "--workdir", str(workdir)], check=False)
-    alive = [p for p in env["pids"].values() if _our_processes(p, str(workdir))]
+    alive = [p for p in env["pids"].values() if _our_processes(p, _marker(workdir))]
     check(not alive, "stop left no server behind")
     if own_workdir:
         subprocess.run(["rm", "-rf", "--", str(workdir)], check=False)
