@@ -13,9 +13,11 @@
 //! expose the gateway's own counters; `shutdown` drains on SIGTERM/SIGINT.
 pub mod admin;
 pub mod aggregate;
+pub mod auth;
 pub mod batch;
 pub mod config;
 pub mod flush;
+pub mod forward;
 pub mod gateway;
 pub mod listen;
 pub mod metric;

@@ -23,7 +23,11 @@ enum Command {
     /// Run the gateway (the default).
     Run,
     /// Load and validate the configuration, print the effective settings, and exit.
-    CheckConfig,
+    CheckConfig {
+        /// Also authenticate with Keystone and print the roles and Monasca endpoint.
+        #[arg(long)]
+        online: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -36,7 +40,22 @@ fn main() -> ExitCode {
         }
     };
     match cli.command.unwrap_or(Command::Run) {
-        Command::CheckConfig => check_config(&config),
+        Command::CheckConfig { online } => {
+            let printed = check_config(&config);
+            if !online || printed != ExitCode::SUCCESS {
+                return printed;
+            }
+            match statsgate::gateway::check_online(&config) {
+                Ok(report) => {
+                    eprint!("{report}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("statsgate: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Run => {
             init_logging(&config);
             match statsgate::gateway::run(config) {

@@ -80,6 +80,24 @@ reasons! {
     }
 }
 
+reasons! {
+    /// A batch (or some of its metrics) given up on the way to Monasca.
+    BatchDrop {
+        /// `buffer.max_bytes` was full when the flush queued it.
+        BufferFull => "buffer_full",
+        /// One metric larger than `monasca.max_batch_bytes`, or a one-metric batch answered 413.
+        TooLarge => "too_large",
+        /// Monasca answered 400/422 (or another 4xx): refused whole, retrying cannot help.
+        Refused => "refused",
+        /// Monasca answered "Forbidden": the token's roles may not post metrics.
+        Forbidden => "forbidden",
+        /// `monasca.tenant_id` is set but the token may not post for other projects.
+        TenantRefused => "tenant_refused",
+        /// Still queued or in flight when `shutdown.grace` ran out.
+        Shutdown => "shutdown",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -101,6 +101,9 @@ pub struct FlushStats {
 pub struct Telemetry {
     pub readers: Vec<ReaderStats>,
     pub flush: FlushStats,
+    pub forward: std::sync::Arc<crate::forward::ForwardStats>,
+    /// Set when Keystone is configured, for its renewal and failure counts.
+    pub auth: std::sync::OnceLock<std::sync::Arc<crate::auth::Auth>>,
     /// Inodes of the statsd sockets, to find their drop counts in `/proc/net/udp*`.
     socket_inodes: Mutex<Vec<u64>>,
     started: std::time::Instant,
@@ -111,6 +114,8 @@ impl Telemetry {
         Telemetry {
             readers: (0..readers).map(|_| ReaderStats::default()).collect(),
             flush: FlushStats::default(),
+            forward: Default::default(),
+            auth: std::sync::OnceLock::new(),
             socket_inodes: Mutex::new(Vec::new()),
             started: std::time::Instant::now(),
         }

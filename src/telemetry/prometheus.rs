@@ -3,7 +3,7 @@
 
 use super::Telemetry;
 use crate::parse::Kind;
-use crate::reason::{EmitDrop, Reject};
+use crate::reason::{BatchDrop, EmitDrop, Reject};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
@@ -160,6 +160,7 @@ impl Collector for View {
             "Unix time of the last flush",
             f.last_flush_unix.get() as f64,
         )?;
+        encode_forward(&mut enc, t)?;
         gauge(
             &mut enc,
             "readers",
@@ -174,6 +175,102 @@ impl Collector for View {
         )?;
         Ok(())
     }
+}
+
+fn encode_forward(enc: &mut DescriptorEncoder<'_>, t: &Telemetry) -> Result {
+    use std::sync::atomic::Ordering::Relaxed;
+    let f = &t.forward;
+    counter(
+        enc,
+        "forward_batches_sent",
+        "Batches Monasca stored (204)",
+        f.batches_sent.load(Relaxed),
+    )?;
+    counter(
+        enc,
+        "forward_metrics_sent",
+        "Metrics Monasca stored",
+        f.metrics_sent.load(Relaxed),
+    )?;
+    counter(
+        enc,
+        "forward_retries",
+        "POST attempts retried after a 5xx, timeout or connection error",
+        f.retries.load(Relaxed),
+    )?;
+    counter(
+        enc,
+        "forward_reauthentications",
+        "401s answered by re-authenticating",
+        f.reauthentications.load(Relaxed),
+    )?;
+    counter(
+        enc,
+        "forward_splits",
+        "Batches split after a 413",
+        f.splits.load(Relaxed),
+    )?;
+    labelled_counter(
+        enc,
+        "forward_batches_dropped",
+        "Batches given up on the way to Monasca, by reason",
+        "reason",
+        BatchDrop::ALL
+            .iter()
+            .map(|r| (r.label(), f.batches_dropped[*r as usize].load(Relaxed))),
+    )?;
+    labelled_counter(
+        enc,
+        "forward_metrics_dropped",
+        "Metrics given up on the way to Monasca, by reason",
+        "reason",
+        BatchDrop::ALL
+            .iter()
+            .map(|r| (r.label(), f.metrics_dropped[*r as usize].load(Relaxed))),
+    )?;
+    gauge(
+        enc,
+        "forward_queue_batches",
+        "Batches waiting to be sent",
+        f.queue_batches.load(Relaxed) as f64,
+    )?;
+    gauge(
+        enc,
+        "forward_queue_bytes",
+        "Bytes waiting to be sent or in flight",
+        f.queue_bytes.load(Relaxed) as f64,
+    )?;
+    let posts = f.posts();
+    labelled_counter(
+        enc,
+        "forward_posts",
+        "POSTs to Monasca by outcome",
+        "outcome",
+        posts.iter().map(|(k, n, _)| (*k, *n)),
+    )?;
+    let mut seconds = enc.encode_descriptor(
+        "forward_post_seconds",
+        "Time spent in POSTs to Monasca by outcome",
+        None,
+        prometheus_client::metrics::MetricType::Counter,
+    )?;
+    for (outcome, _, secs) in &posts {
+        let labels = [("outcome", *outcome)];
+        ConstCounter::new(*secs).encode(seconds.encode_family(&labels)?)?;
+    }
+    let (renewals, failures) = t
+        .auth
+        .get()
+        .map(|a| (a.renewals.load(Relaxed), a.failures.load(Relaxed)))
+        .unwrap_or_default();
+    counter(enc, "token_renewals", "Keystone tokens obtained", renewals)?;
+    counter(
+        enc,
+        "token_failures",
+        "Failed Keystone authentications",
+        failures,
+    )?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -2,6 +2,8 @@
 //! console sink from its stdout and its counters from the admin port.
 #![allow(dead_code)]
 
+pub mod fake_openstack;
+
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};

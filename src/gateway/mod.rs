@@ -9,14 +9,19 @@ use crate::config::Config;
 use crate::flush::{FlushSettings, Flusher, TimerOutput};
 use crate::listen::{self, ReaderConfig};
 use crate::parse::Limits;
-use crate::sink::ConsoleSink;
+use crate::sink::{ConsoleSink, Sink};
 use crate::telemetry::Telemetry;
 use crate::{admin, shutdown};
 use anyhow::{Context, bail};
+use forwarding::start_forwarding;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Instant;
+
+mod forwarding;
+
+pub use forwarding::check_online;
 
 /// Reader threads: the configured number, or one per core.
 pub fn reader_count(config: &Config) -> usize {
@@ -88,6 +93,20 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         },
     };
 
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("statsgate-io")
+        .enable_all()
+        .build()
+        .context("starting the I/O runtime")?;
+    let (sink, forwarding, sink_name): (Box<dyn Sink>, _, String) = if config.forwards() {
+        let (sink, forwarder, name) = runtime.block_on(start_forwarding(&config, &telemetry))?;
+        let senders = runtime.block_on(async { forwarder.spawn() });
+        (Box::new(sink), Some((forwarder, senders)), name)
+    } else {
+        (Box::new(ConsoleSink::stdout()), None, "console".to_owned())
+    };
+
     let flusher = Flusher::new(
         shards.clone(),
         FlushSettings {
@@ -101,13 +120,9 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             default_dimensions: defaults.into(),
         },
         Arc::clone(&telemetry),
-        Box::new(ConsoleSink::stdout()),
+        sink,
     );
 
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the admin runtime")?;
     let (admin_stop_tx, admin_stop_rx) = tokio::sync::oneshot::channel::<()>();
     let admin = runtime.block_on(async {
         if config.admin.listen.is_empty() {
@@ -137,7 +152,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         admin = %admin.as_ref().map_or("disabled".to_owned(), |(a, _)| a.to_string()),
         readers,
         flush_interval = %humantime::format_duration(config.flush.interval.get()),
-        sink = "console",
+        sink = %sink_name,
         "statsgate listening"
     );
 
@@ -148,6 +163,9 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let readers_done = shutdown::join_until(reader_handles, deadline);
     let _ = flush_stop_tx.send(());
     let flushed = shutdown::join_until(vec![flush_handle], deadline);
+    if let Some((forwarder, senders)) = forwarding {
+        runtime.block_on(forwarder.shutdown(senders, deadline));
+    }
     let _ = admin_stop_tx.send(());
     if let Some((_, task)) = admin {
         runtime.block_on(async {

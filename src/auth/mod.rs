@@ -1,0 +1,325 @@
+//! Auth: Keystone v3 tokens, obtained, cached, renewed and shared by every sender.
+//!
+//! Owns: the token and its lifetime (renewed when less than `keystone.renew_before`, or half
+//! its lifetime, remains; one renewal in flight at a time), the catalog lookup for Monasca, and
+//! the role checks. Must never: log or return a password, secret or token in an error.
+
+mod keystone;
+
+use crate::config::KeystoneConfig;
+use crate::secret::Secret;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, SystemTime};
+
+/// Roles that may post metrics (monasca-api's `api:metrics:post`).
+pub const POSTING_ROLES: &[&str] = &["monasca-agent", "monasca-user"];
+/// Roles that grant more than posting, which statsgate does not need.
+pub const BROADER_ROLES: &[&str] = &["admin", "monasca-user"];
+
+/// A project-scoped token and what its body says.
+#[derive(Debug)]
+pub struct Token {
+    pub value: Secret,
+    pub issued_at: SystemTime,
+    pub expires_at: SystemTime,
+    pub roles: Vec<String>,
+    pub project_id: String,
+    pub project_name: String,
+    /// The Monasca URL from the catalog (type `monitoring`), if listed.
+    pub monasca_url: Option<String>,
+}
+
+impl Token {
+    /// Role names match case-insensitively, as oslo.policy does.
+    pub fn has_role(&self, role: &str) -> bool {
+        self.roles.iter().any(|r| r.eq_ignore_ascii_case(role))
+    }
+
+    /// Renew when less than `renew_before` (or half the lifetime, for short tokens) remains.
+    fn needs_renewal(&self, renew_before: Duration, now: SystemTime) -> bool {
+        let lifetime = self
+            .expires_at
+            .duration_since(self.issued_at)
+            .unwrap_or_default();
+        let margin = renew_before.min(lifetime / 2);
+        self.expires_at
+            .duration_since(now)
+            .map_or(true, |left| left <= margin)
+    }
+
+    fn is_expired(&self, now: SystemTime) -> bool {
+        self.expires_at <= now
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("Keystone at {url} is unreachable: {reason}")]
+    Unreachable { url: String, reason: String },
+    #[error("Keystone refused the credentials (HTTP {status}): {message}")]
+    Refused { status: u16, message: String },
+    #[error("Keystone answered HTTP {status} without a usable token: {reason}")]
+    Malformed { status: u16, reason: String },
+}
+
+impl AuthError {
+    /// Credentials problems do not heal by retrying quickly.
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, AuthError::Refused { .. })
+    }
+}
+
+/// The token cache shared by every sender. `Debug` shows no secret (see [`Secret`]).
+#[derive(Debug)]
+pub struct Auth {
+    client: reqwest::Client,
+    config: KeystoneConfig,
+    tokens_url: String,
+    current: tokio::sync::Mutex<Option<Arc<Token>>>,
+    pub renewals: AtomicU64,
+    pub failures: AtomicU64,
+}
+
+impl Auth {
+    pub fn new(client: reqwest::Client, config: KeystoneConfig) -> Self {
+        let tokens_url = format!("{}/auth/tokens", config.auth_url.trim_end_matches('/'));
+        Auth {
+            client,
+            config,
+            tokens_url,
+            current: tokio::sync::Mutex::new(None),
+            renewals: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+        }
+    }
+
+    /// A valid token: the cached one, or a fresh one when it is due. Callers queue on the
+    /// lock, so one renewal is in flight however many senders ask.
+    pub async fn token(&self) -> Result<Arc<Token>, AuthError> {
+        let mut current = self.current.lock().await;
+        let now = SystemTime::now();
+        if let Some(t) = current.as_ref()
+            && !t.needs_renewal(self.config.renew_before.get(), now)
+        {
+            return Ok(Arc::clone(t));
+        }
+        match self.authenticate().await {
+            Ok(fresh) => {
+                let fresh = Arc::new(fresh);
+                self.renewals.fetch_add(1, Relaxed);
+                *current = Some(Arc::clone(&fresh));
+                Ok(fresh)
+            }
+            Err(e) => {
+                self.failures.fetch_add(1, Relaxed);
+                // A renewal that fails early is not fatal: the old token still works.
+                match current.as_ref() {
+                    Some(t) if !t.is_expired(now) => {
+                        tracing::warn!(error = %e, "token renewal failed; using the current token until it expires");
+                        Ok(Arc::clone(t))
+                    }
+                    _ => Err(e),
+                }
+            }
+        }
+    }
+
+    /// Forgets `stale` (after Monasca answered 401 with it); a newer token is kept.
+    pub async fn invalidate(&self, stale: &Token) {
+        let mut current = self.current.lock().await;
+        if current.as_ref().is_some_and(|t| t.value == stale.value) {
+            *current = None;
+        }
+    }
+
+    async fn authenticate(&self) -> Result<Token, AuthError> {
+        let unreachable = |e: reqwest::Error| AuthError::Unreachable {
+            url: self.tokens_url.clone(),
+            // reqwest errors carry the URL and the cause, never the request body.
+            reason: error_chain(&e),
+        };
+        let response = self
+            .client
+            .post(&self.tokens_url)
+            .timeout(self.config.timeout.get())
+            .json(&keystone::request_body(&self.config))
+            .send()
+            .await
+            .map_err(unreachable)?;
+        let status = response.status().as_u16();
+        let subject = response
+            .headers()
+            .get("x-subject-token")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = response.bytes().await.map_err(unreachable)?;
+        if status == 401 || status == 403 || status == 404 {
+            return Err(AuthError::Refused {
+                status,
+                message: error_message(&body),
+            });
+        }
+        if status != 201 && status != 200 {
+            return Err(AuthError::Malformed {
+                status,
+                reason: error_message(&body),
+            });
+        }
+        let malformed = |reason: String| AuthError::Malformed { status, reason };
+        let value = subject.ok_or_else(|| malformed("no X-Subject-Token header".into()))?;
+        let parsed: keystone::TokenBody =
+            serde_json::from_slice(&body).map_err(|e| malformed(format!("token body: {e}")))?;
+        let info = parsed.token;
+        let expires_at = humantime::parse_rfc3339_weak(info.expires_at.trim_end_matches('Z'))
+            .map_err(|e| malformed(format!("expires_at {:?}: {e}", info.expires_at)))?;
+        let issued_at = info
+            .issued_at
+            .as_deref()
+            .and_then(|s| humantime::parse_rfc3339_weak(s.trim_end_matches('Z')).ok())
+            .unwrap_or_else(SystemTime::now);
+        let (project_id, project_name) = info.project.map(|p| (p.id, p.name)).unwrap_or_default();
+        let monasca_url = keystone::find_endpoint(
+            &info.catalog,
+            "monitoring",
+            &self.config.interface,
+            &self.config.region_name,
+        );
+        Ok(Token {
+            value: Secret::new(value),
+            issued_at,
+            expires_at,
+            roles: info.roles.into_iter().map(|r| r.name).collect(),
+            project_id,
+            project_name,
+            monasca_url,
+        })
+    }
+}
+
+/// The message of a Keystone error body (`{"error": {"message": ...}}`), shortened.
+fn error_message(body: &[u8]) -> String {
+    let parsed: Option<serde_json::Value> = serde_json::from_slice(body).ok();
+    let message = parsed
+        .as_ref()
+        .and_then(|v| {
+            v["error"]["message"]
+                .as_str()
+                .or_else(|| v["description"].as_str())
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned());
+    message.chars().take(300).collect()
+}
+
+/// `error: cause: cause`, for one-line logs.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// What the token's roles mean for this configuration.
+#[derive(Debug, PartialEq, Eq)]
+pub struct RoleReport {
+    pub may_post: bool,
+    pub broader: Vec<String>,
+    /// `tenant_id` is configured but the token holds none of the delegate roles.
+    pub tenant_refused: bool,
+}
+
+pub fn check_roles(token: &Token, tenant_id: &str, delegate_roles: &[String]) -> RoleReport {
+    RoleReport {
+        may_post: POSTING_ROLES.iter().any(|r| token.has_role(r)),
+        broader: BROADER_ROLES
+            .iter()
+            .filter(|r| token.has_role(r))
+            .map(|r| (*r).to_owned())
+            .collect(),
+        tenant_refused: !tenant_id.is_empty() && !delegate_roles.iter().any(|r| token.has_role(r)),
+    }
+}
+
+/// An HTTP client trusting the system roots plus the PEM bundles given (empty paths skipped).
+pub fn http_client(ca_files: &[&str]) -> anyhow::Result<reqwest::Client> {
+    use anyhow::Context;
+    let mut extra = Vec::new();
+    for path in ca_files.iter().filter(|p| !p.is_empty()) {
+        let pem = std::fs::read(path).with_context(|| format!("reading CA bundle {path}"))?;
+        extra.extend(
+            reqwest::Certificate::from_pem_bundle(&pem)
+                .with_context(|| format!("parsing CA bundle {path}"))?,
+        );
+    }
+    reqwest::Client::builder()
+        .tls_certs_merge(extra)
+        .connect_timeout(Duration::from_secs(5))
+        // monasca-api's gunicorn closes idle connections after 2 s; drop ours first.
+        .pool_idle_timeout(Duration::from_secs(1))
+        .user_agent(concat!("statsgate/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .context("building the HTTP client")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token(roles: &[&str], lifetime_s: u64, left_s: u64) -> Token {
+        let now = SystemTime::now();
+        Token {
+            value: Secret::new("t"),
+            issued_at: now - Duration::from_secs(lifetime_s - left_s),
+            expires_at: now + Duration::from_secs(left_s),
+            roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+            project_id: "p".into(),
+            project_name: "service".into(),
+            monasca_url: None,
+        }
+    }
+
+    #[test]
+    fn renewal_margin_is_capped_by_half_the_lifetime() {
+        let two_min = Duration::from_secs(120);
+        let now = SystemTime::now();
+        assert!(!token(&[], 3600, 600,).needs_renewal(two_min, now));
+        assert!(token(&[], 3600, 100).needs_renewal(two_min, now));
+        // A 10 s token renews at 5 s left, not on every use.
+        assert!(!token(&[], 10, 8).needs_renewal(two_min, now));
+        assert!(token(&[], 10, 4).needs_renewal(two_min, now));
+    }
+
+    #[test]
+    fn roles_are_checked_for_least_privilege_and_delegation() {
+        let admin = vec!["admin".to_owned()];
+        let agent = token(&["Monasca-Agent"], 3600, 3000);
+        assert_eq!(
+            check_roles(&agent, "", &admin),
+            RoleReport {
+                may_post: true,
+                broader: vec![],
+                tenant_refused: false
+            }
+        );
+        assert!(check_roles(&agent, "other-project", &admin).tenant_refused);
+        let operator = token(&["monasca-user", "admin"], 3600, 3000);
+        let report = check_roles(&operator, "other-project", &admin);
+        assert_eq!(report.broader, vec!["admin", "monasca-user"]);
+        assert!(!report.tenant_refused);
+        assert!(!check_roles(&token(&["member"], 3600, 3000), "", &admin).may_post);
+    }
+
+    #[test]
+    fn keystone_timestamps_parse() {
+        let t = humantime::parse_rfc3339_weak("2026-11-21T22:27:11.000000").unwrap();
+        assert_eq!(
+            humantime::format_rfc3339_seconds(t).to_string(),
+            "2026-11-21T22:27:11Z"
+        );
+    }
+}

@@ -1,0 +1,106 @@
+//! The forwarder's counters (written by several senders, so atomics with `fetch_add`), and a
+//! log limiter so that an outage is reported, not repeated for every batch.
+
+use crate::batch::Batch;
+use crate::reason::BatchDrop;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+/// The same problem is logged at most once per this interval.
+const LOG_EVERY: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Default)]
+pub struct ForwardStats {
+    pub batches_sent: AtomicU64,
+    pub metrics_sent: AtomicU64,
+    pub retries: AtomicU64,
+    pub reauthentications: AtomicU64,
+    pub splits: AtomicU64,
+    pub batches_dropped: [AtomicU64; BatchDrop::COUNT],
+    pub metrics_dropped: [AtomicU64; BatchDrop::COUNT],
+    pub queue_batches: AtomicU64,
+    pub queue_bytes: AtomicU64,
+    in_flight_metrics: AtomicI64,
+    /// POSTs by outcome label: (count, seconds).
+    posts: Mutex<BTreeMap<&'static str, (u64, f64)>>,
+    last_logged: Mutex<HashMap<&'static str, Instant>>,
+}
+
+impl ForwardStats {
+    pub fn delivered(&self, b: &Batch) {
+        self.batches_sent.fetch_add(1, Relaxed);
+        self.metrics_sent.fetch_add(b.metrics as u64, Relaxed);
+    }
+
+    pub fn drop_batch(&self, reason: BatchDrop, b: &Batch) {
+        self.batches_dropped[reason as usize].fetch_add(1, Relaxed);
+        self.metrics_dropped[reason as usize].fetch_add(b.metrics as u64, Relaxed);
+    }
+
+    pub fn drop_metrics(&self, reason: BatchDrop, metrics: u64) {
+        if metrics > 0 {
+            self.metrics_dropped[reason as usize].fetch_add(metrics, Relaxed);
+        }
+    }
+
+    pub fn dropped_metrics(&self, reason: BatchDrop) -> u64 {
+        self.metrics_dropped[reason as usize].load(Relaxed)
+    }
+
+    pub fn set_queue(&self, batches: usize, bytes: usize) {
+        self.queue_batches.store(batches as u64, Relaxed);
+        self.queue_bytes.store(bytes as u64, Relaxed);
+    }
+
+    pub fn in_flight(&self, delta: i64) {
+        self.in_flight_metrics.fetch_add(delta, Relaxed);
+    }
+
+    /// Metrics still in flight (at the end of the grace period), reset to zero.
+    pub fn take_in_flight(&self) -> u64 {
+        self.in_flight_metrics.swap(0, Relaxed).max(0) as u64
+    }
+
+    pub fn posted(&self, outcome: &'static str, took: Duration) {
+        let mut posts = self.posts.lock().unwrap_or_else(|p| p.into_inner());
+        let e = posts.entry(outcome).or_default();
+        e.0 += 1;
+        e.1 += took.as_secs_f64();
+    }
+
+    pub fn posts(&self) -> Vec<(&'static str, u64, f64)> {
+        let posts = self.posts.lock().unwrap_or_else(|p| p.into_inner());
+        posts.iter().map(|(k, (n, s))| (*k, *n, *s)).collect()
+    }
+
+    /// Runs `log` unless the same `kind` was logged within the last minute.
+    pub fn log_once(&self, kind: &'static str, log: impl FnOnce()) {
+        let mut last = self.last_logged.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        if last
+            .get(kind)
+            .is_none_or(|t| now.duration_since(*t) >= LOG_EVERY)
+        {
+            last.insert(kind, now);
+            drop(last);
+            log();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logs_once_per_kind_per_minute() {
+        let s = ForwardStats::default();
+        let mut n = 0;
+        s.log_once("a", || n += 1);
+        s.log_once("a", || n += 1);
+        s.log_once("b", || n += 1);
+        assert_eq!(n, 2);
+    }
+}

@@ -1,0 +1,178 @@
+//! Start-up of the Monasca path: the HTTP client, the token cache, the queue and the senders,
+//! and the first authentication that reports roles and the endpoint once, clearly.
+
+use crate::auth::{self, Auth, check_roles};
+use crate::batch;
+use crate::config::Config;
+use crate::forward::{ForwardSettings, ForwardSink, Forwarder, Queue, policy::Backoff};
+use crate::telemetry::Telemetry;
+use anyhow::{Context, bail};
+use std::sync::Arc;
+
+/// Builds the Monasca sink and senders, and authenticates once so that a role problem shows
+/// at start-up. Keystone being down is not fatal: batches wait in the buffer.
+pub async fn start_forwarding(
+    config: &Config,
+    telemetry: &Arc<Telemetry>,
+) -> anyhow::Result<(ForwardSink, Arc<Forwarder>, String)> {
+    let (m, k) = (&config.monasca, &config.keystone);
+    let client = auth::http_client(&[&k.ca_file, &m.ca_file])?;
+    let auth = (!k.auth_url.is_empty()).then(|| Arc::new(Auth::new(client.clone(), k.clone())));
+    if let Some(a) = &auth {
+        let _ = telemetry.auth.set(Arc::clone(a));
+        check_first_token(a, config).await?;
+    } else {
+        tracing::warn!("monasca.url is set without keystone.auth_url: POSTs carry no token");
+    }
+    let queue = Arc::new(Queue::new(config.buffer.max_bytes.bytes() as usize));
+    let stats = Arc::clone(&telemetry.forward);
+    let settings = ForwardSettings {
+        url: m.url.clone(),
+        tenant_id: m.tenant_id.clone(),
+        delegate_roles: m.delegate_roles.clone(),
+        concurrency: m.concurrency,
+        timeout: m.timeout.get(),
+        backoff: Backoff {
+            initial: m.backoff_initial.get(),
+            max: m.backoff_max.get(),
+        },
+    };
+    let forwarder = Forwarder::new(
+        Arc::clone(&queue),
+        Arc::clone(&stats),
+        client,
+        auth,
+        settings,
+    );
+    let limits = batch::Limits {
+        max_metrics: m.max_batch_metrics,
+        max_bytes: m.max_batch_bytes.bytes() as usize,
+    };
+    let name = if m.url.is_empty() {
+        "monasca (from the Keystone catalog)".to_owned()
+    } else {
+        format!("monasca {}", m.url)
+    };
+    Ok((
+        ForwardSink {
+            queue,
+            limits,
+            stats,
+        },
+        forwarder,
+        name,
+    ))
+}
+
+/// The Monasca URL this token leads to: `monasca.url`, else the catalog's.
+fn endpoint(config: &Config, token: &auth::Token) -> Option<String> {
+    if config.monasca.url.is_empty() {
+        token.monasca_url.clone()
+    } else {
+        Some(config.monasca.url.clone())
+    }
+}
+
+async fn check_first_token(auth: &Auth, config: &Config) -> anyhow::Result<()> {
+    let token = match tokio::time::timeout(config.keystone.timeout.get(), auth.token()).await {
+        Ok(Ok(t)) => t,
+        Ok(Err(e)) if e.is_refusal() => bail!("keystone: {e}"),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "Keystone is unavailable; starting anyway, batches wait in the buffer");
+            return Ok(());
+        }
+        Err(_) => {
+            tracing::warn!(
+                "Keystone did not answer within keystone.timeout; starting anyway, batches wait in the buffer"
+            );
+            return Ok(());
+        }
+    };
+    let report = check_roles(
+        &token,
+        &config.monasca.tenant_id,
+        &config.monasca.delegate_roles,
+    );
+    if report.tenant_refused {
+        bail!(
+            "monasca.tenant_id: the token (roles {:?}) has none of monasca.delegate_roles {:?}; \
+             Monasca would silently store the metrics under project {} instead",
+            token.roles,
+            config.monasca.delegate_roles,
+            token.project_id
+        );
+    }
+    if !report.may_post {
+        tracing::error!(roles = ?token.roles, "the token has no role that may post metrics: grant monasca-agent");
+    }
+    if !report.broader.is_empty() {
+        tracing::warn!(roles = ?report.broader, "the token holds more than it needs; monasca-agent alone is enough");
+    }
+    let endpoint = endpoint(config, &token);
+    if endpoint.is_none() {
+        tracing::error!(
+            interface = %config.keystone.interface,
+            region = %config.keystone.region_name,
+            "no `monitoring` endpoint in the catalog and no monasca.url"
+        );
+    }
+    tracing::info!(
+        project = %token.project_name,
+        project_id = %token.project_id,
+        roles = ?token.roles,
+        monasca = endpoint.as_deref().unwrap_or("none"),
+        "authenticated with Keystone"
+    );
+    Ok(())
+}
+
+/// `check-config --online`: authenticate and report what statsgate would use, never a secret.
+pub fn check_online(config: &Config) -> anyhow::Result<String> {
+    let k = &config.keystone;
+    if k.auth_url.is_empty() {
+        return Ok(if config.monasca.url.is_empty() {
+            "no Keystone or Monasca configured: flushes go to the console sink\n".to_owned()
+        } else {
+            format!(
+                "monasca: {} (no Keystone: POSTs carry no token)\n",
+                config.monasca.url
+            )
+        });
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let client = auth::http_client(&[&k.ca_file, &config.monasca.ca_file])?;
+        let auth = Auth::new(client, k.clone());
+        let token = auth.token().await.context("keystone")?;
+        let report = check_roles(
+            &token,
+            &config.monasca.tenant_id,
+            &config.monasca.delegate_roles,
+        );
+        let endpoint = endpoint(config, &token);
+        let mut out = format!(
+            "keystone: authenticated to project {} ({})\nroles: {}\nmonasca: {}\n",
+            token.project_name,
+            token.project_id,
+            token.roles.join(", "),
+            endpoint
+                .as_deref()
+                .unwrap_or("NONE: set monasca.url or add a `monitoring` endpoint to the catalog"),
+        );
+        if !report.may_post {
+            out.push_str("PROBLEM: no role that may post metrics; grant monasca-agent\n");
+        }
+        if !report.broader.is_empty() {
+            out.push_str(&format!(
+                "warning: broader roles than needed: {}\n",
+                report.broader.join(", ")
+            ));
+        }
+        if report.tenant_refused {
+            bail!("monasca.tenant_id: the token has none of monasca.delegate_roles");
+        }
+        Ok(out)
+    })
+}
