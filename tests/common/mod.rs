@@ -157,7 +157,8 @@ impl Gateway {
             .status()
             .expect("kill");
         assert!(status.success());
-        let deadline = Instant::now() + Duration::from_secs(20);
+        // Generous: a final flush of 100k series to a real Monasca takes seconds.
+        let deadline = Instant::now() + Duration::from_secs(90);
         let exit = loop {
             if let Some(s) = self.child.try_wait().expect("wait") {
                 break s;
