@@ -389,3 +389,28 @@ fn logs_never_carry_a_password_or_token() {
     assert!(!log.contains(PASSWORD), "password in the log");
     assert!(!log.contains("gAAAAAB-token"), "token in the log");
 }
+
+#[test]
+fn wrong_credentials_stop_the_start_with_a_clear_message() {
+    let fake = Fake::start();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.yaml");
+    let yaml = fake.password_yaml().replace(PASSWORD, "not-the-password");
+    let yaml = format!("statsd:\n  listen: 127.0.0.1:0\nadmin:\n  listen: 127.0.0.1:0\n{yaml}");
+    std::fs::write(&path, yaml).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_statsgate"))
+        .arg("-c")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("Keystone refused the credentials (HTTP 401)"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("not-the-password"),
+        "the password never appears: {err}"
+    );
+}
