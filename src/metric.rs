@@ -1,6 +1,7 @@
 //! The Monasca metric model: what `POST /v2.0/metrics` takes, one JSON object per metric.
 //!
-//! Owns: the wire shape and its JSON encoding. Must never: hold a metric that fails Monasca's
+//! Owns: the wire shape as a typed value (the flush path renders JSON directly in `batch`; this
+//! type reads and writes it elsewhere). Must never: hold a metric that fails Monasca's
 //! validation (producers check with `validate` before building one).
 
 use serde::{Deserialize, Serialize, Serializer};
@@ -30,12 +31,6 @@ fn compact_number<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
     }
 }
 
-/// The body Monasca takes: a JSON array of metrics.
-pub fn to_json_array(metrics: &[Metric]) -> Vec<u8> {
-    // Serializing strings, integers and finite floats into memory cannot fail.
-    serde_json::to_vec(metrics).unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -52,7 +47,7 @@ mod tests {
             value: 97.5,
             value_meta: None,
         };
-        let json = String::from_utf8(to_json_array(&[m])).unwrap();
+        let json = serde_json::to_string(&[m]).unwrap();
         assert_eq!(
             json,
             r#"[{"name":"cpu.idle_perc","dimensions":{"a":"b","hostname":"web-1"},"timestamp":1795288860000,"value":97.5}]"#
@@ -68,7 +63,7 @@ mod tests {
             value: 1_000_000.0,
             value_meta: None,
         };
-        let json = |m: &Metric| String::from_utf8(to_json_array(std::slice::from_ref(m))).unwrap();
+        let json = |m: &Metric| serde_json::to_string(std::slice::from_ref(m)).unwrap();
         assert!(json(&m).contains(r#""value":1000000}"#));
         m.value = -0.5;
         assert!(json(&m).contains(r#""value":-0.5}"#));
