@@ -75,6 +75,13 @@ impl Flusher {
         telemetry: Arc<Telemetry>,
         sink: Box<dyn Sink>,
     ) -> Self {
+        let mut settings = settings;
+        // Rendering merges these with each series' sorted dimensions in one pass.
+        if !settings.default_dimensions.is_sorted() {
+            let mut sorted = settings.default_dimensions.to_vec();
+            sorted.sort();
+            settings.default_dimensions = sorted.into();
+        }
         Flusher {
             shards,
             settings,

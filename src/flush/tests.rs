@@ -13,7 +13,14 @@ struct Rig {
 }
 
 fn rig(counters_as_rate: bool, idle_expiry_s: u64) -> Rig {
-    let defaults = vec![("hostname".to_owned(), "gw".to_owned())];
+    rig_with(
+        counters_as_rate,
+        idle_expiry_s,
+        vec![("hostname".to_owned(), "gw".to_owned())],
+    )
+}
+
+fn rig_with(counters_as_rate: bool, idle_expiry_s: u64, defaults: Vec<(String, String)>) -> Rig {
     let shards: Vec<_> = (0..2)
         .map(|_| Arc::new(Mutex::new(Shard::default())))
         .collect();
@@ -194,4 +201,29 @@ fn timestamped_rate_samples_form_one_rate() {
         m[0].timestamp, 1_010_000,
         "a rate is stamped with its interval"
     );
+}
+
+#[test]
+fn unsorted_defaults_merge_without_duplicate_keys() {
+    // hostname before env: not sorted, as a config can list them.
+    let defaults = vec![
+        ("hostname".to_owned(), "gw".to_owned()),
+        ("env".to_owned(), "prod".to_owned()),
+    ];
+    let mut r = rig_with(false, 300, defaults);
+    r.send(0, &["a:1|c|#env:staging,app:web", "b:1|c"], 0);
+    r.flusher.flush(1_010_000);
+    // MemorySink parses the JSON; a duplicate key would silently keep the last value, so
+    // check the rendered order through the typed metrics and the values.
+    let m = r.out.lock().unwrap().last().cloned().unwrap();
+    let a = m.iter().find(|x| x.name == "a").unwrap();
+    assert_eq!(
+        a.dimensions.get("env").map(String::as_str),
+        Some("staging"),
+        "the line's value wins"
+    );
+    assert_eq!(a.dimensions.len(), 3);
+    let b = m.iter().find(|x| x.name == "b").unwrap();
+    assert_eq!(b.dimensions.get("env").map(String::as_str), Some("prod"));
+    assert_eq!(b.dimensions.get("hostname").map(String::as_str), Some("gw"));
 }

@@ -31,7 +31,7 @@ pub fn reader_count(config: &Config) -> usize {
     }
 }
 
-/// The `hostname` dimension and the configured defaults, sorted by key.
+/// The `hostname` dimension and the configured defaults.
 pub fn default_dimensions(config: &Config) -> Vec<(String, String)> {
     let a = &config.aggregate;
     let mut dims: Vec<(String, String)> = Vec::new();
