@@ -171,6 +171,15 @@ pub fn lines(datagram: &[u8]) -> impl Iterator<Item = &[u8]> {
 }
 
 /// Parse one line (without its newline).
+///
+/// ```
+/// use statsgate::parse::{Kind, Limits, parse_line};
+/// let line = parse_line(b"page.views:1|c|@0.5|#service:web", &Limits::default()).unwrap();
+/// assert_eq!((line.name, line.kind, line.sample_rate), ("page.views", Kind::Counter, 0.5));
+/// let mut dims = Vec::new();
+/// line.dims.for_each(|k, v| dims.push((k, v)));
+/// assert_eq!(dims, [("service", "web")]);
+/// ```
 #[inline]
 pub fn parse_line<'a>(line: &'a [u8], limits: &Limits) -> Result<Line<'a>, Reject> {
     if line.len() > limits.max_line {
