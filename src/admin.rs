@@ -1,11 +1,15 @@
-//! Admin HTTP (`admin.listen`, loopback by default): `/healthz` and `/metrics` for operators.
+//! Admin HTTP (`admin.listen`, loopback by default): `/healthz`, `/metrics` and
+//! `/api/heartbeats` (the liveness table) for operators.
 //!
 //! Owns: the operator-facing HTTP routes. Must never: take a lock the readers take, or
 //! expose a secret.
 
+use crate::flush::now_ms;
+use crate::heartbeat::{Filter, Heartbeats};
 use crate::telemetry::{self, Telemetry};
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
@@ -17,11 +21,12 @@ use std::sync::Arc;
 pub async fn serve(
     addr: SocketAddr,
     telemetry: Arc<Telemetry>,
+    heartbeats: Option<Arc<Heartbeats>>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
-    let app = router(telemetry);
+    let app = router(telemetry, heartbeats);
     let task = tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
@@ -33,14 +38,50 @@ pub async fn serve(
     Ok((local, task))
 }
 
-pub fn router(telemetry: Arc<Telemetry>) -> Router {
+#[derive(Clone)]
+pub struct AdminState {
+    telemetry: Arc<Telemetry>,
+    heartbeats: Option<Arc<Heartbeats>>,
+}
+
+pub fn router(telemetry: Arc<Telemetry>, heartbeats: Option<Arc<Heartbeats>>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
-        .with_state(telemetry)
+        .route("/api/heartbeats", get(heartbeats_api))
+        .with_state(AdminState {
+            telemetry,
+            heartbeats,
+        })
 }
 
-async fn healthz(State(t): State<Arc<Telemetry>>) -> impl IntoResponse {
+/// The liveness table, filtered by `enabler`, `version` and `state` (alive, late, dead).
+async fn heartbeats_api(
+    State(s): State<AdminState>,
+    Query(query): Query<Vec<(String, String)>>,
+) -> impl IntoResponse {
+    let Some(beats) = &s.heartbeats else {
+        return (
+            StatusCode::NOT_FOUND,
+            axum::Json(serde_json::json!({"error": "heartbeats are not enabled"})),
+        );
+    };
+    let filter = match Filter::from_query(&query) {
+        Ok(f) => f,
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                axum::Json(serde_json::json!({"error": e})),
+            );
+        }
+    };
+    let instances = beats.liveness.instances(now_ms(), &filter);
+    let body = serde_json::json!({"count": instances.len(), "instances": instances});
+    (StatusCode::OK, axum::Json(body))
+}
+
+async fn healthz(State(s): State<AdminState>) -> impl IntoResponse {
+    let t = &s.telemetry;
     let body = serde_json::json!({
         "status": "ok",
         "uptime_seconds": t.uptime_seconds(),
@@ -53,9 +94,9 @@ async fn healthz(State(t): State<Arc<Telemetry>>) -> impl IntoResponse {
     )
 }
 
-async fn metrics(State(t): State<Arc<Telemetry>>) -> impl IntoResponse {
+async fn metrics(State(s): State<AdminState>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, telemetry::CONTENT_TYPE)],
-        telemetry::render(&t),
+        telemetry::render(&s.telemetry),
     )
 }

@@ -74,6 +74,19 @@ impl Rendered {
         self.ends.push(b.len());
     }
 
+    /// Appends one complete JSON object, already validated (a POSTed metric).
+    pub fn push_raw(&mut self, object: &[u8]) {
+        self.buf.extend_from_slice(object);
+        self.ends.push(self.buf.len());
+    }
+
+    /// Moves every metric of `other` to the end of `self`.
+    pub fn append(&mut self, other: Rendered) {
+        let base = self.buf.len();
+        self.buf.extend_from_slice(&other.buf);
+        self.ends.extend(other.ends.iter().map(|e| e + base));
+    }
+
     /// The whole set as one JSON array (the console sink's line).
     pub fn to_array(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.buf.len() + self.len() + 2);
@@ -270,6 +283,20 @@ mod tests {
             },
         );
         assert_eq!((none.len(), too_large), (0, 25));
+    }
+
+    #[test]
+    fn raw_objects_and_appending_keep_boundaries() {
+        let mut a = sample(2);
+        let mut b = Rendered::default();
+        b.push_raw(
+            br#"{"name":"raw","dimensions":{},"timestamp":1,"value":2,"value_meta":{"k":"v"}}"#,
+        );
+        a.append(b);
+        assert_eq!(a.len(), 3);
+        let back: Vec<Metric> = serde_json::from_slice(&a.to_array()).unwrap();
+        assert_eq!(back[2].name, "raw");
+        assert_eq!(back[2].value_meta.as_ref().unwrap()["k"], "v");
     }
 
     #[test]

@@ -7,6 +7,7 @@
 
 use crate::aggregate::{Aggregator, Settings, Shard};
 use crate::flush::now_ms;
+use crate::heartbeat::{self, Heartbeats, Via};
 use crate::parse::{Limits, is_heartbeat, lines, parse_line};
 use crate::telemetry::{ReaderStats, Telemetry, socket_inode};
 use socket2::{Domain, Protocol, Socket, Type};
@@ -70,6 +71,9 @@ pub struct ReaderConfig {
     pub limits: Limits,
     pub max_datagram: usize,
     pub aggregate: Settings,
+    /// `statsd.allow`; empty: any source.
+    pub allow: Vec<ipnet::IpNet>,
+    pub heartbeats: Option<Arc<Heartbeats>>,
 }
 
 /// Starts one reader thread per socket; they return once `stop` is set.
@@ -87,87 +91,125 @@ pub fn spawn_readers(
         let telemetry = Arc::clone(telemetry);
         let stop = Arc::clone(stop);
         let mut aggregator = Aggregator::new(config.aggregate.clone());
-        let limits = config.limits;
-        let max_datagram = config.max_datagram;
+        let reader = Reader {
+            limits: config.limits,
+            max_datagram: config.max_datagram,
+            allow: config.allow.clone(),
+            heartbeats: config.heartbeats.clone(),
+        };
         let handle = std::thread::Builder::new()
             .name(format!("reader-{i}"))
             .spawn(move || {
                 let stats = &telemetry.readers[i];
-                receive_loop(
-                    &socket,
-                    &shard,
-                    &mut aggregator,
-                    stats,
-                    limits,
-                    max_datagram,
-                    &stop,
-                );
+                reader.receive_loop(&socket, &shard, &mut aggregator, stats, &stop);
             })?;
         handles.push(handle);
     }
     Ok(handles)
 }
 
-fn receive_loop(
-    socket: &UdpSocket,
-    shard: &Mutex<Shard>,
-    aggregator: &mut Aggregator,
-    stats: &ReaderStats,
+struct Reader {
     limits: Limits,
     max_datagram: usize,
-    stop: &AtomicBool,
-) {
-    // One byte more than allowed, so an oversized datagram shows itself by its length.
-    let mut buf = vec![0u8; max_datagram + 1];
-    while !stop.load(Ordering::Relaxed) {
-        let n = match socket.recv(&mut buf) {
-            Ok(n) => n,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
+    allow: Vec<ipnet::IpNet>,
+    heartbeats: Option<Arc<Heartbeats>>,
+}
+
+impl Reader {
+    fn receive_loop(
+        &self,
+        socket: &UdpSocket,
+        shard: &Mutex<Shard>,
+        aggregator: &mut Aggregator,
+        stats: &ReaderStats,
+        stop: &AtomicBool,
+    ) {
+        // One byte more than allowed, so an oversized datagram shows itself by its length.
+        let mut buf = vec![0u8; self.max_datagram + 1];
+        while !stop.load(Ordering::Relaxed) {
+            let (n, source) = match socket.recv_from(&mut buf) {
+                Ok(received) => received,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    continue;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    stats.recv_errors.add(1);
+                    tracing::warn!(error = %e, "statsd receive failed");
+                    std::thread::sleep(STOP_POLL);
+                    continue;
+                }
+            };
+            stats.datagrams.add(1);
+            stats.bytes.add(n as u64);
+            if !self.allow.is_empty() && !self.allow.iter().any(|net| net.contains(&source.ip())) {
+                stats.source_denied.add(1);
                 continue;
             }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                stats.recv_errors.add(1);
-                tracing::warn!(error = %e, "statsd receive failed");
-                std::thread::sleep(STOP_POLL);
+            if n > self.max_datagram {
+                stats.datagrams_too_large.add(1);
                 continue;
             }
-        };
-        stats.datagrams.add(1);
-        stats.bytes.add(n as u64);
-        if n > max_datagram {
-            stats.datagrams_too_large.add(1);
-            continue;
+            let beats = self.heartbeats.as_deref();
+            process_datagram(
+                &buf[..n],
+                shard,
+                aggregator,
+                stats,
+                &self.limits,
+                beats,
+                Some(source),
+            );
         }
-        let datagram = &buf[..n];
-        if is_heartbeat(datagram) {
-            stats.heartbeats.add(1);
-            continue;
-        }
-        process_datagram(datagram, shard, aggregator, stats, &limits);
     }
 }
 
 /// Parses and aggregates every line of one datagram under one (uncontended) shard lock.
 /// Counters are updated under the lock too, so a count seen on `/metrics` is in a shard
-/// the next flush will take.
+/// the next flush will take. Heartbeats (a JSON datagram, or `_hb|` lines) go to `beats`.
 pub fn process_datagram(
     datagram: &[u8],
     shard: &Mutex<Shard>,
     aggregator: &mut Aggregator,
     stats: &ReaderStats,
     limits: &Limits,
+    beats: Option<&Heartbeats>,
+    source: Option<SocketAddr>,
 ) {
     let now = now_ms();
+    if is_heartbeat(datagram) {
+        stats.heartbeats.add(1);
+        if let Some(b) = beats {
+            match heartbeat::parse_json(datagram) {
+                Ok(beat) => {
+                    let _ = b.accept(beat, source, Via::Udp, now);
+                }
+                Err(e) => b.stats.reject(e.label()),
+            }
+        }
+        return;
+    }
     let mut shard = shard
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     for line in lines(datagram) {
+        if heartbeat::is_compact(line) {
+            stats.heartbeats.add(1);
+            if let Some(b) = beats {
+                match heartbeat::parse_compact(line) {
+                    Ok(beat) => {
+                        let _ = b.accept(beat, source, Via::Udp, now);
+                    }
+                    Err(e) => b.stats.reject(e.label()),
+                }
+            }
+            continue;
+        }
         // Matched by reference: moving the parsed line would cost a copy per line.
         let outcome = match &parse_line(line, limits) {
             Ok(parsed) => aggregator
@@ -212,6 +254,8 @@ mod tests {
             &mut agg,
             &stats,
             &Limits::default(),
+            None,
+            None,
         );
         assert_eq!(
             stats.accepted[crate::parse::Kind::Counter as usize].get(),

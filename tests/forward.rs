@@ -156,8 +156,8 @@ fn keystone_down_at_start_buffers_then_delivers() {
     assert_eq!(stored_sum(&fake, "early"), 0.0);
     assert!(gw.counter("statsgate_token_failures_total", "") >= 1);
     assert!(
-        gw.counter("statsgate_forward_queue_batches", "") >= 1,
-        "batches wait in the buffer"
+        gw.counter("statsgate_forward_queue_bytes", "") >= 1,
+        "batches wait in the buffer (queued or held by a sender)"
     );
     fake.with(|s| s.faults.keystone_down = false);
     wait_until(

@@ -1,5 +1,6 @@
 //! Fuzzes the statsd ingest entry point: datagram → lines → parse → aggregate → flush render.
-//! Invariants: no panic; every non-empty line is counted exactly once (accepted or rejected);
+//! Invariants: no panic; every non-empty line is counted exactly once (accepted, rejected or
+//! a heartbeat);
 //! whatever was accepted renders into metrics that pass Monasca's validation.
 #![no_main]
 
@@ -16,10 +17,15 @@ fuzz_target!(|data: &[u8]| {
     let stats = ReaderStats::default();
     let settings = Settings { max_series_per_shard: 64, max_set_members: 64, ..Settings::default() };
     let mut aggregator = Aggregator::new(settings);
-    process_datagram(data, &shard, &mut aggregator, &stats, &limits);
+    process_datagram(data, &shard, &mut aggregator, &stats, &limits, None, None);
 
     let counted: u64 = stats.accepted.iter().chain(stats.rejected.iter()).map(|c| c.get()).sum();
-    assert_eq!(counted, lines(data).count() as u64, "every line is counted once");
+    if statsgate::parse::is_heartbeat(data) {
+        assert_eq!((counted, stats.heartbeats.get()), (0, 1), "a heartbeat datagram is one beat");
+    } else {
+        let beats = stats.heartbeats.get();
+        assert_eq!(counted + beats, lines(data).count() as u64, "every line is counted once");
+    }
 
     let shard = shard.into_inner().unwrap_or_else(|p| p.into_inner());
     for key in shard.counters.keys().chain(shard.gauges.keys()).chain(shard.timers.keys()) {

@@ -501,6 +501,7 @@ fn validate(c: &Config) -> Result<(), Invalid> {
     }
     log_level("log.level", &c.log.level)?;
     super::openstack::validate(c)?;
+    super::ingest::validate(c)?;
     between(
         "shutdown.grace",
         c.shutdown.grace,

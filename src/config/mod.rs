@@ -5,10 +5,12 @@
 //! semantic checks that refuse a bad value at start-up with a message naming the key.
 //! Must never: read sockets or touch the pipeline; print a secret.
 
+mod ingest;
 mod load;
 mod openstack;
 mod units;
 
+pub use ingest::networks;
 pub use load::{ConfigError, load};
 pub use openstack::OPENRC;
 pub use units::{ByteSize, Duration};
@@ -31,6 +33,8 @@ pub struct Config {
     pub monasca: MonascaConfig,
     pub keystone: KeystoneConfig,
     pub buffer: BufferConfig,
+    pub http: HttpConfig,
+    pub heartbeat: HeartbeatConfig,
 }
 
 impl Config {
@@ -71,6 +75,9 @@ pub struct StatsdConfig {
     pub max_line: ByteSize,
     /// Most dimensions on one line, default dimensions not included. Default `32`, max `64`.
     pub max_dimensions: usize,
+    /// Source networks allowed to send (CIDRs, e.g. `10.0.0.0/8`, `::1/128`); datagrams from
+    /// elsewhere are dropped and counted. Empty: any source. Default empty.
+    pub allow: Vec<String>,
 }
 
 /// `flush.*`: when aggregated intervals are emitted.
@@ -245,6 +252,69 @@ pub struct BufferConfig {
     /// In-memory queue of unsent batches, in body bytes. A batch that does not fit is
     /// dropped and counted (`buffer_full`). Default `256MiB`.
     pub max_bytes: ByteSize,
+    /// Metrics that skip aggregation (heartbeats, metrics POSTed to `/v2.0/metrics`), held
+    /// until the next flush, in rendered bytes. When full, HTTP answers 503 and UDP beats
+    /// are dropped and counted. Default `64MiB`.
+    pub max_pending: ByteSize,
+}
+
+/// `http.*`: the local-clients HTTP listener.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// `POST /beat`, `GET /status`, `POST /v2.0/metrics`. Empty disables it.
+    /// Default `127.0.0.1:8080`.
+    pub listen: String,
+    /// Largest request body accepted (larger: 413). Default `1MiB`.
+    pub max_body: ByteSize,
+    /// Source networks allowed (CIDRs); others get 403. Empty: any source. Default empty.
+    pub allow: Vec<String>,
+}
+
+/// `heartbeat.*`: GE Heartbeat compatible liveness.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct HeartbeatConfig {
+    /// How often senders beat. An instance is alive up to this age, late up to twice it,
+    /// then dead. Default `60s`.
+    pub expected_interval: Duration,
+    /// Senders not seen for this long leave the liveness table. Default `10m`.
+    pub expire_after: Duration,
+    /// Most senders tracked; beats from new senders beyond it are still forwarded but not
+    /// tracked (counted). Default `100000`.
+    pub max_senders: usize,
+    /// A sender's timestamp further than this from the gateway's clock is replaced by the
+    /// receive time. Default `5m`.
+    pub max_skew: Duration,
+    /// An empty `ID` takes the sender's IP address instead of being refused (422).
+    /// Default `false`.
+    pub derive_id: bool,
+    /// Emit `heartbeat.alive` (dimensions enabler_id, enabler_version) per flush: the number
+    /// of alive instances. Default `true`.
+    pub alive_gauges: bool,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            max_body: ByteSize::mib(1),
+            allow: Vec::new(),
+        }
+    }
+}
+
+impl Default for HeartbeatConfig {
+    fn default() -> Self {
+        Self {
+            expected_interval: Duration::secs(60),
+            expire_after: Duration::secs(600),
+            max_senders: 100_000,
+            max_skew: Duration::secs(300),
+            derive_id: false,
+            alive_gauges: true,
+        }
+    }
 }
 
 impl Default for MonascaConfig {
@@ -292,6 +362,7 @@ impl Default for BufferConfig {
     fn default() -> Self {
         Self {
             max_bytes: ByteSize::mib(256),
+            max_pending: ByteSize::mib(64),
         }
     }
 }
@@ -305,6 +376,7 @@ impl Default for StatsdConfig {
             max_datagram: ByteSize::kib(64),
             max_line: ByteSize::kib(8),
             max_dimensions: 32,
+            allow: Vec::new(),
         }
     }
 }

@@ -11,6 +11,8 @@ pub use render::{TimerOutput, percentile_label};
 
 use crate::aggregate::{SeriesKey, Shard};
 use crate::batch::Rendered;
+use crate::heartbeat::Heartbeats;
+use crate::passthrough::Passthrough;
 use crate::reason::EmitDrop;
 use crate::sink::Sink;
 use crate::telemetry::Telemetry;
@@ -19,6 +21,9 @@ use render::Emitter;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Alive instances per enabler and version, at each flush.
+pub const HEARTBEAT_ALIVE: &str = "heartbeat.alive";
 
 /// What the flusher needs from the configuration.
 #[derive(Debug, Clone)]
@@ -55,6 +60,9 @@ pub struct Flusher {
     interval_start_ms: u64,
     /// Metrics and bytes rendered by the last flush.
     last_size: (usize, usize),
+    /// Heartbeats and client metrics that skip aggregation, sent with each flush.
+    passthrough: Option<Arc<Passthrough>>,
+    heartbeats: Option<(Arc<Heartbeats>, bool)>,
 }
 
 pub fn now_ms() -> u64 {
@@ -91,7 +99,21 @@ impl Flusher {
             sink,
             interval_start_ms: now_ms(),
             last_size: (0, 0),
+            passthrough: None,
+            heartbeats: None,
         }
+    }
+
+    /// Also sends what `passthrough` holds at each flush, expires idle heartbeat senders, and
+    /// (with `alive_gauges`) emits `heartbeat.alive` per enabler and version.
+    pub fn with_passthrough(
+        mut self,
+        passthrough: Arc<Passthrough>,
+        heartbeats: Option<(Arc<Heartbeats>, bool)>,
+    ) -> Self {
+        self.passthrough = Some(passthrough);
+        self.heartbeats = heartbeats;
+        self
     }
 
     /// Flushes at every boundary until `stop` fires (or its sender is gone), then flushes
@@ -165,6 +187,21 @@ impl Flusher {
         let series = merged.series();
         self.emit_gauges(&mut e, merged.gauges, timestamp_ms);
         self.emit_rates(&mut e, merged.rates, timestamp_ms);
+        if let Some((beats, alive_gauges)) = &self.heartbeats {
+            beats.liveness.expire(timestamp_ms);
+            if *alive_gauges {
+                for (enabler, version, alive) in beats.liveness.alive_counts(timestamp_ms) {
+                    let dims = [
+                        ("enabler_id", enabler.as_str()),
+                        ("enabler_version", version.as_str()),
+                    ];
+                    e.emit_gauge(HEARTBEAT_ALIVE, &dims, alive as f64);
+                }
+            }
+        }
+        if let Some(p) = &self.passthrough {
+            e.metrics.append(p.take());
+        }
 
         let stats = &self.telemetry.flush;
         let emitted = e.metrics.len() as u64;

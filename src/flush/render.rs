@@ -121,6 +121,15 @@ impl Emitter {
     }
 }
 
+impl Emitter {
+    /// A gateway-level metric (e.g. `heartbeat.alive`): `dims` sorted by key, defaults added.
+    pub fn emit_gauge(&mut self, name: &str, dims: &[(&str, &str)], value: f64) {
+        let merged = merge_sorted(&self.default_dimensions, dims.iter().copied());
+        self.metrics
+            .push(name, "", merged, self.timestamp_ms, value);
+    }
+}
+
 /// Merges the sorted defaults with a key's sorted dimensions; the key's value wins.
 fn merge_sorted<'a>(
     defaults: &'a [(String, String)],

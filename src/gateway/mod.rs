@@ -7,11 +7,13 @@
 use crate::aggregate::{self, Shard};
 use crate::config::Config;
 use crate::flush::{FlushSettings, Flusher, TimerOutput};
+use crate::heartbeat::{Heartbeats, Liveness, LivenessSettings};
 use crate::listen::{self, ReaderConfig};
 use crate::parse::Limits;
+use crate::passthrough::Passthrough;
 use crate::sink::{ConsoleSink, Sink};
 use crate::telemetry::Telemetry;
-use crate::{admin, shutdown};
+use crate::{admin, http, shutdown};
 use anyhow::{Context, bail};
 use forwarding::start_forwarding;
 use std::net::SocketAddr;
@@ -77,6 +79,21 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     .with_context(|| format!("statsd.listen: cannot bind UDP {statsd_addr}"))?;
     let udp_addr = listener.local_addr;
 
+    let passthrough = Arc::new(Passthrough::new(config.buffer.max_pending.bytes() as usize));
+    let hb = &config.heartbeat;
+    let liveness = Liveness::new(LivenessSettings {
+        expected_interval: hb.expected_interval.get(),
+        expire_after: hb.expire_after.get(),
+        max_senders: hb.max_senders,
+    });
+    let heartbeats = Arc::new(Heartbeats::new(
+        liveness,
+        Arc::clone(&passthrough),
+        hb.max_skew.get(),
+        hb.derive_id,
+    ));
+    let _ = telemetry.heartbeats.set(Arc::clone(&heartbeats));
+
     let shards: Vec<Arc<Mutex<Shard>>> = (0..readers).map(|_| Arc::default()).collect();
     let stop = Arc::new(AtomicBool::new(false));
     let reader_config = ReaderConfig {
@@ -91,6 +108,10 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             max_set_members: config.aggregate.max_set_members,
             histogram_precision: config.aggregate.histogram_precision,
         },
+        // Validated at load; an entry that fails here cannot occur.
+        allow: crate::config::networks(&config.statsd.allow)
+            .map_err(|e| anyhow::anyhow!("statsd.allow: {e}"))?,
+        heartbeats: Some(Arc::clone(&heartbeats)),
     };
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -121,6 +142,10 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         },
         Arc::clone(&telemetry),
         sink,
+    )
+    .with_passthrough(
+        Arc::clone(&passthrough),
+        Some((Arc::clone(&heartbeats), hb.alive_gauges)),
     );
 
     let (admin_stop_tx, admin_stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -134,10 +159,42 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         let stopped = async {
             let _ = admin_stop_rx.await;
         };
-        admin::serve(addr, Arc::clone(&telemetry), stopped)
+        admin::serve(
+            addr,
+            Arc::clone(&telemetry),
+            Some(Arc::clone(&heartbeats)),
+            stopped,
+        )
+        .await
+        .map(Some)
+        .with_context(|| format!("admin.listen: cannot bind TCP {addr}"))
+    })?;
+
+    let (http_stop_tx, http_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let http_server = runtime.block_on(async {
+        if config.http.listen.is_empty() {
+            return Ok(None);
+        }
+        let addr: SocketAddr =
+            config.http.listen.parse().with_context(|| {
+                format!("http.listen: {:?} is not an address", config.http.listen)
+            })?;
+        let state = http::HttpState {
+            beats: Arc::clone(&heartbeats),
+            passthrough: Arc::clone(&passthrough),
+            allow: Arc::new(
+                crate::config::networks(&config.http.allow)
+                    .map_err(|e| anyhow::anyhow!("http.allow: {e}"))?,
+            ),
+            stats: Arc::clone(&telemetry.http),
+        };
+        let stopped = async {
+            let _ = http_stop_rx.await;
+        };
+        http::serve(addr, state, config.http.max_body.bytes() as usize, stopped)
             .await
             .map(Some)
-            .with_context(|| format!("admin.listen: cannot bind TCP {addr}"))
+            .with_context(|| format!("http.listen: cannot bind TCP {addr}"))
     })?;
 
     let reader_handles =
@@ -150,6 +207,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!(
         udp = %udp_addr,
         admin = %admin.as_ref().map_or("disabled".to_owned(), |(a, _)| a.to_string()),
+        http = %http_server.as_ref().map_or("disabled".to_owned(), |(a, _)| a.to_string()),
         readers,
         flush_interval = %humantime::format_duration(config.flush.interval.get()),
         sink = %sink_name,
@@ -161,6 +219,13 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!(signal, grace = %humantime::format_duration(config.shutdown.grace.get()), "shutting down: final flush");
     stop.store(true, Ordering::Relaxed);
     let readers_done = shutdown::join_until(reader_handles, deadline);
+    // No new beats or client metrics once the final flush is under way.
+    let _ = http_stop_tx.send(());
+    if let Some((_, task)) = http_server {
+        runtime.block_on(async {
+            let _ = tokio::time::timeout(std::time::Duration::from_millis(500), task).await;
+        });
+    }
     let _ = flush_stop_tx.send(());
     let flushed = shutdown::join_until(vec![flush_handle], deadline);
     if let Some((forwarder, senders)) = forwarding {

@@ -44,9 +44,11 @@ pub struct ReaderStats {
     pub bytes: OwnedCounter,
     /// Datagrams over `statsd.max_datagram`, dropped whole.
     pub datagrams_too_large: OwnedCounter,
-    /// Heartbeat datagrams (counted and dropped until heartbeats are handled).
+    /// Heartbeat datagrams and `_hb|` lines (valid or not; `heartbeat` counts the outcome).
     pub heartbeats: OwnedCounter,
     pub recv_errors: OwnedCounter,
+    /// Datagrams from a source outside `statsd.allow`.
+    pub source_denied: OwnedCounter,
     pub accepted: [OwnedCounter; Kind::ALL.len()],
     pub rejected: [OwnedCounter; Reject::COUNT],
 }
@@ -59,6 +61,7 @@ impl Default for ReaderStats {
             datagrams_too_large: OwnedCounter::default(),
             heartbeats: OwnedCounter::default(),
             recv_errors: OwnedCounter::default(),
+            source_denied: OwnedCounter::default(),
             accepted: std::array::from_fn(|_| OwnedCounter::default()),
             rejected: std::array::from_fn(|_| OwnedCounter::default()),
         }
@@ -102,6 +105,9 @@ pub struct Telemetry {
     pub readers: Vec<ReaderStats>,
     pub flush: FlushStats,
     pub forward: std::sync::Arc<crate::forward::ForwardStats>,
+    pub http: std::sync::Arc<crate::http::HttpStats>,
+    /// The heartbeat acceptor, for its counters and the liveness table's size.
+    pub heartbeats: std::sync::OnceLock<std::sync::Arc<crate::heartbeat::Heartbeats>>,
     /// Set when Keystone is configured, for its renewal and failure counts.
     pub auth: std::sync::OnceLock<std::sync::Arc<crate::auth::Auth>>,
     /// Inodes of the statsd sockets, to find their drop counts in `/proc/net/udp*`.
@@ -115,6 +121,8 @@ impl Telemetry {
             readers: (0..readers).map(|_| ReaderStats::default()).collect(),
             flush: FlushStats::default(),
             forward: Default::default(),
+            http: Default::default(),
+            heartbeats: std::sync::OnceLock::new(),
             auth: std::sync::OnceLock::new(),
             socket_inodes: Mutex::new(Vec::new()),
             started: std::time::Instant::now(),

@@ -161,6 +161,7 @@ impl Collector for View {
             f.last_flush_unix.get() as f64,
         )?;
         encode_forward(&mut enc, t)?;
+        encode_ingest(&mut enc, t)?;
         gauge(
             &mut enc,
             "readers",
@@ -175,6 +176,73 @@ impl Collector for View {
         )?;
         Ok(())
     }
+}
+
+fn encode_ingest(enc: &mut DescriptorEncoder<'_>, t: &Telemetry) -> Result {
+    use std::sync::atomic::Ordering::Relaxed;
+    let denied: u64 = t.readers.iter().map(|r| r.source_denied.get()).sum();
+    counter(
+        enc,
+        "source_denied",
+        "Datagrams from a source outside statsd.allow",
+        denied,
+    )?;
+    counter(
+        enc,
+        "http_denied",
+        "HTTP requests from a source outside http.allow (403)",
+        t.http.denied.load(Relaxed),
+    )?;
+    counter(
+        enc,
+        "http_metrics_accepted",
+        "Metrics POSTed to /v2.0/metrics and queued",
+        t.http.metrics_accepted.load(Relaxed),
+    )?;
+    counter(
+        enc,
+        "http_metrics_rejected",
+        "Metrics POSTed to /v2.0/metrics and refused",
+        t.http.metrics_rejected.load(Relaxed),
+    )?;
+    let Some(hb) = t.heartbeats.get() else {
+        return Ok(());
+    };
+    let s = &hb.stats;
+    labelled_counter(
+        enc,
+        "heartbeats_accepted",
+        "Heartbeats accepted, by transport",
+        "via",
+        [
+            ("udp", s.accepted_udp.load(Relaxed)),
+            ("http", s.accepted_http.load(Relaxed)),
+        ]
+        .into_iter(),
+    )?;
+    labelled_counter(
+        enc,
+        "heartbeats_rejected",
+        "Heartbeats refused, by reason",
+        "reason",
+        crate::heartbeat::REJECT_LABELS
+            .iter()
+            .zip(&s.rejected)
+            .map(|(l, n)| (*l, n.load(Relaxed))),
+    )?;
+    counter(
+        enc,
+        "heartbeats_untracked",
+        "Beats forwarded but not tracked: liveness table full",
+        s.untracked.load(Relaxed),
+    )?;
+    gauge(
+        enc,
+        "heartbeat_senders",
+        "Senders in the liveness table",
+        hb.liveness.len() as f64,
+    )?;
+    Ok(())
 }
 
 fn encode_forward(enc: &mut DescriptorEncoder<'_>, t: &Telemetry) -> Result {

@@ -15,6 +15,8 @@ pub struct Gateway {
     child: Child,
     pub udp: SocketAddr,
     pub admin: SocketAddr,
+    /// The local-clients HTTP port (`http.listen`).
+    pub http: SocketAddr,
     flushes: Receiver<Vec<Value>>,
     pub stderr: std::sync::Arc<std::sync::Mutex<String>>,
     _dir: tempfile::TempDir,
@@ -24,14 +26,18 @@ pub struct Gateway {
 pub fn start(yaml: &str) -> Gateway {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("statsgate.yaml");
-    let config = format!(
-        "statsd:\n  listen: 127.0.0.1:0\n  readers: 2\nadmin:\n  listen: 127.0.0.1:0\naggregate:\n  hostname: test-host\n{yaml}"
-    );
+    // Ports and hostname come from the environment, so a test's YAML may have any section.
+    let config = yaml.to_owned();
     std::fs::write(&path, config).expect("write config");
     let mut child = Command::new(env!("CARGO_BIN_EXE_statsgate"))
         .arg("--config")
         .arg(&path)
         .env("RUST_LOG", "info")
+        .env("STATSGATE_STATSD__LISTEN", "127.0.0.1:0")
+        .env("STATSGATE_STATSD__READERS", "2")
+        .env("STATSGATE_ADMIN__LISTEN", "127.0.0.1:0")
+        .env("STATSGATE_HTTP__LISTEN", "127.0.0.1:0")
+        .env("STATSGATE_AGGREGATE__HOSTNAME", "test-host")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -57,22 +63,57 @@ pub fn start(yaml: &str) -> Gateway {
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             if line.contains("statsgate listening") {
-                let _ = addr_tx.send((field(&line, "udp="), field(&line, "admin=")));
+                let _ = addr_tx.send((
+                    field(&line, "udp="),
+                    field(&line, "admin="),
+                    field(&line, "http="),
+                ));
             }
             sink.lock().unwrap().push_str(&(line + "\n"));
         }
     });
-    let (udp, admin) = addr_rx
+    let (udp, admin, http) = addr_rx
         .recv_timeout(Duration::from_secs(20))
         .unwrap_or_else(|_| panic!("statsgate did not start: {}", stderr_text.lock().unwrap()));
     Gateway {
         child,
         udp,
         admin,
+        http,
         flushes,
         stderr: stderr_text,
         _dir: dir,
     }
+}
+
+/// Sends `raw` and reads the whole answer: (status, body).
+pub fn request(addr: SocketAddr, raw: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    s.write_all(raw.as_bytes()).expect("write");
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).expect("read");
+    let status = resp
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = resp
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// A POST as `curl -X POST -d BODY URL` sends it (form content type, fixed length).
+pub fn curl_post(addr: SocketAddr, path: &str, body: &str) -> (u16, String) {
+    request(
+        addr,
+        &format!(
+            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: curl/7.88.1\r\nAccept: */*\r\nContent-Length: {}\r\nContent-Type: application/x-www-form-urlencoded\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    )
 }
 
 fn field(line: &str, key: &str) -> SocketAddr {

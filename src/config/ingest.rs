@@ -1,0 +1,69 @@
+//! Checks on the ingest-side settings: source allow-lists, the HTTP listener, heartbeats.
+
+use super::{ByteSize, Config, Duration};
+
+type Invalid = (String, String);
+
+fn bad(key: impl Into<String>, message: impl Into<String>) -> Result<(), Invalid> {
+    Err((key.into(), message.into()))
+}
+
+/// Parses an allow-list; a bare address is its own /32 or /128 network.
+pub fn networks(list: &[String]) -> Result<Vec<ipnet::IpNet>, String> {
+    list.iter()
+        .map(|s| {
+            s.parse::<ipnet::IpNet>()
+                .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| format!("{s:?} is not a network like 10.0.0.0/8 or an address"))
+        })
+        .collect()
+}
+
+pub fn validate(c: &Config) -> Result<(), Invalid> {
+    for (key, list) in [
+        ("statsd.allow", &c.statsd.allow),
+        ("http.allow", &c.http.allow),
+    ] {
+        if let Err(e) = networks(list) {
+            bad(key, e)?;
+        }
+    }
+    if !c.http.listen.is_empty() && c.http.listen.parse::<std::net::SocketAddr>().is_err() {
+        bad(
+            "http.listen",
+            format!(
+                "must be an IP address and port, like 127.0.0.1:8080 (got {:?})",
+                c.http.listen
+            ),
+        )?;
+    }
+    if c.http.max_body < ByteSize::kib(1) || c.http.max_body > ByteSize::mib(64) {
+        bad(
+            "http.max_body",
+            format!("must be between 1KiB and 64MiB (got {})", c.http.max_body),
+        )?;
+    }
+    if c.buffer.max_pending < ByteSize::kib(64) {
+        bad(
+            "buffer.max_pending",
+            format!("must be at least 64KiB (got {})", c.buffer.max_pending),
+        )?;
+    }
+    let h = &c.heartbeat;
+    if h.expected_interval < Duration::millis(100) {
+        bad(
+            "heartbeat.expected_interval",
+            format!("must be at least 100ms (got {})", h.expected_interval),
+        )?;
+    }
+    if h.expire_after < h.expected_interval {
+        bad(
+            "heartbeat.expire_after",
+            "must be at least heartbeat.expected_interval",
+        )?;
+    }
+    if h.max_senders == 0 {
+        bad("heartbeat.max_senders", "must be at least 1")?;
+    }
+    Ok(())
+}

@@ -1,0 +1,119 @@
+//! Accepting a parsed beat, the same for UDP and HTTP: the empty-ID rule, the timestamp, the
+//! liveness table and the pending `GE_Heartbeat` measurement.
+
+use super::{Beat, Liveness, beat_timestamp};
+use crate::passthrough::Passthrough;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+/// Why an otherwise well-formed beat was not accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// `ID` is empty and `heartbeat.derive_id` is off: 422.
+    EmptyId,
+    /// `buffer.max_pending` is full: 503, try again.
+    Full,
+}
+
+/// Where a beat came in, for the counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    Udp,
+    Http,
+}
+
+#[derive(Debug, Default)]
+pub struct HeartbeatStats {
+    pub accepted_udp: AtomicU64,
+    pub accepted_http: AtomicU64,
+    /// Malformed beats, by label: not_json, missing_field, invalid_field, empty_id, buffer_full.
+    pub rejected: [AtomicU64; REJECT_LABELS.len()],
+    /// Beats forwarded but not tracked because the liveness table was full.
+    pub untracked: AtomicU64,
+}
+
+pub const REJECT_LABELS: [&str; 5] = [
+    "not_json",
+    "missing_field",
+    "invalid_field",
+    "empty_id",
+    "buffer_full",
+];
+
+impl HeartbeatStats {
+    pub fn reject(&self, label: &str) {
+        if let Some(i) = REJECT_LABELS.iter().position(|l| *l == label) {
+            self.rejected[i].fetch_add(1, Relaxed);
+        }
+    }
+}
+
+pub struct Heartbeats {
+    pub liveness: Liveness,
+    pub stats: HeartbeatStats,
+    passthrough: Arc<Passthrough>,
+    max_skew: Duration,
+    derive_id: bool,
+}
+
+impl std::fmt::Debug for Heartbeats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Heartbeats")
+            .field("senders", &self.liveness.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Heartbeats {
+    pub fn new(
+        liveness: Liveness,
+        passthrough: Arc<Passthrough>,
+        max_skew: Duration,
+        derive_id: bool,
+    ) -> Self {
+        Heartbeats {
+            liveness,
+            stats: HeartbeatStats::default(),
+            passthrough,
+            max_skew,
+            derive_id,
+        }
+    }
+
+    pub fn accept(
+        &self,
+        mut beat: Beat,
+        source: Option<SocketAddr>,
+        via: Via,
+        now_ms: u64,
+    ) -> Result<(), Refusal> {
+        if beat.id.is_empty() {
+            match source.filter(|_| self.derive_id) {
+                Some(addr) => beat.id = addr.ip().to_string(),
+                None => {
+                    self.stats.reject("empty_id");
+                    return Err(Refusal::EmptyId);
+                }
+            }
+        }
+        let timestamp = beat_timestamp(&beat, now_ms, self.max_skew);
+        if self
+            .passthrough
+            .push_beat(&beat.id, &beat.enabler_id, &beat.enabler_version, timestamp)
+            .is_err()
+        {
+            self.stats.reject("buffer_full");
+            return Err(Refusal::Full);
+        }
+        if self.liveness.record(&beat, source, now_ms).is_err() {
+            self.stats.untracked.fetch_add(1, Relaxed);
+        }
+        match via {
+            Via::Udp => self.stats.accepted_udp.fetch_add(1, Relaxed),
+            Via::Http => self.stats.accepted_http.fetch_add(1, Relaxed),
+        };
+        Ok(())
+    }
+}
