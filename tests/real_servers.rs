@@ -144,6 +144,7 @@ fn real_keystone_and_monasca_api() {
     let Some(kit) = Kit::start() else { return };
     scripted_datagrams_arrive_metric_by_metric(&kit);
     application_credential_with_an_explicit_url(&kit);
+    heartbeats_and_client_metrics_reach_monasca(&kit);
     publisher_failing_for_20s_then_recovering_loses_nothing_across_token_renewals(&kit);
     a_hundred_thousand_series_in_one_flush_arrive_exactly_once(&kit);
 }
@@ -221,6 +222,69 @@ fn application_credential_with_an_explicit_url(kit: &Kit) {
     let e = &kit.published_with_prefix("e2e3.appcred")[0];
     assert_eq!(e["metric"]["value"], 7);
     assert_eq!(e["meta"]["tenantId"], kit.s("project_id").as_str());
+    let (_, status) = gw.stop();
+    assert!(status.success());
+}
+
+fn heartbeats_and_client_metrics_reach_monasca(kit: &Kit) {
+    let gw = start(&format!("flush:\n  interval: 1s\n{}", kit.password_yaml()));
+    let ts = now_ms() - 2000;
+    // Exactly what the GE Heartbeat script sends: curl -X POST -d '{...}' http://proxy:8080/beat
+    let beat = format!(
+        r#"{{"ID": "e2e5-http", "Enabler_ID": "orion", "Enabler_Version": "3.4.0", "Timestamp": "{ts}"}}"#
+    );
+    let (status, body) = common::curl_post(gw.http, "/beat", &beat);
+    assert_eq!(status, 200, "{body}");
+    let sender = gw.sender();
+    sender
+        .send(br#"{"ID": "e2e5-udp", "Enabler_ID": "orion", "Enabler_Version": "3.4.0"}"#)
+        .unwrap();
+    sender.send(b"_hb|orion|3.4.0|e2e5-compact").unwrap();
+    let metric = format!(
+        r#"{{"name": "e2e5.client", "dimensions": {{"app": "legacy"}}, "timestamp": {ts}, "value": 5, "value_meta": {{"source": "local"}}}}"#
+    );
+    let (status, body) = common::request(
+        gw.http,
+        &format!(
+            "POST /v2.0/metrics HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{metric}",
+            metric.len()
+        ),
+    );
+    assert_eq!(status, 204, "{body}");
+    let beats = || -> Vec<Value> {
+        kit.published()
+            .into_iter()
+            .filter(|e| {
+                e["metric"]["name"] == "GE_Heartbeat"
+                    && e["metric"]["dimensions"]["id"]
+                        .as_str()
+                        .is_some_and(|i| i.starts_with("e2e5-"))
+            })
+            .collect()
+    };
+    wait_until("three beats published", Duration::from_secs(30), || {
+        beats().len() == 3
+    });
+    wait_until(
+        "the client metric published",
+        Duration::from_secs(30),
+        || !kit.published_with_prefix("e2e5.client").is_empty(),
+    );
+    let http_beat = beats()
+        .into_iter()
+        .find(|e| e["metric"]["dimensions"]["id"] == "e2e5-http")
+        .unwrap();
+    assert_eq!(http_beat["metric"]["timestamp"].as_u64(), Some(ts));
+    assert_eq!(http_beat["metric"]["value"], 1);
+    assert_eq!(http_beat["metric"]["dimensions"]["enabler_id"], "orion");
+    assert_eq!(
+        http_beat["metric"]["dimensions"]["enabler_version"],
+        "3.4.0"
+    );
+    assert_eq!(http_beat["meta"]["tenantId"], kit.s("project_id").as_str());
+    let client = &kit.published_with_prefix("e2e5.client")[0];
+    assert_eq!(client["metric"]["value_meta"]["source"], "local");
+    assert_eq!(client["metric"]["value"], 5);
     let (_, status) = gw.stop();
     assert!(status.success());
 }
