@@ -53,6 +53,17 @@ pub fn default_dimensions(config: &Config) -> Vec<(String, String)> {
     dims
 }
 
+/// The address `value` holds, or `None` when it is empty (the listener is disabled).
+fn optional_addr(key: &str, value: &str) -> anyhow::Result<Option<SocketAddr>> {
+    if value.is_empty() {
+        return Ok(None);
+    }
+    value
+        .parse()
+        .map(Some)
+        .with_context(|| format!("{key}: {value:?} is not an address"))
+}
+
 pub fn run(config: Config) -> anyhow::Result<()> {
     let readers = reader_count(&config);
     let telemetry = Arc::new(Telemetry::new(readers));
@@ -149,53 +160,40 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     );
 
     let (admin_stop_tx, admin_stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let admin = runtime.block_on(async {
-        if config.admin.listen.is_empty() {
-            return Ok(None);
+    let admin = match optional_addr("admin.listen", &config.admin.listen)? {
+        None => None,
+        Some(addr) => {
+            let stopped = async {
+                let _ = admin_stop_rx.await;
+            };
+            let beats = Some(Arc::clone(&heartbeats));
+            let served =
+                runtime.block_on(admin::serve(addr, Arc::clone(&telemetry), beats, stopped));
+            Some(served.with_context(|| format!("admin.listen: cannot bind TCP {addr}"))?)
         }
-        let addr: SocketAddr = config.admin.listen.parse().with_context(|| {
-            format!("admin.listen: {:?} is not an address", config.admin.listen)
-        })?;
-        let stopped = async {
-            let _ = admin_stop_rx.await;
-        };
-        admin::serve(
-            addr,
-            Arc::clone(&telemetry),
-            Some(Arc::clone(&heartbeats)),
-            stopped,
-        )
-        .await
-        .map(Some)
-        .with_context(|| format!("admin.listen: cannot bind TCP {addr}"))
-    })?;
+    };
 
     let (http_stop_tx, http_stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let http_server = runtime.block_on(async {
-        if config.http.listen.is_empty() {
-            return Ok(None);
+    let http_server = match optional_addr("http.listen", &config.http.listen)? {
+        None => None,
+        Some(addr) => {
+            let state = http::HttpState {
+                beats: Arc::clone(&heartbeats),
+                passthrough: Arc::clone(&passthrough),
+                allow: Arc::new(
+                    crate::config::networks(&config.http.allow)
+                        .map_err(|e| anyhow::anyhow!("http.allow: {e}"))?,
+                ),
+                stats: Arc::clone(&telemetry.http),
+            };
+            let stopped = async {
+                let _ = http_stop_rx.await;
+            };
+            let max_body = config.http.max_body.bytes() as usize;
+            let served = runtime.block_on(http::serve(addr, state, max_body, stopped));
+            Some(served.with_context(|| format!("http.listen: cannot bind TCP {addr}"))?)
         }
-        let addr: SocketAddr =
-            config.http.listen.parse().with_context(|| {
-                format!("http.listen: {:?} is not an address", config.http.listen)
-            })?;
-        let state = http::HttpState {
-            beats: Arc::clone(&heartbeats),
-            passthrough: Arc::clone(&passthrough),
-            allow: Arc::new(
-                crate::config::networks(&config.http.allow)
-                    .map_err(|e| anyhow::anyhow!("http.allow: {e}"))?,
-            ),
-            stats: Arc::clone(&telemetry.http),
-        };
-        let stopped = async {
-            let _ = http_stop_rx.await;
-        };
-        http::serve(addr, state, config.http.max_body.bytes() as usize, stopped)
-            .await
-            .map(Some)
-            .with_context(|| format!("http.listen: cannot bind TCP {addr}"))
-    })?;
+    };
 
     let reader_handles =
         listen::spawn_readers(listener, &shards, &telemetry, &reader_config, &stop)?;
