@@ -414,3 +414,40 @@ fn wrong_credentials_stop_the_start_with_a_clear_message() {
         "the password never appears: {err}"
     );
 }
+
+#[test]
+fn the_gateway_sends_its_own_counters_as_statsgate_metrics() {
+    let fake = Fake::start();
+    let gw = start(&format!("{FAST}{}", fake.password_yaml()));
+    gw.sender()
+        .send(b"own.a:1|c\nown.b:1|c\nbroken line")
+        .unwrap();
+    let sum = |name: &str| -> f64 {
+        fake.metrics()
+            .iter()
+            .filter(|m| m["name"] == name)
+            .filter_map(|m| m["value"].as_f64())
+            .sum()
+    };
+    wait_until(
+        "self metrics counted the lines",
+        Duration::from_secs(15),
+        || sum("statsgate.lines_accepted") == 2.0 && sum("statsgate.lines_rejected") == 1.0,
+    );
+    wait_until("metrics_sent reported", Duration::from_secs(10), || {
+        sum("statsgate.metrics_sent") >= 2.0
+    });
+    let one = fake
+        .metrics()
+        .into_iter()
+        .find(|m| m["name"] == "statsgate.datagrams")
+        .unwrap();
+    assert_eq!(one["dimensions"]["hostname"], "test-host");
+    assert!(
+        fake.metrics()
+            .iter()
+            .any(|m| m["name"] == "statsgate.flush_ms")
+    );
+    let (_, status) = gw.stop();
+    assert!(status.success());
+}

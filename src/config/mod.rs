@@ -35,6 +35,7 @@ pub struct Config {
     pub buffer: BufferConfig,
     pub http: HttpConfig,
     pub heartbeat: HeartbeatConfig,
+    pub telemetry: TelemetryConfig,
 }
 
 impl Config {
@@ -292,6 +293,22 @@ pub struct HeartbeatConfig {
     /// Emit `heartbeat.alive` (dimensions enabler_id, enabler_version) per flush: the number
     /// of alive instances. Default `true`.
     pub alive_gauges: bool,
+}
+
+/// `telemetry.*`: the gateway's own health as Monasca metrics.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// At each flush, also send the gateway's own counters to Monasca as `statsgate.*`
+    /// metrics (per-interval counts and current gauges, with the `hostname` dimension).
+    /// Only when forwarding: the console sink stays as the README shows. Default `true`.
+    pub self_metrics: bool,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self { self_metrics: true }
+    }
 }
 
 impl Default for HttpConfig {

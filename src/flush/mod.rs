@@ -6,6 +6,7 @@
 //! more than the O(1) swap, or do per-series work on a reader thread.
 
 mod render;
+mod self_metrics;
 
 pub use render::{TimerOutput, percentile_label};
 
@@ -63,6 +64,8 @@ pub struct Flusher {
     /// Heartbeats and client metrics that skip aggregation, sent with each flush.
     passthrough: Option<Arc<Passthrough>>,
     heartbeats: Option<(Arc<Heartbeats>, bool)>,
+    /// `statsgate.*` metrics at each flush, and the counters at the last one.
+    self_metrics: Option<self_metrics::Totals>,
 }
 
 pub fn now_ms() -> u64 {
@@ -101,7 +104,14 @@ impl Flusher {
             last_size: (0, 0),
             passthrough: None,
             heartbeats: None,
+            self_metrics: None,
         }
+    }
+
+    /// Also emits the gateway's own counters as `statsgate.*` metrics at each flush.
+    pub fn with_self_metrics(mut self) -> Self {
+        self.self_metrics = Some(self_metrics::Totals::default());
+        self
     }
 
     /// Also sends what `passthrough` holds at each flush, expires idle heartbeat senders, and
@@ -201,6 +211,10 @@ impl Flusher {
         }
         if let Some(p) = &self.passthrough {
             e.metrics.append(p.take());
+        }
+        if let Some(last) = self.self_metrics {
+            let live = (series + self.gauges.len()) as u64;
+            self.self_metrics = Some(self_metrics::emit(&mut e, &self.telemetry, last, live));
         }
 
         let stats = &self.telemetry.flush;

@@ -158,6 +158,12 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         Arc::clone(&passthrough),
         Some((Arc::clone(&heartbeats), hb.alive_gauges)),
     );
+    // Only alongside real metrics: the console sink keeps printing just what was sent to it.
+    let flusher = if forwarding.is_some() && config.telemetry.self_metrics {
+        flusher.with_self_metrics()
+    } else {
+        flusher
+    };
 
     let (admin_stop_tx, admin_stop_rx) = tokio::sync::oneshot::channel::<()>();
     let admin = match optional_addr("admin.listen", &config.admin.listen)? {
