@@ -20,6 +20,22 @@ fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     }
 }
 
+/// Runs the binary once with `yaml` (ephemeral ports added) and returns how it ended.
+fn run_once(yaml: &str) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.yaml");
+    std::fs::write(
+        &path,
+        format!("statsd:\n  listen: 127.0.0.1:0\nadmin:\n  listen: 127.0.0.1:0\n{yaml}"),
+    )
+    .unwrap();
+    std::process::Command::new(env!("CARGO_BIN_EXE_statsgate"))
+        .arg("-c")
+        .arg(&path)
+        .output()
+        .unwrap()
+}
+
 /// Sum of the values of metric `name` the fake stored.
 fn stored_sum(fake: &Fake, name: &str) -> f64 {
     fake.metrics()
@@ -317,18 +333,10 @@ fn application_credentials_and_secrets_never_logged() {
 #[test]
 fn a_tenant_id_the_token_cannot_honour_is_refused_at_start() {
     let fake = Fake::start();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("c.yaml");
-    let yaml = format!(
-        "statsd:\n  listen: 127.0.0.1:0\nadmin:\n  listen: 127.0.0.1:0\nmonasca:\n  tenant_id: other-project\n{}",
+    let out = run_once(&format!(
+        "monasca:\n  tenant_id: other-project\n{}",
         fake.password_yaml()
-    );
-    std::fs::write(&path, yaml).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_statsgate"))
-        .arg("-c")
-        .arg(&path)
-        .output()
-        .unwrap();
+    ));
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("monasca.tenant_id"), "{err}");
@@ -393,16 +401,7 @@ fn logs_never_carry_a_password_or_token() {
 #[test]
 fn wrong_credentials_stop_the_start_with_a_clear_message() {
     let fake = Fake::start();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("c.yaml");
-    let yaml = fake.password_yaml().replace(PASSWORD, "not-the-password");
-    let yaml = format!("statsd:\n  listen: 127.0.0.1:0\nadmin:\n  listen: 127.0.0.1:0\n{yaml}");
-    std::fs::write(&path, yaml).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_statsgate"))
-        .arg("-c")
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = run_once(&fake.password_yaml().replace(PASSWORD, "not-the-password"));
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -74,6 +74,19 @@ pub fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// Frees entries not updated within `expiry` of `now`; returns how many.
+fn expire_idle<V>(
+    map: &mut HashMap<Vec<u8>, V>,
+    now: u64,
+    expiry: Duration,
+    updated_ms: fn(&V) -> u64,
+) -> u64 {
+    let expiry = expiry.as_millis() as u64;
+    let before = map.len();
+    map.retain(|_, v| now.saturating_sub(updated_ms(v)) <= expiry);
+    (before - map.len()) as u64
+}
+
 /// The first multiple of `interval_ms` after `t`.
 fn next_boundary(t: u64, interval_ms: u64) -> u64 {
     (t / interval_ms + 1) * interval_ms
@@ -261,14 +274,10 @@ impl Flusher {
                 },
             );
         }
-        let expiry = self.settings.idle_expiry.as_millis() as u64;
-        let before = self.gauges.len();
-        self.gauges
-            .retain(|_, g| now.saturating_sub(g.updated_ms) <= expiry);
-        self.telemetry
-            .flush
-            .series_expired
-            .add((before - self.gauges.len()) as u64);
+        let expired = expire_idle(&mut self.gauges, now, self.settings.idle_expiry, |g| {
+            g.updated_ms
+        });
+        self.telemetry.flush.series_expired.add(expired);
         for (key, g) in &self.gauges {
             e.emit(&SeriesKey::decode(key), "", g.value);
         }
@@ -300,14 +309,10 @@ impl Flusher {
                 },
             );
         }
-        let expiry = self.settings.idle_expiry.as_millis() as u64;
-        let before = self.rate_bases.len();
-        self.rate_bases
-            .retain(|_, b| now.saturating_sub(b.updated_ms) <= expiry);
-        self.telemetry
-            .flush
-            .series_expired
-            .add((before - self.rate_bases.len()) as u64);
+        let expired = expire_idle(&mut self.rate_bases, now, self.settings.idle_expiry, |b| {
+            b.updated_ms
+        });
+        self.telemetry.flush.series_expired.add(expired);
     }
 }
 

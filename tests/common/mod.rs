@@ -136,25 +136,10 @@ impl Gateway {
 
     /// GET on the admin port.
     pub fn get(&self, path: &str) -> (u16, String) {
-        let mut s = TcpStream::connect(self.admin).expect("connect admin");
-        s.set_read_timeout(Some(Duration::from_secs(10))).ok();
-        write!(
-            s,
-            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        request(
+            self.admin,
+            &format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
         )
-        .expect("write");
-        let mut resp = String::new();
-        s.read_to_string(&mut resp).expect("read");
-        let status = resp
-            .split(' ')
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        let body = resp
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_owned())
-            .unwrap_or_default();
-        (status, body)
     }
 
     /// A counter from `/metrics`, summed over its label sets matching `labels`.
