@@ -28,16 +28,6 @@ impl ConsoleSink<std::io::Stdout> {
     }
 }
 
-impl<W: Write + Send> ConsoleSink<W> {
-    pub fn new(out: W) -> Self {
-        ConsoleSink { out }
-    }
-
-    pub fn into_inner(self) -> W {
-        self.out
-    }
-}
-
 impl<W: Write + Send> Sink for ConsoleSink<W> {
     fn submit(&mut self, metrics: Rendered) -> std::io::Result<()> {
         if metrics.is_empty() {

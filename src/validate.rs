@@ -47,6 +47,25 @@ pub enum Invalid {
     LeadingUnderscore,
 }
 
+impl Invalid {
+    /// The broken rule in words, for `text` (the string that failed with `self`).
+    pub fn describe(self, text: &str) -> &'static str {
+        match self {
+            Invalid::Empty => "must not be empty",
+            Invalid::TooLong => "must be at most 255 characters",
+            Invalid::ForbiddenChar if text.bytes().any(|b| b < 0x20 || b == 0x7F) => {
+                "must not contain control characters"
+            }
+            Invalid::ForbiddenChar if text.bytes().any(|b| DIMENSION_FORBIDDEN[b as usize]) => {
+                r#"must not contain any of < > = { } , " \ ; &"#
+            }
+            // Only names refuse these beyond the dimension set.
+            Invalid::ForbiddenChar => "must not contain ( ) or space",
+            Invalid::LeadingUnderscore => "must not start with '_'",
+        }
+    }
+}
+
 /// Length in characters, cheaply: a string of at most `MAX_CHARS` bytes cannot have more chars.
 pub fn within_max_chars(s: &str) -> bool {
     s.len() <= MAX_CHARS || s.chars().count() <= MAX_CHARS
@@ -128,5 +147,25 @@ mod tests {
             "stricter than the API"
         );
         assert_eq!(dimension_value(&"v".repeat(256)), Err(Invalid::TooLong));
+    }
+
+    #[test]
+    fn each_broken_rule_is_described() {
+        let d = |s: &str| dimension_value(s).err().map(|e| e.describe(s));
+        assert_eq!(d(""), Some("must not be empty"));
+        assert_eq!(d(&"v".repeat(256)), Some("must be at most 255 characters"));
+        assert_eq!(d("a\u{1}"), Some("must not contain control characters"));
+        assert_eq!(
+            d("a=b"),
+            Some(r#"must not contain any of < > = { } , " \ ; &"#)
+        );
+        assert_eq!(
+            name("a b").err().map(|e| e.describe("a b")),
+            Some("must not contain ( ) or space")
+        );
+        assert_eq!(
+            dimension_key("_k").err().map(|e| e.describe("_k")),
+            Some("must not start with '_'")
+        );
     }
 }

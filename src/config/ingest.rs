@@ -1,12 +1,7 @@
 //! Checks on the ingest-side settings: source allow-lists, the HTTP listener, heartbeats.
 
+use super::load::{Invalid, bad};
 use super::{ByteSize, Config, Duration};
-
-type Invalid = (String, String);
-
-fn bad(key: impl Into<String>, message: impl Into<String>) -> Result<(), Invalid> {
-    Err((key.into(), message.into()))
-}
 
 /// Parses an allow-list; a bare address is its own /32 or /128 network.
 pub fn networks(list: &[String]) -> Result<Vec<ipnet::IpNet>, String> {

@@ -379,9 +379,10 @@ fn blame<'a>(overrides: &'a [Override], key: &str) -> Option<&'a str> {
         .map(|o| o.var.as_str())
 }
 
-type Invalid = (String, String);
+/// A failed check: (dotted key, message); the section checkers of this module share it.
+pub(super) type Invalid = (String, String);
 
-fn bad(key: impl Into<String>, message: impl Into<String>) -> Result<(), Invalid> {
+pub(super) fn bad(key: impl Into<String>, message: impl Into<String>) -> Result<(), Invalid> {
     Err((key.into(), message.into()))
 }
 
@@ -545,20 +546,15 @@ fn between<T: PartialOrd + std::fmt::Display>(
 /// Monasca's dimension rules (`crate::validate`, the same check ingest applies), so that a
 /// configured dimension can never get a metric refused.
 fn dimension(key: &str, text: &str, is_key: bool) -> Result<(), Invalid> {
-    use crate::validate::{self, Invalid as Why};
     let (what, checked) = if is_key {
-        ("dimension key", validate::dimension_key(text))
+        ("dimension key", crate::validate::dimension_key(text))
     } else {
-        ("dimension value", validate::dimension_value(text))
+        ("dimension value", crate::validate::dimension_value(text))
     };
-    let why = match checked {
-        Ok(()) => return Ok(()),
-        Err(Why::Empty) => "must not be empty",
-        Err(Why::TooLong) => "must be at most 255 characters",
-        Err(Why::ForbiddenChar) => r#"must not contain any of < > = { } , " \ ; &"#,
-        Err(Why::LeadingUnderscore) => "must not start with '_'",
-    };
-    bad(key, format!("{what} {text:?} {why}"))
+    match checked {
+        Ok(()) => Ok(()),
+        Err(e) => bad(key, format!("{what} {text:?} {}", e.describe(text))),
+    }
 }
 
 /// A tracing filter. A bare word must be a level: `EnvFilter` would take a typo such as

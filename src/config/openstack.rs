@@ -1,6 +1,7 @@
 //! The OpenStack side of the configuration: the `OS_*` client variables of an openrc file,
 //! and the checks on `monasca.*`, `keystone.*` and `buffer.*`.
 
+use super::load::{Invalid, bad};
 use super::{ByteSize, Config, Duration};
 
 /// Each OpenStack client variable and the `keystone.*` key it fills.
@@ -37,12 +38,6 @@ pub fn openrc_values(env: &[(String, String)]) -> Vec<(String, &'static str, Str
             Some(((*var).to_owned(), *key, value.clone()))
         })
         .collect()
-}
-
-type Invalid = (String, String);
-
-fn bad(key: &str, message: impl Into<String>) -> Result<(), Invalid> {
-    Err((key.to_owned(), message.into()))
 }
 
 fn http_url(key: &str, value: &str) -> Result<(), Invalid> {

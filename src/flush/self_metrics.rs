@@ -2,6 +2,7 @@
 //! counts for the interval (differences of the cumulative counters) and current gauges.
 
 use super::render::Emitter;
+use crate::reason::Reject;
 use crate::telemetry::Telemetry;
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -20,9 +21,6 @@ pub struct Totals {
 
 impl Totals {
     fn read(t: &Telemetry) -> Totals {
-        let readers = |f: &dyn Fn(&crate::telemetry::ReaderStats) -> u64| {
-            t.readers.iter().map(f).sum::<u64>()
-        };
         let forward_dropped: u64 = t
             .forward
             .metrics_dropped
@@ -33,9 +31,9 @@ impl Totals {
         Totals {
             datagrams: t.datagrams(),
             accepted: t.accepted_total(),
-            rejected: readers(&|r| r.rejected.iter().map(|c| c.get()).sum()),
+            rejected: Reject::ALL.iter().map(|r| t.rejected(*r)).sum(),
             kernel_drops: t.kernel_drops(),
-            heartbeats: readers(&|r| r.heartbeats.get()),
+            heartbeats: t.sum(|r| &r.heartbeats),
             sent: t.forward.metrics_sent.load(Relaxed),
             dropped: forward_dropped + emit_dropped,
             renewals: t.auth.get().map_or(0, |a| a.renewals.load(Relaxed)),

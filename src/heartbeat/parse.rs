@@ -5,7 +5,7 @@
 //! clock (whether a timestamp is sane is [`super::beat_timestamp`]'s call), or decide what an
 //! empty ID means (the caller answers 422 or derives one from the sender's address).
 
-use crate::validate::{self, Invalid};
+use crate::validate;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use std::fmt;
 
@@ -183,18 +183,10 @@ fn value(field: &'static str, s: String) -> Result<String, BeatError> {
     if field == ID && s.is_empty() {
         return Ok(s);
     }
-    let reason = match validate::dimension_value(&s) {
-        Ok(()) => return Ok(s),
-        Err(Invalid::Empty) => "must not be empty",
-        Err(Invalid::TooLong) => "must be at most 255 characters",
-        Err(Invalid::ForbiddenChar) if s.bytes().any(|b| b < 0x20 || b == 0x7F) => {
-            "must not contain control characters"
-        }
-        Err(Invalid::ForbiddenChar) => "must not contain any of < > = { } , \" \\ ; &",
-        // Only dimension keys have the leading-underscore rule; kept total rather than panic.
-        Err(Invalid::LeadingUnderscore) => "is not a valid dimension value",
-    };
-    Err(BeatError::field_err(field, reason))
+    match validate::dimension_value(&s) {
+        Ok(()) => Ok(s),
+        Err(e) => Err(BeatError::field_err(field, e.describe(&s))),
+    }
 }
 
 /// 1–19 ASCII digits, as a `u64`.

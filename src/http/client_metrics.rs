@@ -12,13 +12,7 @@ const VALUE_META_MAX_ENTRIES: usize = 16;
 const VALUE_META_MAX_CHARS: usize = 2048;
 
 fn why(what: &str, text: &str, e: Invalid) -> String {
-    let rule = match e {
-        Invalid::Empty => "must not be empty",
-        Invalid::TooLong => "must be at most 255 characters",
-        Invalid::ForbiddenChar => "has a character Monasca refuses",
-        Invalid::LeadingUnderscore => "must not start with '_'",
-    };
-    format!("{what} {text:?} {rule}")
+    format!("{what} {text:?} {}", e.describe(text))
 }
 
 /// Length of Python's `json.dumps(meta)`, which monasca-common limits: separators `": "` and

@@ -149,7 +149,8 @@ impl Telemetry {
         self.started.elapsed().as_secs_f64()
     }
 
-    fn sum(&self, f: impl Fn(&ReaderStats) -> &OwnedCounter) -> u64 {
+    /// One reader counter summed over all readers.
+    pub fn sum(&self, f: impl Fn(&ReaderStats) -> &OwnedCounter) -> u64 {
         self.readers.iter().map(|r| f(r).get()).sum()
     }
 
