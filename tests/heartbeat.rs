@@ -297,6 +297,11 @@ fn allow_lists_refuse_other_sources() {
     });
     let (status, body) = curl_post(gw.http, "/beat", &ge_body("a", "e", "1", now_ms()));
     assert_eq!(status, 403, "{body}");
+    let (status, _) = common::request(
+        gw.http,
+        "GET /status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(status, 403, "the allow-list covers every route");
     assert_eq!(gw.counter("statsgate_lines_accepted_total", ""), 0);
 }
 

@@ -2,9 +2,9 @@
 //! script sends it, `GET /status`, and `POST /v2.0/metrics` so that clients without
 //! credentials can post Monasca JSON through statsgate's own token.
 //!
-//! Owns: those routes, the body-size limit and the source allow-list. Must never: drop a
-//! connection on a bad request (every error is a status with a JSON body naming the problem),
-//! or forward a metric Monasca would refuse.
+//! Owns: those routes, the body-size limit and the source allow-list (one layer over all
+//! routes). Must never: drop a connection on a bad request (every error is a status with a
+//! JSON body naming the problem), or forward a metric Monasca would refuse.
 
 mod client_metrics;
 
@@ -45,6 +45,11 @@ pub fn router(state: HttpState, max_body: usize) -> Router {
         .route("/status", get(status))
         .route("/v2.0/metrics", post(metrics))
         .layer(DefaultBodyLimit::max(max_body))
+        // Outermost: a refused source is answered before its body is read.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            allow_list,
+        ))
         .with_state(state)
 }
 
@@ -77,16 +82,22 @@ fn error(status: StatusCode, message: impl Into<String>, field: Option<&str>) ->
         .into_response()
 }
 
-fn denied(state: &HttpState, peer: SocketAddr) -> Option<Response> {
+/// `http.allow`, for every route: 403 with a JSON error for any other source.
+async fn allow_list(
+    State(state): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
     if state.allow.is_empty() || state.allow.iter().any(|n| n.contains(&peer.ip())) {
-        return None;
+        return next.run(request).await;
     }
     state.stats.denied.fetch_add(1, Relaxed);
-    Some(error(
+    error(
         StatusCode::FORBIDDEN,
         format!("{} is not in http.allow", peer.ip()),
         None,
-    ))
+    )
 }
 
 /// The GE script posts without a JSON content type, so none is required.
@@ -95,9 +106,6 @@ async fn beat(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     body: Bytes,
 ) -> Response {
-    if let Some(r) = denied(&state, peer) {
-        return r;
-    }
     let beat = match heartbeat::parse_json(&body) {
         Ok(b) => b,
         Err(e) => {
@@ -131,14 +139,7 @@ async fn status() -> Response {
 
 /// One metric or an array. All valid: 204, as Monasca answers. Some refused: 202 with the
 /// refused ones listed. None valid: 422 with the list. Not JSON: 400.
-async fn metrics(
-    State(state): State<HttpState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    body: Bytes,
-) -> Response {
-    if let Some(r) = denied(&state, peer) {
-        return r;
-    }
+async fn metrics(State(state): State<HttpState>, body: Bytes) -> Response {
     let parsed: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
         Err(e) => {
