@@ -65,6 +65,8 @@ reasons! {
         SeriesLimit => "series_limit",
         /// A set member beyond `aggregate.max_set_members` in the interval.
         SetMemberLimit => "set_member_limit",
+        /// A new series of a name beyond `aggregate.max_series_per_name` in the interval.
+        NameSeriesLimit => "name_series_limit",
     }
 }
 
@@ -77,6 +79,8 @@ reasons! {
         NonFiniteValue => "non_finite_value",
         /// The sink refused the flush (e.g. stdout closed).
         SinkFailed => "sink_failed",
+        /// A gauge beyond `aggregate.max_series` persisted gauges, not carried over.
+        SeriesLimit => "series_limit",
     }
 }
 

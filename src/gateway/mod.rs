@@ -104,6 +104,11 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         hb.derive_id,
     ));
     let _ = telemetry.heartbeats.set(Arc::clone(&heartbeats));
+    let budget = Arc::new(aggregate::SeriesBudget::new(
+        config.aggregate.max_series,
+        config.aggregate.max_series_per_name,
+    ));
+    let _ = telemetry.budget.set(Arc::clone(&budget));
 
     let shards: Vec<Arc<Mutex<Shard>>> = (0..readers).map(|_| Arc::default()).collect();
     let stop = Arc::new(AtomicBool::new(false));
@@ -115,7 +120,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         max_datagram: config.statsd.max_datagram.bytes() as usize,
         aggregate: aggregate::Settings {
             default_dimensions: defaults.clone(),
-            max_series_per_shard: config.aggregate.max_series.div_ceil(readers),
+            budget: Arc::clone(&budget),
             max_set_members: config.aggregate.max_set_members,
             histogram_precision: config.aggregate.histogram_precision,
         },
@@ -150,6 +155,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
                 &config.aggregate.percentiles,
             ),
             default_dimensions: defaults.into(),
+            max_persisted: config.aggregate.max_series,
         },
         Arc::clone(&telemetry),
         sink,

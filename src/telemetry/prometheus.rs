@@ -148,6 +148,12 @@ impl Collector for View {
             "Idle gauges and rate bases freed",
             f.series_expired.get(),
         )?;
+        counter(
+            &mut enc,
+            "checkpoint_failures",
+            "Flushes after which the gauge checkpoint could not be saved",
+            f.checkpoint_failures.get(),
+        )?;
         gauge(
             &mut enc,
             "flush_duration_seconds",
