@@ -86,11 +86,7 @@ async fn heartbeats_api(
 /// refusals) in the last flushed interval: where a cardinality flood comes from.
 async fn limits_api(State(s): State<AdminState>) -> impl IntoResponse {
     let t = &s.telemetry;
-    let top = t
-        .top_names
-        .lock()
-        .map(|g| g.clone())
-        .unwrap_or_default();
+    let top = t.top_names.lock().map(|g| g.clone()).unwrap_or_default();
     let budget = t.budget.get();
     let body = serde_json::json!({
         "max_series": budget.map(|b| b.max_total),
@@ -101,6 +97,7 @@ async fn limits_api(State(s): State<AdminState>) -> impl IntoResponse {
             "series_limit": t.rejected(crate::reason::Reject::SeriesLimit),
             "name_series_limit": t.rejected(crate::reason::Reject::NameSeriesLimit),
         },
+        "this_interval_top_names": budget.map(|b| b.top()).unwrap_or_default(),
         "last_interval_top_names": top,
     });
     axum::Json(body)

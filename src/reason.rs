@@ -99,6 +99,15 @@ reasons! {
         TenantRefused => "tenant_refused",
         /// Still queued or in flight when `shutdown.grace` ran out.
         Shutdown => "shutdown",
+        /// Evicted from the disk spool, oldest first, to stay under `buffer.spool_max_bytes`.
+        SpoolFull => "spool_full",
+        /// In the disk spool longer than `buffer.spool_max_age`.
+        SpoolExpired => "spool_expired",
+        /// The disk spool could not be written (disk full, read-only, I/O error) and the
+        /// memory queue was full.
+        SpoolError => "spool_error",
+        /// A spooled batch that could not be read back intact.
+        SpoolCorrupt => "spool_corrupt",
     }
 }
 

@@ -76,31 +76,40 @@ impl SeriesBudget {
         self.total.load(Relaxed)
     }
 
-    /// Ends the interval: resets the counts and returns the names with the most series
-    /// (refusals first), at most [`TOP_NAMES`].
+    /// Ends the interval: resets the counts and returns the names with the most refusals,
+    /// then series, at most [`TOP_NAMES`].
     pub fn rollover(&self) -> Vec<NameReport> {
         let taken = {
             let mut names = self.names.lock().unwrap_or_else(|p| p.into_inner());
             self.total.store(0, Relaxed);
             std::mem::take(&mut *names)
         };
-        let mut top: Vec<NameReport> = taken
-            .into_iter()
-            .map(|(name, u)| NameReport {
-                name: name.into(),
-                series: u.series,
-                refused: u.refused,
-            })
-            .collect();
-        let order = |r: &NameReport| (std::cmp::Reverse(r.refused), std::cmp::Reverse(r.series));
-        let n = top.len().min(TOP_NAMES);
-        if n > 0 && top.len() > n {
-            top.select_nth_unstable_by_key(n - 1, order);
-            top.truncate(n);
-        }
-        top.sort_by(|a, b| order(a).cmp(&order(b)).then_with(|| a.name.cmp(&b.name)));
-        top
+        top_of(taken.iter())
     }
+
+    /// The open interval's top names so far (for the admin API; takes the lock briefly).
+    pub fn top(&self) -> Vec<NameReport> {
+        let names = self.names.lock().unwrap_or_else(|p| p.into_inner());
+        top_of(names.iter())
+    }
+}
+
+fn top_of<'a>(names: impl Iterator<Item = (&'a Box<str>, &'a NameUse)>) -> Vec<NameReport> {
+    let order = |u: &NameUse| (std::cmp::Reverse(u.refused), std::cmp::Reverse(u.series));
+    let mut top: Vec<(&Box<str>, &NameUse)> = names.collect();
+    let n = top.len().min(TOP_NAMES);
+    if n > 0 && top.len() > n {
+        top.select_nth_unstable_by_key(n - 1, |(_, u)| order(u));
+        top.truncate(n);
+    }
+    top.sort_by(|a, b| order(a.1).cmp(&order(b.1)).then_with(|| a.0.cmp(b.0)));
+    top.into_iter()
+        .map(|(name, u)| NameReport {
+            name: name.to_string(),
+            series: u.series,
+            refused: u.refused,
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -119,7 +128,14 @@ mod tests {
         assert_eq!(b.live(), 5);
         assert_eq!(b.admit("e"), Err(Reject::SeriesLimit));
         let top = b.rollover();
-        assert_eq!(top[0], NameReport { name: "a".into(), series: 2, refused: 1 });
+        assert_eq!(
+            top[0],
+            NameReport {
+                name: "a".into(),
+                series: 2,
+                refused: 1
+            }
+        );
         assert_eq!(top.len(), 4, "e was never admitted, so it is not tallied");
         assert_eq!(b.live(), 0, "a new interval starts empty");
         assert_eq!(b.admit("a"), Ok(()));

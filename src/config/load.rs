@@ -488,7 +488,10 @@ fn validate(c: &Config) -> Result<(), Invalid> {
         bad("aggregate.max_series", "must be at least 1 (got 0)")?;
     }
     if a.max_series_per_name == 0 {
-        bad("aggregate.max_series_per_name", "must be at least 1 (got 0)")?;
+        bad(
+            "aggregate.max_series_per_name",
+            "must be at least 1 (got 0)",
+        )?;
     }
     // Empty means "this machine's hostname", resolved later.
     if !a.hostname.is_empty() {

@@ -14,6 +14,7 @@ pub use ingest::networks;
 pub use load::{ConfigError, load};
 pub use openstack::OPENRC;
 pub use units::{ByteSize, Duration};
+// `SpoolFsync` is defined below, next to the buffer section that uses it.
 
 use crate::secret::Secret;
 use serde::{Deserialize, Serialize};
@@ -306,7 +307,9 @@ impl std::str::FromStr for SpoolFsync {
             other => other
                 .parse::<Duration>()
                 .map(SpoolFsync::Every)
-                .map_err(|_| format!("must be `always`, `never` or a duration like 1s (got {other:?})")),
+                .map_err(|_| {
+                    format!("must be `always`, `never` or a duration like 1s (got {other:?})")
+                }),
         }
     }
 }

@@ -64,6 +64,20 @@ fn optional_addr(key: &str, value: &str) -> anyhow::Result<Option<SocketAddr>> {
         .with_context(|| format!("{key}: {value:?} is not an address"))
 }
 
+/// `<buffer.spool_dir>/gauges.checkpoint.json`, the directory created if need be.
+fn checkpoint_path(config: &Config) -> anyhow::Result<Option<std::path::PathBuf>> {
+    let dir = &config.buffer.spool_dir;
+    if dir.is_empty() {
+        return Ok(None);
+    }
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("buffer.spool_dir: cannot create {dir:?}"))?;
+    Ok(Some(std::path::Path::new(dir).join(CHECKPOINT_FILE)))
+}
+
+/// The gauge checkpoint's file name in `buffer.spool_dir`.
+pub const CHECKPOINT_FILE: &str = "gauges.checkpoint.json";
+
 pub fn run(config: Config) -> anyhow::Result<()> {
     let readers = reader_count(&config);
     let telemetry = Arc::new(Telemetry::new(readers));
@@ -164,6 +178,10 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         Arc::clone(&passthrough),
         Some((Arc::clone(&heartbeats), hb.alive_gauges)),
     );
+    let flusher = match checkpoint_path(&config)? {
+        Some(path) => flusher.with_checkpoint(path),
+        None => flusher,
+    };
     // Only alongside real metrics: the console sink keeps printing just what was sent to it.
     let flusher = if forwarding.is_some() && config.telemetry.self_metrics {
         flusher.with_self_metrics()
