@@ -562,6 +562,24 @@ fn a_cardinality_flood_hits_the_limits_and_is_named_on_the_admin_api() {
     assert_eq!(top["name"], "flood.one");
     assert_eq!(top["series"], 1000);
     assert_eq!(top["refused"], 2000);
+    // A further 200,000 new names are all refused: memory stays where the limit put it.
+    let rss_at_limit = gw.rss_kib();
+    let more: Vec<String> = (0..200_000).map(|i| format!("flood.more{i}:1|c")).collect();
+    for (n, chunk) in more.chunks(20).enumerate() {
+        sender.send(chunk.join("\n").as_bytes()).unwrap();
+        if n % 50 == 0 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    gw.wait_for("the second wave counted", Duration::from_secs(60), |g| {
+        g.lines_counted() == 213_000
+    });
+    assert_eq!(rejected("series_limit"), 206_000);
+    let rss_after = gw.rss_kib();
+    assert!(
+        rss_after < rss_at_limit + 4 * 1024,
+        "a refused flood costs no memory: {rss_at_limit} KiB -> {rss_after} KiB"
+    );
     let (_, status) = gw.stop();
     assert!(status.success());
 }
@@ -615,7 +633,11 @@ fn ten_minute_outage_at_10k_series_ends_with_zero_loss() {
         f.with(|s| {
             s.metrics
                 .iter()
-                .filter(|m| m["name"].as_str().is_some_and(|n| n.starts_with("outage.s")))
+                .filter(|m| {
+                    m["name"]
+                        .as_str()
+                        .is_some_and(|n| n.starts_with("outage.s"))
+                })
                 .filter_map(|m| m["value"].as_f64())
                 .sum()
         })
@@ -645,7 +667,9 @@ fn ten_minute_outage_at_10k_series_ends_with_zero_loss() {
         if spool_batches > 0 {
             let live = fake.with(|s| {
                 s.metrics.iter().any(|m| {
-                    m["name"].as_str().is_some_and(|n| n.starts_with("outage.s"))
+                    m["name"]
+                        .as_str()
+                        .is_some_and(|n| n.starts_with("outage.s"))
                         && m["timestamp"].as_u64().is_some_and(|t| t > recovery_ms)
                 })
             });
@@ -680,5 +704,8 @@ fn ten_minute_outage_at_10k_series_ends_with_zero_loss() {
     assert_eq!(total, sent as f64, "zero loss, nothing twice");
     assert_eq!(lost, 0);
     assert!(drained_after.is_some(), "the backlog drained");
-    assert!(live_while_draining, "live data kept flowing while the backlog drained");
+    assert!(
+        live_while_draining,
+        "live data kept flowing while the backlog drained"
+    );
 }
