@@ -11,7 +11,7 @@ pub mod mmsg;
 use crate::aggregate::{Aggregator, Settings, Shard};
 use crate::flush::now_ms;
 use crate::heartbeat::{self, Heartbeats, Via};
-use crate::parse::{Limits, is_heartbeat, lines, parse_line};
+use crate::parse::{Limits, is_heartbeat, lines, lines_str, parse_line, parse_line_str};
 use crate::telemetry::{ReaderStats, Telemetry, socket_inode};
 use mmsg::RecvBatch;
 use socket2::{Domain, Protocol, Socket, Type};
@@ -240,27 +240,60 @@ pub fn process_into(
         }
         return;
     }
-    for line in lines(datagram) {
-        if heartbeat::is_compact(line) {
-            stats.heartbeats.add(1);
-            if let Some(b) = beats {
-                match heartbeat::parse_compact(line) {
-                    Ok(beat) => {
-                        let _ = b.accept(beat, source, Via::Udp, now);
-                    }
-                    Err(e) => b.stats.reject(e.label()),
+    // One UTF-8 check per datagram instead of one per line; a datagram that fails it is
+    // taken line by line so only its bad lines are rejected.
+    match std::str::from_utf8(datagram) {
+        Ok(text) => {
+            for line in lines_str(text) {
+                if heartbeat::is_compact(line.as_bytes()) {
+                    compact_beat(line.as_bytes(), stats, beats, source, now);
+                    continue;
+                }
+                // Matched by reference: moving the parsed line would cost a copy per line.
+                let outcome = match &parse_line_str(line, limits) {
+                    Ok(parsed) => aggregator.add(shard, parsed, now).map(|()| parsed.kind),
+                    Err(reason) => Err(*reason),
+                };
+                match outcome {
+                    Ok(kind) => stats.accept(kind),
+                    Err(reason) => stats.reject(reason),
                 }
             }
-            continue;
         }
-        // Matched by reference: moving the parsed line would cost a copy per line.
-        let outcome = match &parse_line(line, limits) {
-            Ok(parsed) => aggregator.add(shard, parsed, now).map(|()| parsed.kind),
-            Err(reason) => Err(*reason),
-        };
-        match outcome {
-            Ok(kind) => stats.accept(kind),
-            Err(reason) => stats.reject(reason),
+        Err(_) => {
+            for line in lines(datagram) {
+                if heartbeat::is_compact(line) {
+                    compact_beat(line, stats, beats, source, now);
+                    continue;
+                }
+                let outcome = match &parse_line(line, limits) {
+                    Ok(parsed) => aggregator.add(shard, parsed, now).map(|()| parsed.kind),
+                    Err(reason) => Err(*reason),
+                };
+                match outcome {
+                    Ok(kind) => stats.accept(kind),
+                    Err(reason) => stats.reject(reason),
+                }
+            }
+        }
+    }
+}
+
+/// A `_hb|` line: counted, and accepted into `beats` when the gateway has them.
+fn compact_beat(
+    line: &[u8],
+    stats: &ReaderStats,
+    beats: Option<&Heartbeats>,
+    source: Option<SocketAddr>,
+    now: u64,
+) {
+    stats.heartbeats.add(1);
+    if let Some(b) = beats {
+        match heartbeat::parse_compact(line) {
+            Ok(beat) => {
+                let _ = b.accept(beat, source, Via::Udp, now);
+            }
+            Err(e) => b.stats.reject(e.label()),
         }
     }
 }
