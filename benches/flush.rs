@@ -41,6 +41,7 @@ fn flush(c: &mut Criterion) {
         counters_as_rate: false,
         timer_outputs: TimerOutput::list(&[], &[0.95]),
         default_dimensions: defaults.clone().into(),
+        max_persisted: 1_000_000,
     };
     let mut flusher = Flusher::new(
         vec![Arc::clone(&shard)],

@@ -1,5 +1,6 @@
-//! Admin HTTP (`admin.listen`, loopback by default): `/healthz`, `/metrics` and
-//! `/api/heartbeats` (the liveness table) for operators.
+//! Admin HTTP (`admin.listen`, loopback by default): `/healthz`, `/metrics`,
+//! `/api/heartbeats` (the liveness table) and `/api/limits` (series limits and top names)
+//! for operators.
 //!
 //! Owns: the operator-facing HTTP routes. Must never: take a lock the readers take, or
 //! expose a secret.
@@ -49,6 +50,7 @@ pub fn router(telemetry: Arc<Telemetry>, heartbeats: Option<Arc<Heartbeats>>) ->
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/api/heartbeats", get(heartbeats_api))
+        .route("/api/limits", get(limits_api))
         .with_state(AdminState {
             telemetry,
             heartbeats,
@@ -78,6 +80,27 @@ async fn heartbeats_api(
     let instances = beats.liveness.instances(now_ms(), &filter);
     let body = serde_json::json!({"count": instances.len(), "instances": instances});
     (StatusCode::OK, axum::Json(body))
+}
+
+/// The series limits, this interval's use, and the names with the most series (and
+/// refusals) in the last flushed interval: where a cardinality flood comes from.
+async fn limits_api(State(s): State<AdminState>) -> impl IntoResponse {
+    let t = &s.telemetry;
+    let top = t.top_names.lock().map(|g| g.clone()).unwrap_or_default();
+    let budget = t.budget.get();
+    let body = serde_json::json!({
+        "max_series": budget.map(|b| b.max_total),
+        "max_series_per_name": budget.map(|b| b.max_per_name),
+        "series_this_interval": budget.map(|b| b.live()),
+        "gauges_persisted": t.flush.gauges_persisted.get(),
+        "refused_total": {
+            "series_limit": t.rejected(crate::reason::Reject::SeriesLimit),
+            "name_series_limit": t.rejected(crate::reason::Reject::NameSeriesLimit),
+        },
+        "this_interval_top_names": budget.map(|b| b.top()).unwrap_or_default(),
+        "last_interval_top_names": top,
+    });
+    axum::Json(body)
 }
 
 async fn healthz(State(s): State<AdminState>) -> impl IntoResponse {

@@ -31,5 +31,6 @@ pub mod reason;
 pub mod secret;
 pub mod shutdown;
 pub mod sink;
+pub mod spool;
 pub mod telemetry;
 pub mod validate;

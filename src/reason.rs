@@ -65,6 +65,8 @@ reasons! {
         SeriesLimit => "series_limit",
         /// A set member beyond `aggregate.max_set_members` in the interval.
         SetMemberLimit => "set_member_limit",
+        /// A new series of a name beyond `aggregate.max_series_per_name` in the interval.
+        NameSeriesLimit => "name_series_limit",
     }
 }
 
@@ -77,6 +79,8 @@ reasons! {
         NonFiniteValue => "non_finite_value",
         /// The sink refused the flush (e.g. stdout closed).
         SinkFailed => "sink_failed",
+        /// A gauge beyond `aggregate.max_series` persisted gauges, not carried over.
+        SeriesLimit => "series_limit",
     }
 }
 
@@ -95,6 +99,15 @@ reasons! {
         TenantRefused => "tenant_refused",
         /// Still queued or in flight when `shutdown.grace` ran out.
         Shutdown => "shutdown",
+        /// Evicted from the disk spool, oldest first, to stay under `buffer.spool_max_bytes`.
+        SpoolFull => "spool_full",
+        /// In the disk spool longer than `buffer.spool_max_age`.
+        SpoolExpired => "spool_expired",
+        /// The disk spool could not be written (disk full, read-only, I/O error) and the
+        /// memory queue was full.
+        SpoolError => "spool_error",
+        /// A spooled batch that could not be read back intact.
+        SpoolCorrupt => "spool_corrupt",
     }
 }
 

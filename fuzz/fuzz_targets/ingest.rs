@@ -6,7 +6,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use statsgate::aggregate::{Aggregator, Settings, Shard};
+use statsgate::aggregate::{Aggregator, SeriesBudget, Settings, Shard};
 use statsgate::heartbeat::{Heartbeats, Liveness, LivenessSettings};
 use statsgate::passthrough::Passthrough;
 use statsgate::listen::process_datagram;
@@ -19,7 +19,7 @@ fuzz_target!(|data: &[u8]| {
     let limits = Limits { max_line: 1024, max_dimensions: 16 };
     let shard = Mutex::new(Shard::default());
     let stats = ReaderStats::default();
-    let settings = Settings { max_series_per_shard: 64, max_set_members: 64, ..Settings::default() };
+    let settings = Settings { budget: std::sync::Arc::new(SeriesBudget::new(64, 16)), max_set_members: 64, ..Settings::default() };
     let mut aggregator = Aggregator::new(settings);
     let passthrough = Arc::new(Passthrough::new(1 << 20));
     let liveness = Liveness::new(LivenessSettings {

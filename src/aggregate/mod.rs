@@ -12,9 +12,11 @@
 //! configured default dimensions (`hostname`, ...) are added at flush, and a line dimension
 //! equal to a default is dropped from the key so both spellings are one series.
 
+mod budget;
 mod key;
 mod state;
 
+pub use budget::{NameReport, SeriesBudget, TOP_NAMES};
 pub use key::SeriesKey;
 pub use state::{Counter, GaugeUpdate, RateSamples, Set, TIMER_VALUE_SCALE, Timer};
 
@@ -37,8 +39,8 @@ pub struct Settings {
     /// Default dimensions (key, value), `hostname` included; a line pair equal to one is
     /// dropped from the series key because flush adds it back.
     pub default_dimensions: Vec<(String, String)>,
-    /// New series a shard accepts per interval.
-    pub max_series_per_shard: usize,
+    /// Live series allowed in total and per name, shared by every reader.
+    pub budget: std::sync::Arc<SeriesBudget>,
     pub max_set_members: usize,
     pub histogram_precision: u8,
 }
@@ -47,7 +49,7 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             default_dimensions: Vec::new(),
-            max_series_per_shard: 1_000_000,
+            budget: std::sync::Arc::default(),
             max_set_members: 10_000,
             histogram_precision: 2,
         }
@@ -137,7 +139,7 @@ impl Aggregator {
             &self.key_buf
         };
         let s = &self.settings;
-        let room = s.max_series_per_shard.saturating_sub(shard.series());
+        let room = || s.budget.admit(line.name);
         match line.kind {
             Kind::Counter => {
                 let c = slot(&mut shard.counters, key, room, Counter::default)?;
@@ -214,19 +216,17 @@ fn insertion_sort_by_key(v: &mut [(&str, &str)]) {
     }
 }
 
-/// The series' state, created if `room` allows one more series.
+/// The series' state, created if the budget (`room`) admits one more series.
 fn slot<'m, V>(
     map: &'m mut SeriesMap<V>,
     key: &[u8],
-    room: usize,
+    room: impl FnOnce() -> Result<(), Reject>,
     new: impl FnOnce() -> V,
 ) -> Result<&'m mut V, Reject> {
     match map.entry_ref(key) {
         EntryRef::Occupied(e) => Ok(e.into_mut()),
         EntryRef::Vacant(e) => {
-            if room == 0 {
-                return Err(Reject::SeriesLimit);
-            }
+            room()?;
             Ok(e.insert(new()))
         }
     }

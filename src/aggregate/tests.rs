@@ -110,7 +110,7 @@ fn timestamped_lines_are_their_own_series() {
 #[test]
 fn series_limit_refuses_new_series_only() {
     let settings = Settings {
-        max_series_per_shard: 2,
+        budget: std::sync::Arc::new(SeriesBudget::new(2, 2)),
         ..Settings::default()
     };
     let mut agg = Aggregator::new(settings);

@@ -44,6 +44,27 @@ pub fn validate(c: &Config) -> Result<(), Invalid> {
             format!("must be at least 64KiB (got {})", c.buffer.max_pending),
         )?;
     }
+    let b = &c.buffer;
+    if b.spool_max_bytes < c.monasca.max_batch_bytes {
+        bad(
+            "buffer.spool_max_bytes",
+            format!(
+                "must hold at least one batch, monasca.max_batch_bytes = {} (got {})",
+                c.monasca.max_batch_bytes, b.spool_max_bytes
+            ),
+        )?;
+    }
+    if b.spool_max_age < Duration::secs(1) {
+        bad(
+            "buffer.spool_max_age",
+            format!("must be at least 1s (got {})", b.spool_max_age),
+        )?;
+    }
+    if let super::SpoolFsync::Every(d) = b.spool_fsync
+        && d.get().is_zero()
+    {
+        bad("buffer.spool_fsync", "use `always` rather than 0s")?;
+    }
     let h = &c.heartbeat;
     if h.expected_interval < Duration::millis(100) {
         bad(

@@ -487,6 +487,12 @@ fn validate(c: &Config) -> Result<(), Invalid> {
     if a.max_series == 0 {
         bad("aggregate.max_series", "must be at least 1 (got 0)")?;
     }
+    if a.max_series_per_name == 0 {
+        bad(
+            "aggregate.max_series_per_name",
+            "must be at least 1 (got 0)",
+        )?;
+    }
     // Empty means "this machine's hostname", resolved later.
     if !a.hostname.is_empty() {
         dimension("aggregate.hostname", &a.hostname, false)?;

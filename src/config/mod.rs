@@ -14,6 +14,7 @@ pub use ingest::networks;
 pub use load::{ConfigError, load};
 pub use openstack::OPENRC;
 pub use units::{ByteSize, Duration};
+// `SpoolFsync` is defined below, next to the buffer section that uses it.
 
 use crate::secret::Secret;
 use serde::{Deserialize, Serialize};
@@ -111,6 +112,10 @@ pub struct AggregateConfig {
     /// Live series per interval, over all readers; new series beyond it are refused and
     /// counted (`series_limit`). Default `1000000`.
     pub max_series: usize,
+    /// Live series per metric name, over all readers; new series of a name beyond it are
+    /// refused and counted (`name_series_limit`), and the name is listed on
+    /// `/api/limits`. Default `100000`.
+    pub max_series_per_name: usize,
     /// Hostname dimension added to every metric unless the line brings one. Empty = this
     /// machine's hostname. Default empty.
     pub hostname: String,
@@ -257,6 +262,69 @@ pub struct BufferConfig {
     /// until the next flush, in rendered bytes. When full, HTTP answers 503 and UDP beats
     /// are dropped and counted. Default `64MiB`.
     pub max_pending: ByteSize,
+    /// Directory for state that outlives the process: the on-disk spool of unsent batches
+    /// and the gauge checkpoint. Empty: memory only. Default empty.
+    pub spool_dir: String,
+    /// Spool bound in bytes; the oldest batches are evicted and counted (`spool_full`).
+    /// Default `1GiB`.
+    pub spool_max_bytes: ByteSize,
+    /// Spooled batches older than this are evicted and counted (`spool_expired`).
+    /// Default `24h`.
+    pub spool_max_age: Duration,
+    /// When spooled data reaches the disk: `always` (fsync every batch), `never` (the OS
+    /// decides), or a duration (at most that much is lost if the machine, not just the
+    /// process, dies). Default `1s`.
+    pub spool_fsync: SpoolFsync,
+    /// Replay pace after an outage, in metrics per second (0: as fast as Monasca takes them).
+    /// Replay is one POST at a time beside the live senders. Default `20000`.
+    pub replay_rate: u64,
+}
+
+/// `buffer.spool_fsync`: `always`, `never`, or a duration.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum SpoolFsync {
+    Always,
+    Never,
+    Every(Duration),
+}
+
+impl std::fmt::Display for SpoolFsync {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SpoolFsync::Always => f.write_str("always"),
+            SpoolFsync::Never => f.write_str("never"),
+            SpoolFsync::Every(d) => d.fmt(f),
+        }
+    }
+}
+
+impl std::str::FromStr for SpoolFsync {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "always" => Ok(SpoolFsync::Always),
+            "never" => Ok(SpoolFsync::Never),
+            other => other
+                .parse::<Duration>()
+                .map(SpoolFsync::Every)
+                .map_err(|_| {
+                    format!("must be `always`, `never` or a duration like 1s (got {other:?})")
+                }),
+        }
+    }
+}
+
+impl Serialize for SpoolFsync {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for SpoolFsync {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 /// `http.*`: the local-clients HTTP listener.
@@ -380,6 +448,11 @@ impl Default for BufferConfig {
         Self {
             max_bytes: ByteSize::mib(256),
             max_pending: ByteSize::mib(64),
+            spool_dir: String::new(),
+            spool_max_bytes: ByteSize::gib(1),
+            spool_max_age: Duration::secs(24 * 3600),
+            spool_fsync: SpoolFsync::Every(Duration::secs(1)),
+            replay_rate: 20_000,
         }
     }
 }
@@ -417,6 +490,7 @@ impl Default for AggregateConfig {
             histogram_precision: 2,
             max_set_members: 10_000,
             max_series: 1_000_000,
+            max_series_per_name: 100_000,
             hostname: String::new(),
             add_hostname: true,
             default_dimensions: BTreeMap::new(),

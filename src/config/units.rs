@@ -128,6 +128,10 @@ impl ByteSize {
         Self(mib * MIB)
     }
 
+    pub const fn gib(gib: u64) -> Self {
+        Self(gib * MIB * KIB)
+    }
+
     pub fn bytes(self) -> u64 {
         self.0
     }

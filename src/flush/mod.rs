@@ -5,6 +5,7 @@
 //! its idle expiry, and the final flush at shutdown. Must never: hold a reader's lock for
 //! more than the O(1) swap, or do per-series work on a reader thread.
 
+pub mod checkpoint;
 mod render;
 mod self_metrics;
 
@@ -35,6 +36,8 @@ pub struct FlushSettings {
     pub timer_outputs: Vec<TimerOutput>,
     /// Added to every metric unless its series has the key; sorted by key.
     pub default_dimensions: Arc<[(String, String)]>,
+    /// Most gauges carried across intervals (`aggregate.max_series`).
+    pub max_persisted: usize,
 }
 
 /// A gauge's value carried across intervals.
@@ -66,6 +69,9 @@ pub struct Flusher {
     heartbeats: Option<(Arc<Heartbeats>, bool)>,
     /// `statsgate.*` metrics at each flush, and the counters at the last one.
     self_metrics: Option<self_metrics::Totals>,
+    /// Where gauge values and rate bases are saved after each flush.
+    checkpoint: Option<std::path::PathBuf>,
+    checkpoint_failing: bool,
 }
 
 pub fn now_ms() -> u64 {
@@ -118,6 +124,69 @@ impl Flusher {
             passthrough: None,
             heartbeats: None,
             self_metrics: None,
+            checkpoint: None,
+            checkpoint_failing: false,
+        }
+    }
+
+    /// Restores gauge values and rate bases from `path` and saves them there after every
+    /// flush. An unreadable checkpoint is logged and the flusher starts empty.
+    pub fn with_checkpoint(mut self, path: std::path::PathBuf) -> Self {
+        match checkpoint::load(&path) {
+            Ok(Some(saved)) => {
+                for (key, value, updated_ms) in saved.gauges {
+                    let g = PersistedGauge { value, updated_ms };
+                    self.gauges.insert(key.into_bytes(), g);
+                }
+                for (key, at, value, updated_ms) in saved.rates {
+                    let base = RateBase {
+                        sample: (at, value),
+                        updated_ms,
+                    };
+                    self.rate_bases.insert(key.into_bytes(), base);
+                }
+                tracing::info!(
+                    gauges = self.gauges.len(),
+                    rates = self.rate_bases.len(),
+                    path = %path.display(),
+                    "restored gauge values and rate bases"
+                );
+            }
+            Ok(None) => {}
+            Err(e) => tracing::error!(error = %e, "gauge checkpoint ignored; gauges start empty"),
+        }
+        self.checkpoint = Some(path);
+        self
+    }
+
+    fn save_checkpoint(&mut self) {
+        let Some(path) = &self.checkpoint else {
+            return;
+        };
+        let mut c = checkpoint::Checkpoint::new();
+        for (key, g) in &self.gauges {
+            if let Some(k) = checkpoint::key_text(key) {
+                c.gauges.push((k, g.value, g.updated_ms));
+            }
+        }
+        for (key, b) in &self.rate_bases {
+            if let Some(k) = checkpoint::key_text(key) {
+                c.rates.push((k, b.sample.0, b.sample.1, b.updated_ms));
+            }
+        }
+        match checkpoint::save(path, &c) {
+            Ok(()) if self.checkpoint_failing => {
+                self.checkpoint_failing = false;
+                tracing::info!(path = %path.display(), "gauge checkpoint saved again");
+            }
+            Ok(()) => {}
+            Err(e) => {
+                self.telemetry.flush.checkpoint_failures.add(1);
+                if !self.checkpoint_failing {
+                    self.checkpoint_failing = true;
+                    tracing::error!(error = %e, path = %path.display(), "cannot save the gauge checkpoint; gauges would restart empty");
+                }
+            }
         }
     }
 
@@ -174,6 +243,14 @@ impl Flusher {
                 std::mem::take(&mut *guard)
             };
             merged.merge(taken);
+        }
+        if let Some(budget) = self.telemetry.budget.get() {
+            let top = budget.rollover();
+            *self
+                .telemetry
+                .top_names
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = top;
         }
         // The first interval after start and the last before exit are partial.
         let interval_secs =
@@ -249,6 +326,7 @@ impl Flusher {
         stats.last_flush_micros.set(took);
         stats.flush_micros_total.add(took);
         stats.last_flush_unix.set(timestamp_ms / 1000);
+        self.save_checkpoint();
     }
 
     /// Applies this interval's updates to the persisted gauges, emits every live gauge and
@@ -266,6 +344,10 @@ impl Flusher {
                 continue;
             }
             let previous = self.gauges.get(&key).map(|g| g.value);
+            if previous.is_none() && self.gauges.len() >= self.settings.max_persisted {
+                e.dropped[EmitDrop::SeriesLimit as usize] += 1;
+                continue;
+            }
             self.gauges.insert(
                 key,
                 PersistedGauge {

@@ -42,6 +42,7 @@ fn rig_with(counters_as_rate: bool, idle_expiry_s: u64, defaults: Vec<(String, S
             &[0.95],
         ),
         default_dimensions: defaults.clone().into(),
+        max_persisted: 1_000_000,
     };
     let mut flusher = Flusher::new(
         shards.clone(),

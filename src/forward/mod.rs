@@ -1,16 +1,20 @@
 //! Forward: from flushed batches to `POST /v2.0/metrics`, through a bounded queue.
 //!
 //! Owns: the queue between the flush thread and the senders, the senders (at most
-//! `monasca.concurrency` POSTs in flight), the retry policy in `policy`, and the count of every
-//! outcome. Must never: block the flush thread or the receive path (a full queue refuses and
-//! counts), retry a request the API refused on its merits, or log a token.
+//! `monasca.concurrency` POSTs in flight), the retry policy in `policy`, the use of the disk
+//! spool (`spooler`: outage routing and ordered replay), and the count of every outcome.
+//! Must never: block the flush thread or the receive path on the network (a full queue
+//! spills to the spool or refuses and counts), retry a request the API refused on its
+//! merits, or log a token.
 
 pub mod policy;
 mod queue;
+mod spooler;
 mod stats;
 
 pub use crate::reason::BatchDrop;
 pub use queue::Queue;
+pub use spooler::Spooler;
 pub use stats::ForwardStats;
 
 use crate::auth::{Auth, Token, check_roles, error_chain};
@@ -18,6 +22,7 @@ use crate::batch::{self, Batch, Limits, Rendered};
 use crate::sink::Sink;
 use policy::{Action, Backoff};
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 /// Where and how to POST.
@@ -32,11 +37,40 @@ pub struct ForwardSettings {
     pub backoff: Backoff,
 }
 
-/// The sink the flusher hands batches to: packs them and queues them, never waiting.
+/// The sink the flusher hands batches to: packs them and queues them (or spools them),
+/// never waiting on the network.
 pub struct ForwardSink {
     pub queue: Arc<Queue>,
     pub limits: Limits,
     pub stats: Arc<ForwardStats>,
+    pub spooler: Option<Arc<Spooler>>,
+}
+
+impl ForwardSink {
+    fn queue_or_spool(&self, batch: Batch) {
+        // In an outage the disk keeps it across a crash; memory is the fallback if the
+        // disk fails, and the drop is counted only when both are out.
+        if let Some(sp) = &self.spooler
+            && sp.in_outage()
+            && sp.put(&batch)
+        {
+            return;
+        }
+        let refused = match self.queue.push(batch) {
+            Ok(()) => return,
+            Err(refused) => refused,
+        };
+        match &self.spooler {
+            Some(sp) if sp.put(&refused) => {}
+            Some(_) => self.stats.drop_batch(BatchDrop::SpoolError, &refused),
+            None => {
+                self.stats.drop_batch(BatchDrop::BufferFull, &refused);
+                self.stats.log_once("buffer_full", || {
+                    tracing::error!("buffer.max_bytes is full: Monasca is not keeping up; batches are being dropped")
+                });
+            }
+        }
+    }
 }
 
 impl Sink for ForwardSink {
@@ -45,16 +79,27 @@ impl Sink for ForwardSink {
         self.stats
             .drop_metrics(BatchDrop::TooLarge, too_large as u64);
         for b in batches {
-            if let Err(refused) = self.queue.push(b) {
-                self.stats.drop_batch(BatchDrop::BufferFull, &refused);
-                self.stats.log_once("buffer_full", || {
-                    tracing::error!("buffer.max_bytes is full: Monasca is not keeping up; batches are being dropped")
-                });
-            }
+            self.queue_or_spool(b);
         }
         self.stats.set_queue(self.queue.len(), self.queue.bytes());
         Ok(())
     }
+}
+
+/// How a batch is being sent: from the memory queue, or replayed from the spool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Live,
+    Replay,
+}
+
+/// Where a batch ended up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    /// Delivered, or dropped under a counted reason, or split back into the queue.
+    Settled,
+    /// Monasca is failing and the batch was written to the spool.
+    Spooled,
 }
 
 /// The senders: each pops a batch and sees it through to an outcome.
@@ -64,6 +109,11 @@ pub struct Forwarder {
     client: reqwest::Client,
     auth: Option<Arc<Auth>>,
     settings: ForwardSettings,
+    spooler: Option<Arc<Spooler>>,
+    /// Batches being sent by live senders, so the end of the grace period can spool them.
+    in_flight: std::sync::Mutex<std::collections::HashMap<u64, Batch>>,
+    next_flight: std::sync::atomic::AtomicU64,
+    stopping: tokio::sync::watch::Sender<bool>,
 }
 
 impl Forwarder {
@@ -73,6 +123,7 @@ impl Forwarder {
         client: reqwest::Client,
         auth: Option<Arc<Auth>>,
         settings: ForwardSettings,
+        spooler: Option<Arc<Spooler>>,
     ) -> Arc<Self> {
         Arc::new(Forwarder {
             queue,
@@ -80,55 +131,175 @@ impl Forwarder {
             client,
             auth,
             settings,
+            spooler,
+            in_flight: Default::default(),
+            next_flight: Default::default(),
+            stopping: tokio::sync::watch::Sender::new(false),
         })
     }
 
-    /// Starts `concurrency` senders on the current tokio runtime.
+    fn flights(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<u64, Batch>> {
+        self.in_flight.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Starts `concurrency` senders (and the spool's replay stream) on the current runtime.
     pub fn spawn(self: &Arc<Self>) -> Vec<tokio::task::JoinHandle<()>> {
-        (0..self.settings.concurrency)
+        let mut tasks: Vec<_> = (0..self.settings.concurrency)
             .map(|_| {
                 let me = Arc::clone(self);
                 tokio::spawn(async move {
                     while let Some(batch) = me.queue.pop().await {
+                        let flight = me.next_flight.fetch_add(1, Relaxed);
+                        me.flights().insert(flight, batch.clone());
                         me.stats.in_flight(batch.metrics as i64);
-                        me.deliver(&batch).await;
+                        me.deliver(&batch, Mode::Live).await;
                         me.stats.in_flight(-(batch.metrics as i64));
+                        me.flights().remove(&flight);
                         me.queue.done(&batch);
                         me.stats.set_queue(me.queue.len(), me.queue.bytes());
                     }
                 })
             })
-            .collect()
+            .collect();
+        if let Some(sp) = &self.spooler {
+            let (me, sp) = (Arc::clone(self), Arc::clone(sp));
+            tasks.push(tokio::spawn(async move { me.replay(sp).await }));
+        }
+        tasks
     }
 
-    /// Closes the queue and lets the senders drain it until `deadline`; whatever is still
-    /// queued or in flight then is dropped and counted as `shutdown`.
+    /// The replay stream: oldest spooled batch first, one at a time, paced; retried with
+    /// backoff while Monasca is down (it is the probe that ends an outage).
+    async fn replay(self: Arc<Self>, sp: Arc<Spooler>) {
+        let mut stopping = self.stopping.subscribe();
+        let mut last_expiry = Instant::now();
+        loop {
+            if *stopping.borrow() {
+                return;
+            }
+            if last_expiry.elapsed() >= Spooler::expire_every() {
+                last_expiry = Instant::now();
+                let sp = Arc::clone(&sp);
+                let _ = tokio::task::spawn_blocking(move || sp.expire()).await;
+            }
+            let taken = {
+                let spool = Arc::clone(&sp.spool);
+                tokio::task::spawn_blocking(move || spool.take()).await
+            };
+            let record = match taken {
+                Ok(Ok(Some(r))) => r,
+                Ok(Ok(None)) => {
+                    tokio::select! {
+                        _ = sp.wait_for_append(Duration::from_secs(1)) => {}
+                        _ = stopping.changed() => {}
+                    }
+                    continue;
+                }
+                Ok(Err(e)) => {
+                    self.stats.log_once(
+                        "spool_read",
+                        || tracing::error!(error = %e, "cannot read the disk spool; retrying"),
+                    );
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+                Err(_) => return,
+            };
+            let started = Instant::now();
+            let delivered = tokio::select! {
+                _ = self.deliver(&record.batch, Mode::Replay) => true,
+                _ = stopping.changed() => false,
+            };
+            let spool = Arc::clone(&sp.spool);
+            if !delivered {
+                // Shutting down mid-POST: it stays spooled, first in line next time.
+                let evicted = spool.release(record.id);
+                sp.released(evicted);
+                return;
+            }
+            self.stats.replayed(&record.batch);
+            let id = record.id;
+            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || spool.ack(id)).await {
+                self.stats.log_once("spool_ack", || {
+                    tracing::error!(error = %e, "cannot record a replayed batch as sent; it may be sent again after a restart")
+                });
+            }
+            sp.update_gauges();
+            let pause = sp.pace(record.batch.metrics, started.elapsed());
+            if !pause.is_zero() {
+                tokio::select! {
+                    _ = tokio::time::sleep(pause) => {}
+                    _ = stopping.changed() => {}
+                }
+            }
+        }
+    }
+
+    /// Closes the queue and lets the senders drain it until `deadline`. With a spool, what
+    /// is still queued or in flight then is spooled (in-flight ones may be sent twice, and
+    /// are counted so); without one, or if the disk fails, it is dropped and counted as
+    /// `shutdown`.
     pub async fn shutdown(&self, mut senders: Vec<tokio::task::JoinHandle<()>>, deadline: Instant) {
         self.queue.close();
-        let deadline = tokio::time::Instant::from_std(deadline);
+        let _ = self.stopping.send(true);
+        // Leave time to write the rest to disk before the grace runs out.
+        let spool_by = match &self.spooler {
+            Some(_) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                deadline - (left / 4).min(Duration::from_secs(1))
+            }
+            None => deadline,
+        };
+        let spool_by = tokio::time::Instant::from_std(spool_by);
         for s in senders.iter_mut() {
-            if tokio::time::timeout_at(deadline, &mut *s).await.is_err() {
+            if tokio::time::timeout_at(spool_by, &mut *s).await.is_err() {
                 break;
             }
         }
         for s in &senders {
             s.abort();
         }
-        for b in self.queue.drain() {
-            self.stats.drop_batch(BatchDrop::Shutdown, &b);
+        let queued = self.queue.drain();
+        let in_flight: Vec<Batch> = self.flights().drain().map(|(_, b)| b).collect();
+        let lost_in_flight: u64 = in_flight.iter().map(|b| b.metrics as u64).sum();
+        let _ = self.stats.take_in_flight();
+        let mut unsent = 0u64;
+        for (b, was_in_flight) in queued
+            .iter()
+            .map(|b| (b, false))
+            .chain(in_flight.iter().map(|b| (b, true)))
+        {
+            let spooled = match &self.spooler {
+                Some(sp) => sp.put_async(b).await,
+                None => false,
+            };
+            if spooled {
+                if was_in_flight {
+                    self.stats
+                        .possible_duplicates
+                        .fetch_add(b.metrics as u64, Relaxed);
+                }
+            } else {
+                self.stats.drop_batch(BatchDrop::Shutdown, b);
+                unsent += b.metrics as u64;
+            }
         }
-        let lost = self.stats.take_in_flight();
-        self.stats.drop_metrics(BatchDrop::Shutdown, lost);
-        if lost > 0 {
+        if let Some(sp) = &self.spooler {
+            let spool = Arc::clone(&sp.spool);
+            let _ = tokio::task::spawn_blocking(move || spool.sync()).await;
+        }
+        if unsent > 0 {
             tracing::error!(
-                metrics = lost,
+                metrics = unsent,
+                in_flight = lost_in_flight,
                 "shutdown.grace ran out with metrics still unsent"
             );
         }
     }
 
-    /// One batch to its outcome: delivered, or dropped under a named reason.
-    async fn deliver(&self, batch: &Batch) {
+    /// One batch to its outcome: delivered, dropped under a named reason, or (live, with a
+    /// spool, while Monasca fails) spooled.
+    async fn deliver(&self, batch: &Batch, mode: Mode) -> Outcome {
         let mut attempt: u32 = 0;
         let mut reauthenticated = false;
         loop {
@@ -140,6 +311,9 @@ impl Forwarder {
                         self.stats.log_once("auth", || {
                             tracing::error!(error = %e, "cannot get a Keystone token; batches wait in the buffer")
                         });
+                        if self.spill(batch, mode).await {
+                            return Outcome::Spooled;
+                        }
                         self.backoff(&mut attempt).await;
                         continue;
                     }
@@ -156,34 +330,40 @@ impl Forwarder {
                          refusing to post (the API would store the metrics under the token's own project)"
                     )
                 });
-                return;
+                return Outcome::Settled;
             }
             let Some(url) = self.metrics_url(token.as_deref()) else {
                 self.stats.log_once("no_url", || {
                     tracing::error!("no Monasca URL: set monasca.url or register a `monitoring` endpoint in the catalog")
                 });
+                if self.spill(batch, mode).await {
+                    return Outcome::Spooled;
+                }
                 self.backoff(&mut attempt).await;
                 continue;
             };
             let (status, body) = self.post(&url, token.as_deref(), batch).await;
-            match policy::classify(status, &body) {
+            let action = policy::classify(status, &body);
+            if action != Action::Retry
+                && let Some(sp) = &self.spooler
+            {
+                // Monasca answered on the merits: it is up.
+                sp.outage_ended();
+            }
+            match action {
                 Action::Delivered => {
                     self.stats.delivered(batch);
-                    return;
+                    return Outcome::Settled;
                 }
                 Action::Reauthenticate if !reauthenticated && token.is_some() => {
                     reauthenticated = true;
-                    self.stats
-                        .reauthentications
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    self.stats.reauthentications.fetch_add(1, Relaxed);
                     if let (Some(auth), Some(t)) = (&self.auth, &token) {
                         auth.invalidate(t).await;
                     }
                 }
                 Action::Reauthenticate | Action::Retry => {
-                    self.stats
-                        .retries
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    self.stats.retries.fetch_add(1, Relaxed);
                     if let Some(code) = status {
                         self.stats.log_once("post_status", || {
                             tracing::warn!(
@@ -191,6 +371,9 @@ impl Forwarder {
                                 "Monasca answered with an error; retrying with backoff"
                             )
                         });
+                    }
+                    if action == Action::Retry && self.spill(batch, mode).await {
+                        return Outcome::Spooled;
                     }
                     self.backoff(&mut attempt).await;
                     reauthenticated = false;
@@ -204,20 +387,18 @@ impl Forwarder {
                              give the user the monasca-agent role on its project"
                         )
                     });
-                    return;
+                    return Outcome::Settled;
                 }
                 Action::Split => match batch::split(batch) {
                     Some((a, b)) => {
-                        self.stats
-                            .splits
-                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        self.stats.splits.fetch_add(1, Relaxed);
                         self.queue.push_front(b);
                         self.queue.push_front(a);
-                        return;
+                        return Outcome::Settled;
                     }
                     None => {
                         self.stats.drop_batch(BatchDrop::TooLarge, batch);
-                        return;
+                        return Outcome::Settled;
                     }
                 },
                 Action::Refused => {
@@ -228,10 +409,20 @@ impl Forwarder {
                         metrics = batch.metrics,
                         "Monasca refused a batch; it is dropped"
                     );
-                    return;
+                    return Outcome::Settled;
                 }
             }
         }
+    }
+
+    /// Monasca or Keystone failed: a live batch moves to the spool (when there is one and it
+    /// can be written) and the outage begins. The replay stream keeps retrying instead.
+    async fn spill(&self, batch: &Batch, mode: Mode) -> bool {
+        let Some(sp) = &self.spooler else {
+            return false;
+        };
+        sp.outage_began();
+        mode == Mode::Live && sp.put_async(batch).await
     }
 
     async fn backoff(&self, attempt: &mut u32) {

@@ -22,6 +22,21 @@ pub struct ForwardStats {
     pub metrics_dropped: [AtomicU64; BatchDrop::COUNT],
     pub queue_batches: AtomicU64,
     pub queue_bytes: AtomicU64,
+    /// Batches written to the disk spool, and batches replayed from it.
+    pub spooled_batches: AtomicU64,
+    pub spooled_metrics: AtomicU64,
+    pub replayed_batches: AtomicU64,
+    pub replayed_metrics: AtomicU64,
+    /// What the spool holds now.
+    pub spool_bytes: AtomicU64,
+    pub spool_batches: AtomicU64,
+    pub spool_metrics: AtomicU64,
+    /// Damaged records skipped when the spool was opened (a torn tail after a crash).
+    pub spool_corrupt_records: AtomicU64,
+    pub spool_corrupt_bytes: AtomicU64,
+    /// Metrics that were in flight at a crash or at the end of a grace period and are sent
+    /// again: Monasca may have stored them already.
+    pub possible_duplicates: AtomicU64,
     in_flight_metrics: AtomicI64,
     /// POSTs by outcome label: (count, seconds).
     posts: Mutex<BTreeMap<&'static str, (u64, f64)>>,
@@ -37,6 +52,21 @@ impl ForwardStats {
     pub fn drop_batch(&self, reason: BatchDrop, b: &Batch) {
         self.batches_dropped[reason as usize].fetch_add(1, Relaxed);
         self.metrics_dropped[reason as usize].fetch_add(b.metrics as u64, Relaxed);
+    }
+
+    pub fn drop_counted(&self, reason: BatchDrop, batches: u64, metrics: u64) {
+        self.batches_dropped[reason as usize].fetch_add(batches, Relaxed);
+        self.metrics_dropped[reason as usize].fetch_add(metrics, Relaxed);
+    }
+
+    pub fn spooled(&self, b: &Batch) {
+        self.spooled_batches.fetch_add(1, Relaxed);
+        self.spooled_metrics.fetch_add(b.metrics as u64, Relaxed);
+    }
+
+    pub fn replayed(&self, b: &Batch) {
+        self.replayed_batches.fetch_add(1, Relaxed);
+        self.replayed_metrics.fetch_add(b.metrics as u64, Relaxed);
     }
 
     pub fn drop_metrics(&self, reason: BatchDrop, metrics: u64) {

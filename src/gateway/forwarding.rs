@@ -4,7 +4,11 @@
 use crate::auth::{self, Auth, check_roles};
 use crate::batch;
 use crate::config::Config;
-use crate::forward::{ForwardSettings, ForwardSink, Forwarder, Queue, policy::Backoff};
+use crate::config::SpoolFsync;
+use crate::forward::{
+    ForwardSettings, ForwardSink, ForwardStats, Forwarder, Queue, Spooler, policy::Backoff,
+};
+use crate::spool::{Fsync, Spool, SpoolSettings};
 use crate::telemetry::Telemetry;
 use anyhow::{Context, bail};
 use std::sync::Arc;
@@ -37,12 +41,14 @@ pub async fn start_forwarding(
             max: m.backoff_max.get(),
         },
     };
+    let spooler = open_spool(config, &stats)?;
     let forwarder = Forwarder::new(
         Arc::clone(&queue),
         Arc::clone(&stats),
         client,
         auth,
         settings,
+        spooler.clone(),
     );
     let limits = batch::Limits {
         max_metrics: m.max_batch_metrics,
@@ -58,10 +64,44 @@ pub async fn start_forwarding(
             queue,
             limits,
             stats,
+            spooler,
         },
         forwarder,
         name,
     ))
+}
+
+/// Segment files roll over at this size: small enough that evicting the oldest frees
+/// space in modest steps.
+const SPOOL_SEGMENT_BYTES: u64 = 8 * 1024 * 1024;
+
+/// Opens `buffer.spool_dir` (recovering what a previous run left), if configured.
+fn open_spool(config: &Config, stats: &Arc<ForwardStats>) -> anyhow::Result<Option<Arc<Spooler>>> {
+    let b = &config.buffer;
+    if b.spool_dir.is_empty() {
+        return Ok(None);
+    }
+    let settings = SpoolSettings {
+        dir: b.spool_dir.clone().into(),
+        max_bytes: b.spool_max_bytes.bytes(),
+        max_age: b.spool_max_age.get(),
+        segment_bytes: SPOOL_SEGMENT_BYTES
+            .min(b.spool_max_bytes.bytes() / 4)
+            .max(64 * 1024),
+        fsync: match b.spool_fsync {
+            SpoolFsync::Always => Fsync::Always,
+            SpoolFsync::Never => Fsync::Never,
+            SpoolFsync::Every(d) => Fsync::Every(d.get()),
+        },
+    };
+    let (spool, recovery) = Spool::open(settings)
+        .with_context(|| format!("buffer.spool_dir: cannot use {:?}", b.spool_dir))?;
+    Ok(Some(Arc::new(Spooler::new(
+        spool,
+        &recovery,
+        Arc::clone(stats),
+        b.replay_rate,
+    ))))
 }
 
 /// The Monasca URL this token leads to: `monasca.url`, else the catalog's.

@@ -64,6 +64,20 @@ fn optional_addr(key: &str, value: &str) -> anyhow::Result<Option<SocketAddr>> {
         .with_context(|| format!("{key}: {value:?} is not an address"))
 }
 
+/// `<buffer.spool_dir>/gauges.checkpoint.json`, the directory created if need be.
+fn checkpoint_path(config: &Config) -> anyhow::Result<Option<std::path::PathBuf>> {
+    let dir = &config.buffer.spool_dir;
+    if dir.is_empty() {
+        return Ok(None);
+    }
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("buffer.spool_dir: cannot create {dir:?}"))?;
+    Ok(Some(std::path::Path::new(dir).join(CHECKPOINT_FILE)))
+}
+
+/// The gauge checkpoint's file name in `buffer.spool_dir`.
+pub const CHECKPOINT_FILE: &str = "gauges.checkpoint.json";
+
 pub fn run(config: Config) -> anyhow::Result<()> {
     let readers = reader_count(&config);
     let telemetry = Arc::new(Telemetry::new(readers));
@@ -104,6 +118,11 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         hb.derive_id,
     ));
     let _ = telemetry.heartbeats.set(Arc::clone(&heartbeats));
+    let budget = Arc::new(aggregate::SeriesBudget::new(
+        config.aggregate.max_series,
+        config.aggregate.max_series_per_name,
+    ));
+    let _ = telemetry.budget.set(Arc::clone(&budget));
 
     let shards: Vec<Arc<Mutex<Shard>>> = (0..readers).map(|_| Arc::default()).collect();
     let stop = Arc::new(AtomicBool::new(false));
@@ -115,7 +134,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         max_datagram: config.statsd.max_datagram.bytes() as usize,
         aggregate: aggregate::Settings {
             default_dimensions: defaults.clone(),
-            max_series_per_shard: config.aggregate.max_series.div_ceil(readers),
+            budget: Arc::clone(&budget),
             max_set_members: config.aggregate.max_set_members,
             histogram_precision: config.aggregate.histogram_precision,
         },
@@ -150,6 +169,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
                 &config.aggregate.percentiles,
             ),
             default_dimensions: defaults.into(),
+            max_persisted: config.aggregate.max_series,
         },
         Arc::clone(&telemetry),
         sink,
@@ -158,6 +178,10 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         Arc::clone(&passthrough),
         Some((Arc::clone(&heartbeats), hb.alive_gauges)),
     );
+    let flusher = match checkpoint_path(&config)? {
+        Some(path) => flusher.with_checkpoint(path),
+        None => flusher,
+    };
     // Only alongside real metrics: the console sink keeps printing just what was sent to it.
     let flusher = if forwarding.is_some() && config.telemetry.self_metrics {
         flusher.with_self_metrics()

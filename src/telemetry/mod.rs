@@ -97,6 +97,8 @@ pub struct FlushStats {
     pub flush_micros_total: OwnedCounter,
     /// Unix time of the last flush, in seconds.
     pub last_flush_unix: OwnedCounter,
+    /// Flushes after which the gauge checkpoint could not be saved.
+    pub checkpoint_failures: OwnedCounter,
 }
 
 /// All of the gateway's own counters.
@@ -110,6 +112,9 @@ pub struct Telemetry {
     pub heartbeats: std::sync::OnceLock<std::sync::Arc<crate::heartbeat::Heartbeats>>,
     /// Set when Keystone is configured, for its renewal and failure counts.
     pub auth: std::sync::OnceLock<std::sync::Arc<crate::auth::Auth>>,
+    /// The live-series budget, and its top names in the last flushed interval.
+    pub budget: std::sync::OnceLock<std::sync::Arc<crate::aggregate::SeriesBudget>>,
+    pub top_names: Mutex<Vec<crate::aggregate::NameReport>>,
     /// Inodes of the statsd sockets, to find their drop counts in `/proc/net/udp*`.
     socket_inodes: Mutex<Vec<u64>>,
     started: std::time::Instant,
@@ -124,6 +129,8 @@ impl Telemetry {
             http: Default::default(),
             heartbeats: std::sync::OnceLock::new(),
             auth: std::sync::OnceLock::new(),
+            budget: std::sync::OnceLock::new(),
+            top_names: Mutex::new(Vec::new()),
             socket_inodes: Mutex::new(Vec::new()),
             started: std::time::Instant::now(),
         }

@@ -148,6 +148,12 @@ impl Collector for View {
             "Idle gauges and rate bases freed",
             f.series_expired.get(),
         )?;
+        counter(
+            &mut enc,
+            "checkpoint_failures",
+            "Flushes after which the gauge checkpoint could not be saved",
+            f.checkpoint_failures.get(),
+        )?;
         gauge(
             &mut enc,
             "flush_duration_seconds",
@@ -308,6 +314,64 @@ fn encode_forward(enc: &mut DescriptorEncoder<'_>, t: &Telemetry) -> Result {
         "Bytes waiting to be sent or in flight",
         f.queue_bytes.load(Relaxed) as f64,
     )?;
+    for (name, help, value) in [
+        (
+            "forward_spooled_batches",
+            "Batches written to the disk spool",
+            f.spooled_batches.load(Relaxed),
+        ),
+        (
+            "forward_spooled_metrics",
+            "Metrics written to the disk spool",
+            f.spooled_metrics.load(Relaxed),
+        ),
+        (
+            "forward_replayed_batches",
+            "Spooled batches replayed to Monasca",
+            f.replayed_batches.load(Relaxed),
+        ),
+        (
+            "forward_replayed_metrics",
+            "Spooled metrics replayed to Monasca",
+            f.replayed_metrics.load(Relaxed),
+        ),
+        (
+            "spool_corrupt_records",
+            "Damaged spool records skipped at start (torn writes)",
+            f.spool_corrupt_records.load(Relaxed),
+        ),
+        (
+            "spool_corrupt_bytes",
+            "Bytes of damaged spool records skipped at start",
+            f.spool_corrupt_bytes.load(Relaxed),
+        ),
+        (
+            "forward_possible_duplicates",
+            "Metrics sent again because they were in flight at a crash or at the end of the grace period",
+            f.possible_duplicates.load(Relaxed),
+        ),
+    ] {
+        counter(enc, name, help, value)?;
+    }
+    for (name, help, value) in [
+        (
+            "spool_bytes",
+            "Bytes of the disk spool's segment files",
+            f.spool_bytes.load(Relaxed),
+        ),
+        (
+            "spool_batches",
+            "Batches waiting in the disk spool",
+            f.spool_batches.load(Relaxed),
+        ),
+        (
+            "spool_metrics",
+            "Metrics waiting in the disk spool",
+            f.spool_metrics.load(Relaxed),
+        ),
+    ] {
+        gauge(enc, name, help, value as f64)?;
+    }
     let posts = f.posts();
     labelled_counter(
         enc,

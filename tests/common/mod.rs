@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod fake_openstack;
+pub mod reset_proxy;
 
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -200,6 +201,12 @@ impl Gateway {
             all.push(f);
         }
         (all, exit)
+    }
+
+    /// SIGKILL: no final flush, no shutdown path; what survives is what was on disk.
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     pub fn rss_kib(&self) -> u64 {

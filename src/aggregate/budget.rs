@@ -1,0 +1,158 @@
+//! The live-series budget shared by every reader: `aggregate.max_series` in total and
+//! `aggregate.max_series_per_name` per metric name, for the open interval.
+//!
+//! Owns: the counts of series created this interval and the per-name tally behind the
+//! admin API's top offenders. Must never: be consulted for a line of an existing series (only
+//! creating a series takes its lock), or grow past `max_series` names.
+
+use crate::reason::Reject;
+use hashbrown::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+
+/// Names listed as top offenders after each interval.
+pub const TOP_NAMES: usize = 20;
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct NameUse {
+    series: usize,
+    refused: u64,
+}
+
+/// One metric name's use of the budget in an interval.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct NameReport {
+    pub name: String,
+    pub series: usize,
+    pub refused: u64,
+}
+
+#[derive(Debug)]
+pub struct SeriesBudget {
+    pub max_total: usize,
+    pub max_per_name: usize,
+    total: AtomicUsize,
+    names: Mutex<HashMap<Box<str>, NameUse>>,
+}
+
+impl Default for SeriesBudget {
+    fn default() -> Self {
+        SeriesBudget::new(1_000_000, 100_000)
+    }
+}
+
+impl SeriesBudget {
+    pub fn new(max_total: usize, max_per_name: usize) -> Self {
+        SeriesBudget {
+            max_total,
+            max_per_name,
+            total: AtomicUsize::new(0),
+            names: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// May a new series of metric `name` be created?
+    pub fn admit(&self, name: &str) -> Result<(), Reject> {
+        // Over the total, refuse without the lock: a cardinality flood must stay cheap.
+        if self.total.load(Relaxed) >= self.max_total {
+            return Err(Reject::SeriesLimit);
+        }
+        let mut names = self.names.lock().unwrap_or_else(|p| p.into_inner());
+        let used = match names.get_mut(name) {
+            Some(u) => u,
+            None => names.entry(name.into()).or_default(),
+        };
+        if used.series >= self.max_per_name {
+            used.refused += 1;
+            return Err(Reject::NameSeriesLimit);
+        }
+        used.series += 1;
+        self.total.fetch_add(1, Relaxed);
+        Ok(())
+    }
+
+    /// Series created in the open interval.
+    pub fn live(&self) -> usize {
+        self.total.load(Relaxed)
+    }
+
+    /// Ends the interval: resets the counts and returns the names with the most refusals,
+    /// then series, at most [`TOP_NAMES`].
+    pub fn rollover(&self) -> Vec<NameReport> {
+        let taken = {
+            let mut names = self.names.lock().unwrap_or_else(|p| p.into_inner());
+            self.total.store(0, Relaxed);
+            std::mem::take(&mut *names)
+        };
+        top_of(taken.iter())
+    }
+
+    /// The open interval's top names so far (for the admin API; takes the lock briefly).
+    pub fn top(&self) -> Vec<NameReport> {
+        let names = self.names.lock().unwrap_or_else(|p| p.into_inner());
+        top_of(names.iter())
+    }
+}
+
+fn top_of<'a>(names: impl Iterator<Item = (&'a Box<str>, &'a NameUse)>) -> Vec<NameReport> {
+    let order = |u: &NameUse| (std::cmp::Reverse(u.refused), std::cmp::Reverse(u.series));
+    let mut top: Vec<(&Box<str>, &NameUse)> = names.collect();
+    let n = top.len().min(TOP_NAMES);
+    if n > 0 && top.len() > n {
+        top.select_nth_unstable_by_key(n - 1, |(_, u)| order(u));
+        top.truncate(n);
+    }
+    top.sort_by(|a, b| order(a.1).cmp(&order(b.1)).then_with(|| a.0.cmp(b.0)));
+    top.into_iter()
+        .map(|(name, u)| NameReport {
+            name: name.to_string(),
+            series: u.series,
+            refused: u.refused,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_name_then_total_limits() {
+        let b = SeriesBudget::new(5, 2);
+        assert_eq!(b.admit("a"), Ok(()));
+        assert_eq!(b.admit("a"), Ok(()));
+        assert_eq!(b.admit("a"), Err(Reject::NameSeriesLimit));
+        assert_eq!(b.admit("b"), Ok(()));
+        assert_eq!(b.admit("c"), Ok(()));
+        assert_eq!(b.admit("d"), Ok(()));
+        assert_eq!(b.live(), 5);
+        assert_eq!(b.admit("e"), Err(Reject::SeriesLimit));
+        let top = b.rollover();
+        assert_eq!(
+            top[0],
+            NameReport {
+                name: "a".into(),
+                series: 2,
+                refused: 1
+            }
+        );
+        assert_eq!(top.len(), 4, "e was never admitted, so it is not tallied");
+        assert_eq!(b.live(), 0, "a new interval starts empty");
+        assert_eq!(b.admit("a"), Ok(()));
+    }
+
+    #[test]
+    fn rollover_keeps_the_top_names_only() {
+        let b = SeriesBudget::new(10_000, 10_000);
+        for i in 0..100 {
+            for _ in 0..=i {
+                b.admit(&format!("m{i}")).unwrap();
+            }
+        }
+        let top = b.rollover();
+        assert_eq!(top.len(), TOP_NAMES);
+        assert_eq!(top[0].name, "m99");
+        assert_eq!(top[0].series, 100);
+        assert_eq!(top[TOP_NAMES - 1].series, 100 - TOP_NAMES + 1);
+    }
+}
