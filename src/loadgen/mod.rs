@@ -29,7 +29,7 @@ pub struct Options {
     /// The server's process id for CPU and memory; default: whoever holds the UDP port.
     #[arg(long)]
     pub pid: Option<u32>,
-    /// Lines to send (ignored with --duration).
+    /// Lines to send, rounded up to whole datagrams (ignored with --duration).
     #[arg(long, default_value_t = 1_000_000)]
     pub lines: u64,
     /// Send for this long instead of a line count, e.g. 10s.
