@@ -318,6 +318,30 @@ mod tests {
     }
 
     #[test]
+    fn a_line_that_is_not_utf8_costs_only_itself() {
+        let shard = Mutex::new(Shard::default());
+        let stats = ReaderStats::default();
+        let mut agg = Aggregator::new(Settings::default());
+        process_datagram(
+            b"a:1|c\r\nb\xff:1|c\n\nc:2|c",
+            &shard,
+            &mut agg,
+            &stats,
+            &Limits::default(),
+            None,
+            None,
+        );
+        assert_eq!(
+            stats.accepted[crate::parse::Kind::Counter as usize].get(),
+            2
+        );
+        assert_eq!(
+            stats.rejected[crate::reason::Reject::BadEncoding as usize].get(),
+            1
+        );
+    }
+
+    #[test]
     fn a_bad_line_does_not_stop_the_rest_of_the_datagram() {
         let shard = Mutex::new(Shard::default());
         let stats = ReaderStats::default();
