@@ -10,7 +10,8 @@
 //! ```
 //!
 //! `gateway` wires the stages; `config` loads and validates settings; `telemetry` and `admin`
-//! expose the gateway's own counters; `shutdown` drains on SIGTERM/SIGINT.
+//! expose the gateway's own counters; `shutdown` drains on SIGTERM/SIGINT; `loadgen` is the
+//! `statsgate bench` load generator, outside the data path.
 pub mod admin;
 pub mod aggregate;
 pub mod auth;
@@ -22,6 +23,7 @@ pub mod gateway;
 pub mod heartbeat;
 pub mod http;
 pub mod listen;
+pub mod loadgen;
 pub mod metric;
 pub mod parse;
 pub mod passthrough;

@@ -28,10 +28,15 @@ enum Command {
         #[arg(long)]
         online: bool,
     },
+    /// Load generator: send statsd traffic to a server and report what it accepted.
+    Bench(Box<statsgate::loadgen::Options>),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Bench(opts)) = &cli.command {
+        return bench(opts);
+    }
     let config = match config::load(cli.config.as_deref(), utf8_env()) {
         Ok(c) => c,
         Err(e) => {
@@ -56,6 +61,8 @@ fn main() -> ExitCode {
                 }
             }
         }
+        // Taken before the configuration is loaded; kept here so the match stays total.
+        Command::Bench(opts) => bench(&opts),
         Command::Run => {
             init_logging(&config);
             match statsgate::gateway::run(config) {
@@ -66,6 +73,31 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+/// Runs the load generator; fails when `--verify` found a mismatch.
+fn bench(opts: &statsgate::loadgen::Options) -> ExitCode {
+    match statsgate::loadgen::run(opts) {
+        Ok(report) => {
+            if opts.json {
+                match serde_json::to_string(&report) {
+                    Ok(j) => println!("{j}"),
+                    Err(e) => eprintln!("statsgate bench: {e}"),
+                }
+            } else {
+                print!("{}", statsgate::loadgen::render(&report));
+            }
+            if report.verify.as_ref().is_some_and(|v| !v.ok) {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(e) => {
+            eprintln!("statsgate bench: {e:#}");
+            ExitCode::FAILURE
         }
     }
 }

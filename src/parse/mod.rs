@@ -170,6 +170,14 @@ pub fn lines(datagram: &[u8]) -> impl Iterator<Item = &[u8]> {
     .filter(|l| !l.is_empty())
 }
 
+/// [`lines`] over text: the same lines, as `&str`.
+pub fn lines_str(datagram: &str) -> impl Iterator<Item = &str> {
+    datagram
+        .split('\n')
+        .map(|line| line.strip_suffix('\r').unwrap_or(line))
+        .filter(|l| !l.is_empty())
+}
+
 /// Parse one line (without its newline).
 ///
 /// ```
@@ -186,6 +194,16 @@ pub fn parse_line<'a>(line: &'a [u8], limits: &Limits) -> Result<Line<'a>, Rejec
         return Err(Reject::LineTooLong);
     }
     let line = std::str::from_utf8(line).map_err(|_| Reject::BadEncoding)?;
+    parse_line_str(line, limits)
+}
+
+/// [`parse_line`] for a line already known to be UTF-8: a reader checks a whole datagram
+/// at once, which costs far less than one check per short line.
+#[inline]
+pub fn parse_line_str<'a>(line: &'a str, limits: &Limits) -> Result<Line<'a>, Reject> {
+    if line.len() > limits.max_line {
+        return Err(Reject::LineTooLong);
+    }
     if line.starts_with("_e{") {
         return Err(Reject::Event);
     }

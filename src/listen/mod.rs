@@ -1,15 +1,19 @@
 //! Listen: the statsd UDP sockets and the reader threads that drain them.
 //!
 //! Owns: binding (`statsd.listen`, IPv4 or IPv6, one SO_REUSEPORT socket per reader, the
-//! configured receive buffer), the receive loop, and handing each datagram's lines to the
-//! reader's own aggregator shard. Must never: wait on anything downstream (flush, sink,
+//! configured receive buffer), the batched receive loop (`recvmmsg`, see [`mmsg`], the one
+//! module with `unsafe`), and handing each datagram's lines to the reader's own aggregator
+//! shard, allocating nothing per datagram or line. Must never: wait on anything downstream (flush, sink,
 //! network), share a lock or map with another reader, or stop on bad input.
+
+pub mod mmsg;
 
 use crate::aggregate::{Aggregator, Settings, Shard};
 use crate::flush::now_ms;
 use crate::heartbeat::{self, Heartbeats, Via};
-use crate::parse::{Limits, is_heartbeat, lines, parse_line};
+use crate::parse::{Limits, is_heartbeat, lines, lines_str, parse_line, parse_line_str};
 use crate::telemetry::{ReaderStats, Telemetry, socket_inode};
+use mmsg::RecvBatch;
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
@@ -116,6 +120,8 @@ struct Reader {
 }
 
 impl Reader {
+    /// Receives in batches (one `recvmmsg` per wake-up) and processes a whole batch under
+    /// one take of the shard lock and one clock read.
     fn receive_loop(
         &self,
         socket: &UdpSocket,
@@ -125,46 +131,59 @@ impl Reader {
         stop: &AtomicBool,
     ) {
         // One byte more than allowed, so an oversized datagram shows itself by its length.
-        let mut buf = vec![0u8; self.max_datagram + 1];
+        let mut batch = RecvBatch::new(mmsg::DEFAULT_BATCH, self.max_datagram + 1);
+        let beats = self.heartbeats.as_deref();
         while !stop.load(Ordering::Relaxed) {
-            let (n, source) = match socket.recv_from(&mut buf) {
-                Ok(received) => received,
+            match batch.recv(socket) {
+                Ok(_) => {}
                 Err(e)
                     if matches!(
                         e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                        io::ErrorKind::WouldBlock
+                            | io::ErrorKind::TimedOut
+                            | io::ErrorKind::Interrupted
                     ) =>
                 {
                     continue;
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     stats.recv_errors.add(1);
                     tracing::warn!(error = %e, "statsd receive failed");
                     std::thread::sleep(STOP_POLL);
                     continue;
                 }
-            };
-            stats.datagrams.add(1);
-            stats.bytes.add(n as u64);
-            if !self.allow.is_empty() && !self.allow.iter().any(|net| net.contains(&source.ip())) {
-                stats.source_denied.add(1);
-                continue;
             }
-            if n > self.max_datagram {
-                stats.datagrams_too_large.add(1);
-                continue;
+            let now = now_ms();
+            let mut shard = shard
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            for i in 0..batch.len() {
+                let Some((datagram, full_len, source)) = batch.get(i) else {
+                    break;
+                };
+                stats.datagrams.add(1);
+                stats.bytes.add(full_len as u64);
+                if !self.allow.is_empty()
+                    && !source.is_some_and(|s| self.allow.iter().any(|net| net.contains(&s.ip())))
+                {
+                    stats.source_denied.add(1);
+                    continue;
+                }
+                if full_len > self.max_datagram {
+                    stats.datagrams_too_large.add(1);
+                    continue;
+                }
+                process_into(
+                    datagram,
+                    &mut shard,
+                    aggregator,
+                    stats,
+                    &self.limits,
+                    beats,
+                    source,
+                    now,
+                );
             }
-            let beats = self.heartbeats.as_deref();
-            process_datagram(
-                &buf[..n],
-                shard,
-                aggregator,
-                stats,
-                &self.limits,
-                beats,
-                Some(source),
-            );
         }
     }
 }
@@ -181,7 +200,34 @@ pub fn process_datagram(
     beats: Option<&Heartbeats>,
     source: Option<SocketAddr>,
 ) {
-    let now = now_ms();
+    let mut shard = shard
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    process_into(
+        datagram,
+        &mut shard,
+        aggregator,
+        stats,
+        limits,
+        beats,
+        source,
+        now_ms(),
+    );
+}
+
+/// [`process_datagram`] for a caller that already holds the shard and read the clock.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+pub fn process_into(
+    datagram: &[u8],
+    shard: &mut Shard,
+    aggregator: &mut Aggregator,
+    stats: &ReaderStats,
+    limits: &Limits,
+    beats: Option<&Heartbeats>,
+    source: Option<SocketAddr>,
+    now: u64,
+) {
     if is_heartbeat(datagram) {
         stats.heartbeats.add(1);
         if let Some(b) = beats {
@@ -194,32 +240,60 @@ pub fn process_datagram(
         }
         return;
     }
-    let mut shard = shard
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    for line in lines(datagram) {
-        if heartbeat::is_compact(line) {
-            stats.heartbeats.add(1);
-            if let Some(b) = beats {
-                match heartbeat::parse_compact(line) {
-                    Ok(beat) => {
-                        let _ = b.accept(beat, source, Via::Udp, now);
-                    }
-                    Err(e) => b.stats.reject(e.label()),
+    // One UTF-8 check per datagram instead of one per line; a datagram that fails it is
+    // taken line by line so only its bad lines are rejected.
+    match std::str::from_utf8(datagram) {
+        Ok(text) => {
+            for line in lines_str(text) {
+                if heartbeat::is_compact(line.as_bytes()) {
+                    compact_beat(line.as_bytes(), stats, beats, source, now);
+                    continue;
+                }
+                // Matched by reference: moving the parsed line would cost a copy per line.
+                let outcome = match &parse_line_str(line, limits) {
+                    Ok(parsed) => aggregator.add(shard, parsed, now).map(|()| parsed.kind),
+                    Err(reason) => Err(*reason),
+                };
+                match outcome {
+                    Ok(kind) => stats.accept(kind),
+                    Err(reason) => stats.reject(reason),
                 }
             }
-            continue;
         }
-        // Matched by reference: moving the parsed line would cost a copy per line.
-        let outcome = match &parse_line(line, limits) {
-            Ok(parsed) => aggregator
-                .add(&mut shard, parsed, now)
-                .map(|()| parsed.kind),
-            Err(reason) => Err(*reason),
-        };
-        match outcome {
-            Ok(kind) => stats.accept(kind),
-            Err(reason) => stats.reject(reason),
+        Err(_) => {
+            for line in lines(datagram) {
+                if heartbeat::is_compact(line) {
+                    compact_beat(line, stats, beats, source, now);
+                    continue;
+                }
+                let outcome = match &parse_line(line, limits) {
+                    Ok(parsed) => aggregator.add(shard, parsed, now).map(|()| parsed.kind),
+                    Err(reason) => Err(*reason),
+                };
+                match outcome {
+                    Ok(kind) => stats.accept(kind),
+                    Err(reason) => stats.reject(reason),
+                }
+            }
+        }
+    }
+}
+
+/// A `_hb|` line: counted, and accepted into `beats` when the gateway has them.
+fn compact_beat(
+    line: &[u8],
+    stats: &ReaderStats,
+    beats: Option<&Heartbeats>,
+    source: Option<SocketAddr>,
+    now: u64,
+) {
+    stats.heartbeats.add(1);
+    if let Some(b) = beats {
+        match heartbeat::parse_compact(line) {
+            Ok(beat) => {
+                let _ = b.accept(beat, source, Via::Udp, now);
+            }
+            Err(e) => b.stats.reject(e.label()),
         }
     }
 }
@@ -241,6 +315,30 @@ mod tests {
         if let Ok(v6) = bind("[::1]:0".parse().unwrap(), 1, 1 << 20) {
             assert!(v6.local_addr.is_ipv6());
         }
+    }
+
+    #[test]
+    fn a_line_that_is_not_utf8_costs_only_itself() {
+        let shard = Mutex::new(Shard::default());
+        let stats = ReaderStats::default();
+        let mut agg = Aggregator::new(Settings::default());
+        process_datagram(
+            b"a:1|c\r\nb\xff:1|c\n\nc:2|c",
+            &shard,
+            &mut agg,
+            &stats,
+            &Limits::default(),
+            None,
+            None,
+        );
+        assert_eq!(
+            stats.accepted[crate::parse::Kind::Counter as usize].get(),
+            2
+        );
+        assert_eq!(
+            stats.rejected[crate::reason::Reject::BadEncoding as usize].get(),
+            1
+        );
     }
 
     #[test]
