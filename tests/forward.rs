@@ -85,7 +85,10 @@ fn every_metric_arrives_with_a_catalog_discovered_endpoint() {
             "service"
         );
     });
-    assert!(gw.counter("statsgate_forward_metrics_sent_total", "") >= 4);
+    // The fake stores before it answers; the gateway counts once the answer is in.
+    gw.wait_for("the sends counted", Duration::from_secs(5), |g| {
+        g.counter("statsgate_forward_metrics_sent_total", "") >= 4
+    });
     assert_eq!(gw.counter("statsgate_token_renewals_total", ""), 1);
     let (_, status) = gw.stop();
     assert!(status.success());
