@@ -249,11 +249,8 @@ pub fn process_into(
                     compact_beat(line.as_bytes(), stats, beats, source, now);
                     continue;
                 }
-                // Matched by reference: moving the parsed line would cost a copy per line.
-                let outcome = match &parse_line_str(line, limits) {
-                    Ok(parsed) => aggregator.add(shard, parsed, now).map(|()| parsed.kind),
-                    Err(reason) => Err(*reason),
-                };
+                let outcome = aggregator
+                    .add_line(shard, line.as_bytes(), now, || parse_line_str(line, limits));
                 match outcome {
                     Ok(kind) => stats.accept(kind),
                     Err(reason) => stats.reject(reason),
@@ -266,10 +263,7 @@ pub fn process_into(
                     compact_beat(line, stats, beats, source, now);
                     continue;
                 }
-                let outcome = match &parse_line(line, limits) {
-                    Ok(parsed) => aggregator.add(shard, parsed, now).map(|()| parsed.kind),
-                    Err(reason) => Err(*reason),
-                };
+                let outcome = aggregator.add_line(shard, line, now, || parse_line(line, limits));
                 match outcome {
                     Ok(kind) => stats.accept(kind),
                     Err(reason) => stats.reject(reason),

@@ -121,6 +121,12 @@ impl<'a> Values<'a> {
     pub fn raw(&self) -> &'a str {
         self.raw
     }
+
+    /// The value of a line with exactly one numeric value (not for sets).
+    #[inline]
+    pub fn single(&self) -> Option<f64> {
+        self.rest.is_empty().then_some(self.first)
+    }
 }
 
 /// One parsed statsd line, borrowing from the datagram.
