@@ -3,8 +3,10 @@
 //! Owns: binding (`statsd.listen`, IPv4 or IPv6, one SO_REUSEPORT socket per reader, the
 //! configured receive buffer), the batched receive loop (`recvmmsg`, see [`mmsg`], the one
 //! module with `unsafe`), and handing each datagram's lines to the reader's own aggregator
-//! shard, allocating nothing per datagram or line. Must never: wait on anything downstream (flush, sink,
-//! network), share a lock or map with another reader, or stop on bad input.
+//! shard, allocating nothing per datagram or line (only a new series, or a line the shard's
+//! memo sees for the first time, grows the shard's tables). Must never: wait on anything
+//! downstream (flush, sink, network), share a lock or map with another reader, or stop on
+//! bad input.
 
 pub mod mmsg;
 
