@@ -9,7 +9,10 @@
 //! per-value float additions must stay in order) always take the full path.
 //!
 //! Bounded per shard (entries and line bytes), and dropped with the shard at flush, since the
-//! indices it holds are positions in that shard's maps.
+//! indices it holds are positions in that shard's maps. Once full, it is consulted only while
+//! it keeps paying: with mostly distinct lines (random timer values, a million series) a
+//! lookup that misses is pure cost, so a full memo that hits less than half the time stops
+//! being asked for the rest of the interval.
 
 use crate::parse::Kind;
 use hashbrown::HashTable;
@@ -20,6 +23,8 @@ use std::hash::BuildHasher;
 pub const MAX_ENTRIES: usize = 1 << 15;
 /// Most line bytes remembered per shard (one arena, not one allocation per line).
 pub const MAX_BYTES: usize = 1 << 20;
+/// Lookups a full memo gets before it is judged on its hit rate.
+const TRIAL_LOOKUPS: u32 = 1 << 16;
 
 /// What a remembered line does to its series.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -54,6 +59,13 @@ pub struct LineMemo {
     bytes: Vec<u8>,
     /// Randomly seeded: the lines are sender-controlled.
     hasher: foldhash::fast::RandomState,
+    /// Set when a line was refused for want of room.
+    full: bool,
+    /// Lookups since the memo filled up, and how many of them hit.
+    full_lookups: u32,
+    full_hits: u32,
+    /// Set once a full memo has missed more often than it hit: no more lookups.
+    given_up: bool,
 }
 
 impl LineMemo {
@@ -63,20 +75,46 @@ impl LineMemo {
         self.hasher.hash_one(line)
     }
 
+    /// False once a full memo has shown it misses more often than it hits.
     #[inline]
-    pub fn get(&self, hash: u64, line: &[u8]) -> Option<Entry> {
+    pub fn worth_asking(&self) -> bool {
+        !self.given_up
+    }
+
+    #[inline]
+    pub fn get(&mut self, hash: u64, line: &[u8]) -> Option<Entry> {
         let bytes = &self.bytes;
-        self.table
+        let found = self
+            .table
             .find(hash, |e| {
                 e.len as usize == line.len()
                     && bytes.get(e.start as usize..e.start as usize + e.len as usize) == Some(line)
             })
-            .copied()
+            .copied();
+        if self.full {
+            self.judge(found.is_some());
+        }
+        found
+    }
+
+    /// Out of line: a memo that still has room (the common case) pays one branch.
+    #[cold]
+    #[inline(never)]
+    fn judge(&mut self, hit: bool) {
+        self.full_lookups += 1;
+        self.full_hits += u32::from(hit);
+        if self.full_lookups >= TRIAL_LOOKUPS {
+            self.given_up = self.full_hits < self.full_lookups / 2;
+            // A new trial, so the counts never overflow.
+            self.full_lookups = 0;
+            self.full_hits = 0;
+        }
     }
 
     /// Remembers `line`, unless the memo is full (then the line just takes the full path).
     pub fn insert(&mut self, hash: u64, line: &[u8], kind: Kind, series: usize, op: Op) {
         if self.table.len() >= MAX_ENTRIES || self.bytes.len() + line.len() > MAX_BYTES {
+            self.full = true;
             return;
         }
         let (Ok(start), Ok(len), Ok(series)) = (
@@ -103,5 +141,51 @@ impl LineMemo {
 
     pub fn entries(&self) -> usize {
         self.table.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fill(memo: &mut LineMemo) {
+        for i in 0..=MAX_ENTRIES {
+            let line = format!("s{i}:1|c");
+            let h = memo.hash(line.as_bytes());
+            memo.insert(h, line.as_bytes(), Kind::Counter, i, Op::Counter(1.0));
+        }
+        assert_eq!(memo.entries(), MAX_ENTRIES);
+    }
+
+    #[test]
+    fn a_full_memo_that_keeps_missing_stops_being_asked() {
+        let mut memo = LineMemo::default();
+        fill(&mut memo);
+        let line = b"s0:1|c";
+        let h = memo.hash(line);
+        assert_eq!(
+            memo.get(h, line).map(|e| (e.series, e.op)),
+            Some((0, Op::Counter(1.0)))
+        );
+        for i in 1..TRIAL_LOOKUPS {
+            assert!(memo.worth_asking());
+            let miss = format!("other{i}:1|c");
+            assert!(
+                memo.get(memo.hash(miss.as_bytes()), miss.as_bytes())
+                    .is_none()
+            );
+        }
+        assert!(!memo.worth_asking());
+    }
+
+    #[test]
+    fn a_full_memo_that_hits_stays() {
+        let mut memo = LineMemo::default();
+        fill(&mut memo);
+        let line = b"s7:1|c";
+        for _ in 0..2 * TRIAL_LOOKUPS {
+            assert!(memo.get(memo.hash(line), line).is_some());
+        }
+        assert!(memo.worth_asking());
     }
 }

@@ -153,16 +153,21 @@ impl Aggregator {
         now_ms: u64,
         parse: impl FnOnce() -> Result<Line<'a>, Reject>,
     ) -> Result<Kind, Reject> {
-        let hash = shard.memo.hash(raw);
-        if let Some(hit) = shard.memo.get(hash, raw)
-            && let Some(outcome) = self.replay(shard, hit.series as usize, hit.op)
-        {
-            return outcome.map(|()| hit.kind);
+        let mut hash = None;
+        if shard.memo.worth_asking() {
+            let h = shard.memo.hash(raw);
+            if let Some(hit) = shard.memo.get(h, raw)
+                && let Some(outcome) = self.replay(shard, hit.series as usize, hit.op)
+            {
+                return outcome.map(|()| hit.kind);
+            }
+            hash = Some(h);
         }
         // Matched by reference: moving the parsed line would cost a copy per line.
         match &parse() {
             Ok(line) => {
-                if let Some((series, op)) = self.apply(shard, line, now_ms)? {
+                let replayable = self.apply(shard, line, now_ms)?;
+                if let (Some(hash), Some((series, op))) = (hash, replayable) {
                     shard.memo.insert(hash, raw, line.kind, series, op);
                 }
                 Ok(line.kind)
