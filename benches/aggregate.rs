@@ -1,5 +1,6 @@
 //! Parse + aggregate throughput on one core, the per-line work of a reader thread:
-//! plain counter lines at 1,000 and 1,000,000 series, and tagged lines at 1,000 series.
+//! plain counter lines at 1,000 and 1,000,000 series, and tagged lines at 1,000 series,
+//! through `Aggregator::add_line` (the shard's line memo, then parse + add) as a reader does.
 //! Run: `cargo bench --bench aggregate`
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -27,9 +28,9 @@ fn run(c: &mut Criterion, name: &str, blocks: &[Vec<u8>], lines_total: usize) {
         b.iter(|| {
             for block in blocks {
                 for line in lines(block) {
-                    if let Ok(l) = &parse_line(line, &limits) {
-                        let _ = black_box(aggregator.add(&mut shard, l, 0));
-                    }
+                    let _ = black_box(
+                        aggregator.add_line(&mut shard, line, 0, || parse_line(line, &limits)),
+                    );
                 }
             }
         })

@@ -11,9 +11,14 @@
 //! shards off the hot path (see `flush`). Series identity is name + sorted dimensions; the
 //! configured default dimensions (`hostname`, ...) are added at flush, and a line dimension
 //! equal to a default is dropped from the key so both spellings are one series.
+//!
+//! Series maps keep insertion order (`IndexMap`), so a series' position is stable for the
+//! interval (nothing is removed from a live shard): the shard's [`memo`] maps a repeated raw
+//! line straight to that position and its already-parsed contribution ([`Aggregator::add_line`]).
 
 mod budget;
 mod key;
+mod memo;
 mod state;
 
 pub use budget::{NameReport, SeriesBudget, TOP_NAMES};
@@ -23,8 +28,7 @@ pub use state::{Counter, GaugeUpdate, RateSamples, Set, TIMER_VALUE_SCALE, Timer
 use crate::parse::{GaugeOp, Kind, Line};
 use crate::reason::Reject;
 use arrayvec::ArrayVec;
-use hashbrown::HashMap;
-use hashbrown::hash_map::EntryRef;
+use memo::{LineMemo, Op};
 use std::hash::BuildHasher;
 
 /// Most dimensions a key holds (config caps `statsd.max_dimensions` at 64).
@@ -56,9 +60,8 @@ impl Default for Settings {
     }
 }
 
-// `Vec` rather than `Box<[u8]>` keys: hashbrown's `entry_ref` creates the owned key from
-// `[u8]::to_owned`, so a hit costs one hash and no copy.
-pub type SeriesMap<V> = HashMap<Vec<u8>, V>;
+/// Insertion-ordered, so a series keeps its position (the memo's handle) all interval.
+pub type SeriesMap<V> = indexmap::IndexMap<Vec<u8>, V, foldhash::fast::RandomState>;
 
 /// One reader's state for the open interval.
 #[derive(Debug, Default)]
@@ -68,6 +71,8 @@ pub struct Shard {
     pub timers: SeriesMap<Timer>,
     pub sets: SeriesMap<Set>,
     pub rates: SeriesMap<RateSamples>,
+    /// Repeated lines → series positions in the maps above; swapped out with them.
+    memo: LineMemo,
 }
 
 impl Shard {
@@ -80,8 +85,15 @@ impl Shard {
             + self.rates.len()
     }
 
+    /// Lines remembered by the memo.
+    pub fn memo_len(&self) -> usize {
+        self.memo.entries()
+    }
+
     /// Folds `other` (a later or concurrent shard) into `self`.
     pub fn merge(&mut self, other: Shard) {
+        // A merged shard is flushed, not fed lines: no memo needs to follow the merge.
+        self.memo = LineMemo::default();
         merge_map(&mut self.counters, other.counters, Counter::merge);
         merge_map(&mut self.gauges, other.gauges, GaugeUpdate::merge);
         merge_map(&mut self.timers, other.timers, Timer::merge);
@@ -98,8 +110,8 @@ fn merge_map<V>(into: &mut SeriesMap<V>, from: SeriesMap<V>, merge: fn(&mut V, V
     into.reserve(from.len());
     for (k, v) in from {
         match into.entry(k) {
-            hashbrown::hash_map::Entry::Occupied(mut e) => merge(e.get_mut(), v),
-            hashbrown::hash_map::Entry::Vacant(e) => {
+            indexmap::map::Entry::Occupied(mut e) => merge(e.get_mut(), v),
+            indexmap::map::Entry::Vacant(e) => {
                 e.insert(v);
             }
         }
@@ -126,6 +138,76 @@ impl Aggregator {
     /// Applies one parsed line; `now_ms` times `r` samples that carry no `|T`.
     #[inline]
     pub fn add(&mut self, shard: &mut Shard, line: &Line<'_>, now_ms: u64) -> Result<(), Reject> {
+        self.apply(shard, line, now_ms).map(|_| ())
+    }
+
+    /// Applies one raw line: from the shard's memo when the same bytes were accepted before
+    /// this interval, else through `parse` and [`Aggregator::add`] (remembering the line when
+    /// its effect depends on its bytes alone). Same outcome and shard contents either way, as
+    /// long as a shard is fed by one aggregator with one set of parse limits (one reader).
+    #[inline]
+    pub fn add_line<'a>(
+        &mut self,
+        shard: &mut Shard,
+        raw: &'a [u8],
+        now_ms: u64,
+        parse: impl FnOnce() -> Result<Line<'a>, Reject>,
+    ) -> Result<Kind, Reject> {
+        let mut hash = None;
+        if shard.memo.worth_asking() {
+            let h = shard.memo.hash(raw);
+            if let Some(hit) = shard.memo.get(h, raw)
+                && let Some(outcome) = self.replay(shard, hit.series as usize, hit.op)
+            {
+                return outcome.map(|()| hit.kind);
+            }
+            hash = Some(h);
+        }
+        // Matched by reference: moving the parsed line would cost a copy per line.
+        match &parse() {
+            Ok(line) => {
+                let replayable = self.apply(shard, line, now_ms)?;
+                if let (Some(hash), Some((series, op))) = (hash, replayable) {
+                    shard.memo.insert(hash, raw, line.kind, series, op);
+                }
+                Ok(line.kind)
+            }
+            Err(reason) => Err(*reason),
+        }
+    }
+
+    /// A remembered line's effect; `None` if its series is not where the memo says (cannot
+    /// happen while the memo lives and dies with its shard), so the caller parses instead.
+    #[inline]
+    fn replay(&self, shard: &mut Shard, series: usize, op: Op) -> Option<Result<(), Reject>> {
+        match op {
+            Op::Counter(add) => shard.counters.get_index_mut(series)?.1.sum += add,
+            Op::GaugeSet(v) => shard.gauges.get_index_mut(series)?.1.apply_set(v),
+            Op::GaugeDelta(d) => shard.gauges.get_index_mut(series)?.1.apply_delta(d),
+            Op::Timer { value, sample_rate } => {
+                shard
+                    .timers
+                    .get_index_mut(series)?
+                    .1
+                    .record(value, sample_rate);
+            }
+            Op::Set(hash) => {
+                let set = shard.sets.get_index_mut(series)?.1;
+                return Some(set.insert(hash, self.settings.max_set_members));
+            }
+        }
+        Some(Ok(()))
+    }
+
+    /// [`Aggregator::add`], answering the series' position and the line's effect when the
+    /// line's bytes alone determine it (so the memo may replay it).
+    #[inline]
+    fn apply(
+        &mut self,
+        shard: &mut Shard,
+        line: &Line<'_>,
+        now_ms: u64,
+    ) -> Result<Option<(usize, Op)>, Reject> {
         // A rate's `|T` times its sample; for every other type it makes a point of its own.
         let timestamp = if line.kind == Kind::Rate {
             None
@@ -140,45 +222,61 @@ impl Aggregator {
         };
         let s = &self.settings;
         let room = || s.budget.admit(line.name);
-        match line.kind {
+        let single = line.values.single();
+        let memo = match line.kind {
             Kind::Counter => {
-                let c = slot(&mut shard.counters, key, room, Counter::default)?;
+                let (i, c) = slot(&mut shard.counters, key, room, Counter::default)?;
                 let weight = 1.0 / line.sample_rate;
                 for v in line.values.numbers() {
                     c.sum += v * weight;
                 }
+                single.map(|v| (i, Op::Counter(v * weight)))
             }
             Kind::Gauge => {
-                let g = slot(&mut shard.gauges, key, room, GaugeUpdate::default)?;
+                let (i, g) = slot(&mut shard.gauges, key, room, GaugeUpdate::default)?;
+                let mut last = None;
                 for op in line.values.gauge_ops() {
                     match op {
                         GaugeOp::Set(v) => g.apply_set(v),
                         GaugeOp::Delta(d) => g.apply_delta(d),
                     }
+                    last = Some(op);
+                }
+                match (single, last) {
+                    (Some(_), Some(GaugeOp::Set(v))) => Some((i, Op::GaugeSet(v))),
+                    (Some(_), Some(GaugeOp::Delta(d))) => Some((i, Op::GaugeDelta(d))),
+                    _ => None,
                 }
             }
             Kind::Timer | Kind::Histogram | Kind::Distribution => {
                 let precision = s.histogram_precision;
-                let t = slot(&mut shard.timers, key, room, || Timer::new(precision))?;
+                let (i, t) = slot(&mut shard.timers, key, room, || Timer::new(precision))?;
                 for v in line.values.numbers() {
                     t.record(v, line.sample_rate);
                 }
+                single.map(|value| {
+                    let sample_rate = line.sample_rate;
+                    (i, Op::Timer { value, sample_rate })
+                })
             }
             Kind::Set => {
                 let hash = self.member_hasher.hash_one(line.values.member());
-                let set = slot(&mut shard.sets, key, room, Set::default)?;
+                let (i, set) = slot(&mut shard.sets, key, room, Set::default)?;
                 set.insert(hash, s.max_set_members)?;
+                Some((i, Op::Set(hash)))
             }
             Kind::Rate => {
                 let at = line.timestamp.map_or(now_ms, |t| t.saturating_mul(1000));
                 let mut values = line.values.numbers();
                 let first = values.next().unwrap_or(0.0);
-                let r = slot(&mut shard.rates, key, room, || RateSamples::new(at, first))?;
+                let (_, r) = slot(&mut shard.rates, key, room, || RateSamples::new(at, first))?;
                 r.record(at, first);
                 values.for_each(|v| r.record(at, v));
+                // Timed by the receive clock: never replayed.
+                None
             }
-        }
-        Ok(())
+        };
+        Ok(memo)
     }
 
     /// Sorted, deduplicated (last wins), defaults stripped, encoded into `key_buf`.
@@ -216,20 +314,23 @@ fn insertion_sort_by_key(v: &mut [(&str, &str)]) {
     }
 }
 
-/// The series' state, created if the budget (`room`) admits one more series.
+/// The series' position and state, created if the budget (`room`) admits one more series.
 fn slot<'m, V>(
     map: &'m mut SeriesMap<V>,
     key: &[u8],
     room: impl FnOnce() -> Result<(), Reject>,
     new: impl FnOnce() -> V,
-) -> Result<&'m mut V, Reject> {
-    match map.entry_ref(key) {
-        EntryRef::Occupied(e) => Ok(e.into_mut()),
-        EntryRef::Vacant(e) => {
+) -> Result<(usize, &'m mut V), Reject> {
+    // Looked up by the borrowed key so a hit copies nothing; the owned key is made only for
+    // a new series (which hashes it a second time, once per series per interval).
+    let i = match map.get_index_of(key) {
+        Some(i) => i,
+        None => {
             room()?;
-            Ok(e.insert(new()))
+            map.insert_full(key.to_vec(), new()).0
         }
-    }
+    };
+    Ok((i, &mut map[i]))
 }
 
 #[cfg(test)]

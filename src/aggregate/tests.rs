@@ -183,3 +183,103 @@ fn gauges_follow_sets_and_deltas() {
         Some(2.0)
     );
 }
+
+/// The shard one reader would hold after `rounds` copies of `lines`, through the line memo
+/// (`add_line`) or by parsing every line (`add`), with the outcome of every line.
+fn ingest(lines: &[&str], rounds: usize, memo: bool) -> (Shard, Vec<Result<Kind, Reject>>) {
+    let settings = Settings {
+        default_dimensions: vec![("hostname".into(), "gw".into())],
+        budget: std::sync::Arc::new(SeriesBudget::new(100, 3)),
+        max_set_members: 2,
+        ..Settings::default()
+    };
+    let mut agg = Aggregator::new(settings);
+    let mut shard = Shard::default();
+    let limits = Limits::default();
+    let mut outcomes = Vec::new();
+    for round in 0..rounds {
+        for l in lines {
+            let now = 5_000 + round as u64;
+            let raw = l.as_bytes();
+            outcomes.push(if memo {
+                agg.add_line(&mut shard, raw, now, || parse_line(raw, &limits))
+            } else {
+                parse_line(raw, &limits)
+                    .and_then(|line| agg.add(&mut shard, &line, now).map(|()| line.kind))
+            });
+        }
+    }
+    (shard, outcomes)
+}
+
+#[test]
+fn the_line_memo_changes_nothing_but_the_cost() {
+    let lines = [
+        "hits:1|c",
+        "hits:2|c|@0.5",
+        "hits:0.1|c|@0.3",
+        "hits:1|c|#env:prod",
+        "hits,env=prod:1|c",
+        "hits:1|c|#hostname:gw",
+        "pk:1:2:0.1|c",
+        "q:5|g",
+        "q:+3|g",
+        "q:-1.5|g",
+        "q:+1:-2|g",
+        "g2:1|g|T1700000000",
+        "_sc|check|2|h:web1",
+        "lat:12|ms",
+        "lat:0.7|ms|@0.1",
+        "lat:1:2:3|h",
+        "lat:4|d",
+        "neg:-1|ms",
+        "u:alice|s",
+        "u:bob|s",
+        "u:carol|s",
+        "rx:10|r",
+        "rx:12|r|T1700000000",
+        "many:1|c|#i:1",
+        "many:1|c|#i:2",
+        "many:1|c|#i:3",
+        "many:1|c|#i:4",
+        "bad:x|c",
+        "_e{1,1}:a|b",
+    ];
+    let (memo, memo_outcomes) = ingest(&lines, 3, true);
+    let (plain, plain_outcomes) = ingest(&lines, 3, false);
+    assert_eq!(memo_outcomes, plain_outcomes);
+    assert!(memo_outcomes.contains(&Err(Reject::SetMemberLimit)));
+    assert!(memo_outcomes.contains(&Err(Reject::BadValue)));
+    assert!(memo.memo_len() > 10, "repeated lines were remembered");
+    assert_eq!(plain.memo_len(), 0);
+
+    fn sorted<V, T>(m: &SeriesMap<V>, f: impl Fn(&V) -> T) -> Vec<(Vec<u8>, T)> {
+        let mut v: Vec<_> = m.iter().map(|(k, v)| (k.clone(), f(v))).collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+    assert_eq!(
+        sorted(&memo.counters, |c| c.sum),
+        sorted(&plain.counters, |c| c.sum)
+    );
+    assert_eq!(sorted(&memo.gauges, |g| *g), sorted(&plain.gauges, |g| *g));
+    let timer = |t: &Timer| {
+        (
+            t.count,
+            t.sum,
+            t.min,
+            t.max,
+            t.quantile(0.5),
+            t.quantile(0.9),
+        )
+    };
+    assert_eq!(sorted(&memo.timers, timer), sorted(&plain.timers, timer));
+    let set = |s: &Set| {
+        let mut m: Vec<u64> = s.members.iter().copied().collect();
+        m.sort_unstable();
+        m
+    };
+    assert_eq!(sorted(&memo.sets, set), sorted(&plain.sets, set));
+    assert_eq!(sorted(&memo.rates, |r| *r), sorted(&plain.rates, |r| *r));
+    assert_eq!(memo.series(), plain.series());
+}

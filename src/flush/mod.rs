@@ -334,7 +334,7 @@ impl Flusher {
     fn emit_gauges(
         &mut self,
         e: &mut Emitter,
-        updates: HashMap<Vec<u8>, crate::aggregate::GaugeUpdate>,
+        updates: crate::aggregate::SeriesMap<crate::aggregate::GaugeUpdate>,
         now: u64,
     ) {
         for (key, update) in updates {
@@ -370,7 +370,7 @@ impl Flusher {
     fn emit_rates(
         &mut self,
         e: &mut Emitter,
-        rates: HashMap<Vec<u8>, crate::aggregate::RateSamples>,
+        rates: crate::aggregate::SeriesMap<crate::aggregate::RateSamples>,
         now: u64,
     ) {
         for (key, r) in rates {

@@ -3,8 +3,10 @@
 //! Owns: binding (`statsd.listen`, IPv4 or IPv6, one SO_REUSEPORT socket per reader, the
 //! configured receive buffer), the batched receive loop (`recvmmsg`, see [`mmsg`], the one
 //! module with `unsafe`), and handing each datagram's lines to the reader's own aggregator
-//! shard, allocating nothing per datagram or line. Must never: wait on anything downstream (flush, sink,
-//! network), share a lock or map with another reader, or stop on bad input.
+//! shard, allocating nothing per datagram or line (only a new series, or a line the shard's
+//! memo sees for the first time, grows the shard's tables). Must never: wait on anything
+//! downstream (flush, sink, network), share a lock or map with another reader, or stop on
+//! bad input.
 
 pub mod mmsg;
 
@@ -249,11 +251,8 @@ pub fn process_into(
                     compact_beat(line.as_bytes(), stats, beats, source, now);
                     continue;
                 }
-                // Matched by reference: moving the parsed line would cost a copy per line.
-                let outcome = match &parse_line_str(line, limits) {
-                    Ok(parsed) => aggregator.add(shard, parsed, now).map(|()| parsed.kind),
-                    Err(reason) => Err(*reason),
-                };
+                let outcome = aggregator
+                    .add_line(shard, line.as_bytes(), now, || parse_line_str(line, limits));
                 match outcome {
                     Ok(kind) => stats.accept(kind),
                     Err(reason) => stats.reject(reason),
@@ -266,10 +265,7 @@ pub fn process_into(
                     compact_beat(line, stats, beats, source, now);
                     continue;
                 }
-                let outcome = match &parse_line(line, limits) {
-                    Ok(parsed) => aggregator.add(shard, parsed, now).map(|()| parsed.kind),
-                    Err(reason) => Err(*reason),
-                };
+                let outcome = aggregator.add_line(shard, line, now, || parse_line(line, limits));
                 match outcome {
                     Ok(kind) => stats.accept(kind),
                     Err(reason) => stats.reject(reason),

@@ -1,0 +1,191 @@
+//! Line memo: raw line bytes → the series and contribution they produced this interval.
+//!
+//! Real statsd traffic repeats lines byte for byte within an interval (`requests:1|c`,
+//! `queue:5|g`), so a repeated line can skip parse, validation, key building and the series
+//! lookup: one hash and probe here, then an O(1) index into the shard's series map. Only
+//! lines that were accepted and whose effect depends on nothing but their bytes and the
+//! reader's fixed settings are recorded: single-value counters, gauges, timers and sets.
+//! Rates (timed by the receive clock when they carry no `|T`) and packed values (whose
+//! per-value float additions must stay in order) always take the full path.
+//!
+//! Bounded per shard (entries and line bytes), and dropped with the shard at flush, since the
+//! indices it holds are positions in that shard's maps. Once full, it is consulted only while
+//! it keeps paying: with mostly distinct lines (random timer values, a million series) a
+//! lookup that misses is pure cost, so a full memo that hits less than half the time stops
+//! being asked for the rest of the interval.
+
+use crate::parse::Kind;
+use hashbrown::HashTable;
+use std::hash::BuildHasher;
+
+/// Most lines remembered per shard: enough for the distinct lines of a busy reader's
+/// interval, small enough (~1.5 MiB of table) not to weigh on 100k-series memory.
+pub const MAX_ENTRIES: usize = 1 << 15;
+/// Most line bytes remembered per shard (one arena, not one allocation per line).
+pub const MAX_BYTES: usize = 1 << 20;
+/// Lookups a full memo gets before it is judged on its hit rate.
+const TRIAL_LOOKUPS: u32 = 1 << 16;
+
+/// What a remembered line does to its series.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Op {
+    /// Added to the counter's sum: the value already divided by the sample rate.
+    Counter(f64),
+    GaugeSet(f64),
+    GaugeDelta(f64),
+    Timer {
+        value: f64,
+        sample_rate: f64,
+    },
+    /// The member's hash.
+    Set(u64),
+}
+
+/// One remembered line.
+#[derive(Debug, Clone, Copy)]
+pub struct Entry {
+    start: u32,
+    len: u32,
+    /// Position of the series in the map `op` names.
+    pub series: u32,
+    pub kind: Kind,
+    pub op: Op,
+}
+
+#[derive(Debug, Default)]
+pub struct LineMemo {
+    table: HashTable<Entry>,
+    /// The remembered lines, back to back.
+    bytes: Vec<u8>,
+    /// Randomly seeded: the lines are sender-controlled.
+    hasher: foldhash::fast::RandomState,
+    /// Set when a line was refused for want of room.
+    full: bool,
+    /// Lookups since the memo filled up, and how many of them hit.
+    full_lookups: u32,
+    full_hits: u32,
+    /// Set once a full memo has missed more often than it hit: no more lookups.
+    given_up: bool,
+}
+
+impl LineMemo {
+    /// Computed once per line, for both the lookup and a later insert.
+    #[inline]
+    pub fn hash(&self, line: &[u8]) -> u64 {
+        self.hasher.hash_one(line)
+    }
+
+    /// False once a full memo has shown it misses more often than it hits.
+    #[inline]
+    pub fn worth_asking(&self) -> bool {
+        !self.given_up
+    }
+
+    #[inline]
+    pub fn get(&mut self, hash: u64, line: &[u8]) -> Option<Entry> {
+        let bytes = &self.bytes;
+        let found = self
+            .table
+            .find(hash, |e| {
+                e.len as usize == line.len()
+                    && bytes.get(e.start as usize..e.start as usize + e.len as usize) == Some(line)
+            })
+            .copied();
+        if self.full {
+            self.judge(found.is_some());
+        }
+        found
+    }
+
+    /// Out of line: a memo that still has room (the common case) pays one branch.
+    #[cold]
+    #[inline(never)]
+    fn judge(&mut self, hit: bool) {
+        self.full_lookups += 1;
+        self.full_hits += u32::from(hit);
+        if self.full_lookups >= TRIAL_LOOKUPS {
+            self.given_up = self.full_hits < self.full_lookups / 2;
+            // A new trial, so the counts never overflow.
+            self.full_lookups = 0;
+            self.full_hits = 0;
+        }
+    }
+
+    /// Remembers `line`, unless the memo is full (then the line just takes the full path).
+    pub fn insert(&mut self, hash: u64, line: &[u8], kind: Kind, series: usize, op: Op) {
+        if self.table.len() >= MAX_ENTRIES || self.bytes.len() + line.len() > MAX_BYTES {
+            self.full = true;
+            return;
+        }
+        let (Ok(start), Ok(len), Ok(series)) = (
+            u32::try_from(self.bytes.len()),
+            u32::try_from(line.len()),
+            u32::try_from(series),
+        ) else {
+            return;
+        };
+        self.bytes.extend_from_slice(line);
+        let entry = Entry {
+            start,
+            len,
+            series,
+            kind,
+            op,
+        };
+        let (bytes, hasher) = (&self.bytes, &self.hasher);
+        self.table.insert_unique(hash, entry, |e| {
+            let s = e.start as usize;
+            hasher.hash_one(bytes.get(s..s + e.len as usize).unwrap_or_default())
+        });
+    }
+
+    pub fn entries(&self) -> usize {
+        self.table.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fill(memo: &mut LineMemo) {
+        for i in 0..=MAX_ENTRIES {
+            let line = format!("s{i}:1|c");
+            let h = memo.hash(line.as_bytes());
+            memo.insert(h, line.as_bytes(), Kind::Counter, i, Op::Counter(1.0));
+        }
+        assert_eq!(memo.entries(), MAX_ENTRIES);
+    }
+
+    #[test]
+    fn a_full_memo_that_keeps_missing_stops_being_asked() {
+        let mut memo = LineMemo::default();
+        fill(&mut memo);
+        let line = b"s0:1|c";
+        let h = memo.hash(line);
+        assert_eq!(
+            memo.get(h, line).map(|e| (e.series, e.op)),
+            Some((0, Op::Counter(1.0)))
+        );
+        for i in 1..TRIAL_LOOKUPS {
+            assert!(memo.worth_asking());
+            let miss = format!("other{i}:1|c");
+            assert!(
+                memo.get(memo.hash(miss.as_bytes()), miss.as_bytes())
+                    .is_none()
+            );
+        }
+        assert!(!memo.worth_asking());
+    }
+
+    #[test]
+    fn a_full_memo_that_hits_stays() {
+        let mut memo = LineMemo::default();
+        fill(&mut memo);
+        let line = b"s7:1|c";
+        for _ in 0..2 * TRIAL_LOOKUPS {
+            assert!(memo.get(memo.hash(line), line).is_some());
+        }
+        assert!(memo.worth_asking());
+    }
+}
