@@ -82,7 +82,9 @@ impl SeriesBudget {
         let taken = {
             let mut names = self.names.lock().unwrap_or_else(|p| p.into_inner());
             self.total.store(0, Relaxed);
-            std::mem::take(&mut *names)
+            // Sized like this interval: the next one re-admits its series without rehashing.
+            let room = HashMap::with_capacity(names.len());
+            std::mem::replace(&mut *names, room)
         };
         top_of(taken.iter())
     }

@@ -85,6 +85,33 @@ impl Shard {
             + self.rates.len()
     }
 
+    /// Series per type, to size the next interval's shard.
+    pub fn sizes(&self) -> [usize; 5] {
+        [
+            self.counters.len(),
+            self.gauges.len(),
+            self.timers.len(),
+            self.sets.len(),
+            self.rates.len(),
+        ]
+    }
+
+    /// An empty shard with room for `sizes` series per type: steady traffic then refills it
+    /// after a flush without rehashing as it grows, so readers keep up across the swap.
+    pub fn with_capacity(sizes: [usize; 5]) -> Shard {
+        fn map<V>(n: usize) -> SeriesMap<V> {
+            SeriesMap::with_capacity_and_hasher(n, Default::default())
+        }
+        Shard {
+            counters: map(sizes[0]),
+            gauges: map(sizes[1]),
+            timers: map(sizes[2]),
+            sets: map(sizes[3]),
+            rates: map(sizes[4]),
+            memo: LineMemo::default(),
+        }
+    }
+
     /// Lines remembered by the memo.
     pub fn memo_len(&self) -> usize {
         self.memo.entries()

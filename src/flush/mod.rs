@@ -69,6 +69,8 @@ pub struct Flusher {
     heartbeats: Option<(Arc<Heartbeats>, bool)>,
     /// `statsgate.*` metrics at each flush, and the counters at the last one.
     self_metrics: Option<self_metrics::Totals>,
+    /// Series per type each shard held at the last flush.
+    shard_sizes: Vec<[usize; 5]>,
     /// Where gauge values and rate bases are saved after each flush.
     checkpoint: Option<std::path::PathBuf>,
     checkpoint_failing: bool,
@@ -113,6 +115,7 @@ impl Flusher {
             settings.default_dimensions = sorted.into();
         }
         Flusher {
+            shard_sizes: vec![[0; 5]; shards.len()],
             shards,
             settings,
             gauges: HashMap::new(),
@@ -235,13 +238,19 @@ impl Flusher {
     pub fn flush(&mut self, timestamp_ms: u64) {
         let started = Instant::now();
         let mut merged = Shard::default();
-        for shard in &self.shards {
+        for (i, shard) in self.shards.iter().enumerate() {
+            // Allocated before the lock: the reader waits only for the swap itself.
+            let sizes = self.shard_sizes.get(i).copied().unwrap_or_default();
+            let fresh = Shard::with_capacity(sizes);
             let taken = {
                 let mut guard = shard
                     .lock()
                     .unwrap_or_else(|poisoned| poisoned.into_inner());
-                std::mem::take(&mut *guard)
+                std::mem::replace(&mut *guard, fresh)
             };
+            if let Some(s) = self.shard_sizes.get_mut(i) {
+                *s = taken.sizes();
+            }
             merged.merge(taken);
         }
         if let Some(budget) = self.telemetry.budget.get() {

@@ -13,7 +13,7 @@ pub mod mmsg;
 use crate::aggregate::{Aggregator, Settings, Shard};
 use crate::flush::now_ms;
 use crate::heartbeat::{self, Heartbeats, Via};
-use crate::parse::{Limits, is_heartbeat, lines, lines_str, parse_line, parse_line_str};
+use crate::parse::{Limits, is_heartbeat, lines, parse_line};
 use crate::telemetry::{ReaderStats, Telemetry, socket_inode};
 use mmsg::RecvBatch;
 use socket2::{Domain, Protocol, Socket, Type};
@@ -242,35 +242,17 @@ pub fn process_into(
         }
         return;
     }
-    // One UTF-8 check per datagram instead of one per line; a datagram that fails it is
-    // taken line by line so only its bad lines are rejected.
-    match std::str::from_utf8(datagram) {
-        Ok(text) => {
-            for line in lines_str(text) {
-                if heartbeat::is_compact(line.as_bytes()) {
-                    compact_beat(line.as_bytes(), stats, beats, source, now);
-                    continue;
-                }
-                let outcome = aggregator
-                    .add_line(shard, line.as_bytes(), now, || parse_line_str(line, limits));
-                match outcome {
-                    Ok(kind) => stats.accept(kind),
-                    Err(reason) => stats.reject(reason),
-                }
-            }
+    // Lines are split on bytes and looked up in the shard's line memo first: a repeated
+    // line was valid UTF-8 when first seen, so a hit needs no UTF-8 check at all; a miss is
+    // checked (and parsed) on its own, so one bad line never costs its neighbours.
+    for line in lines(datagram) {
+        if heartbeat::is_compact(line) {
+            compact_beat(line, stats, beats, source, now);
+            continue;
         }
-        Err(_) => {
-            for line in lines(datagram) {
-                if heartbeat::is_compact(line) {
-                    compact_beat(line, stats, beats, source, now);
-                    continue;
-                }
-                let outcome = aggregator.add_line(shard, line, now, || parse_line(line, limits));
-                match outcome {
-                    Ok(kind) => stats.accept(kind),
-                    Err(reason) => stats.reject(reason),
-                }
-            }
+        match aggregator.add_line(shard, line, now, || parse_line(line, limits)) {
+            Ok(kind) => stats.accept(kind),
+            Err(reason) => stats.reject(reason),
         }
     }
 }

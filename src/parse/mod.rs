@@ -176,21 +176,6 @@ pub fn lines(datagram: &[u8]) -> impl Iterator<Item = &[u8]> {
     .filter(|l| !l.is_empty())
 }
 
-/// [`lines`] over text: the same lines, as `&str`.
-pub fn lines_str(datagram: &str) -> impl Iterator<Item = &str> {
-    // The same vectorised search as `lines` (`str::split` scans byte by byte, a large share
-    // of a short line's cost); `\n` is ASCII, so every cut falls on a char boundary.
-    let mut start = 0;
-    let ends =
-        memchr::memchr_iter(b'\n', datagram.as_bytes()).chain(std::iter::once(datagram.len()));
-    ends.map(move |end| {
-        let line = datagram.get(start..end).unwrap_or_default();
-        start = end + 1;
-        line.strip_suffix('\r').unwrap_or(line)
-    })
-    .filter(|l| !l.is_empty())
-}
-
 /// Parse one line (without its newline).
 ///
 /// ```

@@ -206,23 +206,6 @@ fn datagram_lines_with_crlf_and_trailing_newline() {
 }
 
 #[test]
-fn text_lines_are_the_byte_lines() {
-    for d in [
-        "a:1|c\r\nb:2|c\n\nc:3|c\n",
-        "",
-        "\n",
-        "\r\n\r",
-        "é:1|c\nû:2|s\r\n\n\n",
-        "x:1|c",
-        "\nx:1|c\r",
-    ] {
-        let text: Vec<&[u8]> = lines_str(d).map(str::as_bytes).collect();
-        let bytes: Vec<&[u8]> = lines(d.as_bytes()).collect();
-        assert_eq!(text, bytes, "{d:?}");
-    }
-}
-
-#[test]
 fn heartbeat_datagrams_are_recognised() {
     assert!(is_heartbeat(b"{\"ID\":\"x\"}"));
     assert!(is_heartbeat(b"  \n{}"));
