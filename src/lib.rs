@@ -5,8 +5,13 @@
 //! ```text
 //! UDP :8125 ─▶ listen ─▶ parse ─▶ aggregate ──(flush interval: swap shards)──▶ flush ─▶ sink
 //!  (reader threads,      (pure,    (one shard per                       (merge, render,   (console:
-//!   SO_REUSEPORT)         borrowed) reader, no shared                    validate,         JSON array
-//!                                   lock per line)                       gauges persist)   on stdout)
+//!   recvmmsg,             borrowed) reader, line memo,                   validate,         JSON array
+//!   SO_REUSEPORT)                   series budget)                       gauges persist)   on stdout)
+//!                                                                                            │ or
+//!        POST /v2.0/metrics ◀── forward (queue, senders, retry policy) ◀── batch ◀─────────────┘
+//!                 ▲ auth (Keystone token)   │ outage / full queue ▲ ordered replay
+//!                                           ▼                     │
+//!                                         spool (segments on disk, buffer.spool_dir)
 //! ```
 //!
 //! `gateway` wires the stages; `config` loads and validates settings; `telemetry` and `admin`
