@@ -93,15 +93,6 @@ enum Mode {
     Replay,
 }
 
-/// Where a batch ended up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Outcome {
-    /// Delivered, or dropped under a counted reason, or split back into the queue.
-    Settled,
-    /// Monasca is failing and the batch was written to the spool.
-    Spooled,
-}
-
 /// The senders: each pops a batch and sees it through to an outcome.
 pub struct Forwarder {
     pub queue: Arc<Queue>,
@@ -177,7 +168,7 @@ impl Forwarder {
             if *stopping.borrow() {
                 return;
             }
-            if last_expiry.elapsed() >= Spooler::expire_every() {
+            if last_expiry.elapsed() >= spooler::EXPIRE_EVERY {
                 last_expiry = Instant::now();
                 let sp = Arc::clone(&sp);
                 let _ = tokio::task::spawn_blocking(move || sp.expire()).await;
@@ -299,7 +290,7 @@ impl Forwarder {
 
     /// One batch to its outcome: delivered, dropped under a named reason, or (live, with a
     /// spool, while Monasca fails) spooled.
-    async fn deliver(&self, batch: &Batch, mode: Mode) -> Outcome {
+    async fn deliver(&self, batch: &Batch, mode: Mode) {
         let mut attempt: u32 = 0;
         let mut reauthenticated = false;
         loop {
@@ -312,7 +303,7 @@ impl Forwarder {
                             tracing::error!(error = %e, "cannot get a Keystone token; batches wait in the buffer")
                         });
                         if self.spill(batch, mode).await {
-                            return Outcome::Spooled;
+                            return;
                         }
                         self.backoff(&mut attempt).await;
                         continue;
@@ -330,14 +321,14 @@ impl Forwarder {
                          refusing to post (the API would store the metrics under the token's own project)"
                     )
                 });
-                return Outcome::Settled;
+                return;
             }
             let Some(url) = self.metrics_url(token.as_deref()) else {
                 self.stats.log_once("no_url", || {
                     tracing::error!("no Monasca URL: set monasca.url or register a `monitoring` endpoint in the catalog")
                 });
                 if self.spill(batch, mode).await {
-                    return Outcome::Spooled;
+                    return;
                 }
                 self.backoff(&mut attempt).await;
                 continue;
@@ -353,7 +344,7 @@ impl Forwarder {
             match action {
                 Action::Delivered => {
                     self.stats.delivered(batch);
-                    return Outcome::Settled;
+                    return;
                 }
                 Action::Reauthenticate if !reauthenticated && token.is_some() => {
                     reauthenticated = true;
@@ -373,7 +364,7 @@ impl Forwarder {
                         });
                     }
                     if action == Action::Retry && self.spill(batch, mode).await {
-                        return Outcome::Spooled;
+                        return;
                     }
                     self.backoff(&mut attempt).await;
                     reauthenticated = false;
@@ -387,18 +378,18 @@ impl Forwarder {
                              give the user the monasca-agent role on its project"
                         )
                     });
-                    return Outcome::Settled;
+                    return;
                 }
                 Action::Split => match batch::split(batch) {
                     Some((a, b)) => {
                         self.stats.splits.fetch_add(1, Relaxed);
                         self.queue.push_front(b);
                         self.queue.push_front(a);
-                        return Outcome::Settled;
+                        return;
                     }
                     None => {
                         self.stats.drop_batch(BatchDrop::TooLarge, batch);
-                        return Outcome::Settled;
+                        return;
                     }
                 },
                 Action::Refused => {
@@ -409,7 +400,7 @@ impl Forwarder {
                         metrics = batch.metrics,
                         "Monasca refused a batch; it is dropped"
                     );
-                    return Outcome::Settled;
+                    return;
                 }
             }
         }

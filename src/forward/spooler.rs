@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::Duration;
 
 /// How often spooled batches past `buffer.spool_max_age` are looked for.
-const EXPIRE_EVERY: Duration = Duration::from_secs(5);
+pub const EXPIRE_EVERY: Duration = Duration::from_secs(5);
 
 pub struct Spooler {
     pub spool: Arc<Spool>,
@@ -161,11 +161,87 @@ impl Spooler {
         Duration::from_secs_f64(metrics as f64 / self.replay_rate as f64).saturating_sub(elapsed)
     }
 
-    pub fn expire_every() -> Duration {
-        EXPIRE_EVERY
-    }
-
     pub fn released(&self, evicted: Evicted) {
         self.count_evicted(BatchDrop::SpoolFull, evicted);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::forward::{ForwardSink, Queue};
+    use crate::spool::{Fsync, SpoolSettings};
+
+    fn spooler(dir: &std::path::Path, replay_rate: u64) -> Arc<Spooler> {
+        let (spool, recovery) = Spool::open(SpoolSettings {
+            dir: dir.to_path_buf(),
+            max_bytes: 1 << 20,
+            max_age: Duration::from_secs(3600),
+            segment_bytes: 64 * 1024,
+            fsync: Fsync::Never,
+        })
+        .unwrap();
+        let stats = Arc::new(ForwardStats::default());
+        Arc::new(Spooler::new(spool, &recovery, stats, replay_rate))
+    }
+
+    fn batch(bytes: usize, metrics: usize) -> Batch {
+        Batch {
+            body: bytes::Bytes::from(vec![b'x'; bytes]),
+            metrics,
+        }
+    }
+
+    #[test]
+    fn replay_is_paced_to_the_configured_rate() {
+        let dir = tempfile::tempdir().unwrap();
+        let sp = spooler(dir.path(), 1000);
+        assert_eq!(sp.pace(500, Duration::ZERO), Duration::from_millis(500));
+        assert_eq!(
+            sp.pace(500, Duration::from_millis(200)),
+            Duration::from_millis(300)
+        );
+        assert_eq!(sp.pace(500, Duration::from_secs(1)), Duration::ZERO);
+        let unpaced = spooler(tempfile::tempdir().unwrap().path(), 0);
+        assert_eq!(unpaced.pace(1_000_000, Duration::ZERO), Duration::ZERO);
+    }
+
+    #[test]
+    fn an_outage_and_a_full_queue_route_batches_to_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let sp = spooler(dir.path(), 0);
+        let stats = Arc::new(ForwardStats::default());
+        let sink = ForwardSink {
+            queue: Arc::new(Queue::new(100)),
+            limits: crate::batch::Limits {
+                max_metrics: 10,
+                max_bytes: 1000,
+            },
+            stats: Arc::clone(&stats),
+            spooler: Some(Arc::clone(&sp)),
+        };
+        sink.queue_or_spool(batch(60, 1));
+        assert_eq!(
+            (sink.queue.len(), sp.spool.pending_batches()),
+            (1, 0),
+            "healthy: memory"
+        );
+        sink.queue_or_spool(batch(60, 2));
+        assert_eq!(
+            (sink.queue.len(), sp.spool.pending_batches()),
+            (1, 1),
+            "queue full: disk"
+        );
+        sp.outage_began();
+        sink.queue_or_spool(batch(10, 3));
+        assert_eq!(
+            (sink.queue.len(), sp.spool.pending_batches()),
+            (1, 2),
+            "outage: disk"
+        );
+        sp.outage_ended();
+        assert!(!sp.in_outage());
+        assert_eq!(sp.spool.pending_metrics(), 5);
+        assert_eq!(stats.dropped_metrics(BatchDrop::SpoolError), 0);
     }
 }
