@@ -43,6 +43,15 @@ fn spool_yaml(dir: &Path, extra: &str) -> String {
     )
 }
 
+/// One-second flushes, quick retries, the fake's Keystone, a spool in `dir`, then `extra`.
+fn outage_ready(fake: &Fake, dir: &Path, extra: &str) -> String {
+    format!(
+        "{FAST}monasca:\n{QUICK_RETRY}{}{}{extra}",
+        fake.password_yaml(),
+        spool_yaml(dir, "")
+    )
+}
+
 /// Every metric dropped on the way, whatever the reason.
 fn dropped(gw: &Gateway) -> u64 {
     gw.counter("statsgate_forward_metrics_dropped_total", "")
@@ -103,11 +112,7 @@ fn all_received(gw: &Gateway, lines: u64) {
 fn monasca_failing_for_60s_under_steady_load_loses_nothing() {
     let fake = Fake::start();
     let spool = tempfile::tempdir().unwrap();
-    let yaml = format!(
-        "{FAST}monasca:\n{QUICK_RETRY}{}{}",
-        fake.password_yaml(),
-        spool_yaml(spool.path(), "")
-    );
+    let yaml = outage_ready(&fake, spool.path(), "");
     let gw = start(&yaml);
     let load = SteadyLoad::start(&gw, "steady");
     std::thread::sleep(Duration::from_secs(3));
@@ -142,11 +147,7 @@ fn kill_9_during_an_outage_then_restart_delivers_every_accepted_metric() {
     let fake = Fake::start();
     fake.with(|s| s.faults.monasca_500 = true);
     let spool = tempfile::tempdir().unwrap();
-    let yaml = format!(
-        "{FAST}monasca:\n{QUICK_RETRY}{}{}",
-        fake.password_yaml(),
-        spool_yaml(spool.path(), "")
-    );
+    let yaml = outage_ready(&fake, spool.path(), "");
     let gw = start(&yaml);
     let sender = gw.sender();
     sender.send(b"k9.level:10|g").unwrap();
@@ -198,11 +199,7 @@ fn sigterm_during_an_outage_spools_within_the_grace_and_restart_delivers() {
     let fake = Fake::start();
     fake.with(|s| s.faults.monasca_500 = true);
     let spool = tempfile::tempdir().unwrap();
-    let yaml = format!(
-        "{FAST}monasca:\n{QUICK_RETRY}{}{}shutdown:\n  grace: 3s\n",
-        fake.password_yaml(),
-        spool_yaml(spool.path(), "")
-    );
+    let yaml = outage_ready(&fake, spool.path(), "shutdown:\n  grace: 3s\n");
     let gw = start(&yaml);
     let sender = gw.sender();
     sender.send(b"term.count:7|c\nterm.level:4|g").unwrap();

@@ -295,56 +295,38 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_line_that_is_not_utf8_costs_only_itself() {
+    /// One datagram through a fresh reader: its counters and shard.
+    fn run(datagram: &[u8]) -> (ReaderStats, Shard) {
         let shard = Mutex::new(Shard::default());
         let stats = ReaderStats::default();
         let mut agg = Aggregator::new(Settings::default());
-        process_datagram(
-            b"a:1|c\r\nb\xff:1|c\n\nc:2|c",
-            &shard,
-            &mut agg,
-            &stats,
-            &Limits::default(),
-            None,
-            None,
-        );
-        assert_eq!(
-            stats.accepted[crate::parse::Kind::Counter as usize].get(),
-            2
-        );
-        assert_eq!(
-            stats.rejected[crate::reason::Reject::BadEncoding as usize].get(),
-            1
-        );
+        let limits = Limits::default();
+        process_datagram(datagram, &shard, &mut agg, &stats, &limits, None, None);
+        let shard = shard.into_inner().unwrap();
+        (stats, shard)
+    }
+
+    fn accepted_counters(stats: &ReaderStats) -> u64 {
+        stats.accepted[crate::parse::Kind::Counter as usize].get()
+    }
+
+    fn rejected(stats: &ReaderStats, reason: crate::reason::Reject) -> u64 {
+        stats.rejected[reason as usize].get()
+    }
+
+    #[test]
+    fn a_line_that_is_not_utf8_costs_only_itself() {
+        let (stats, _) = run(b"a:1|c\r\nb\xff:1|c\n\nc:2|c");
+        assert_eq!(accepted_counters(&stats), 2);
+        assert_eq!(rejected(&stats, crate::reason::Reject::BadEncoding), 1);
     }
 
     #[test]
     fn a_bad_line_does_not_stop_the_rest_of_the_datagram() {
-        let shard = Mutex::new(Shard::default());
-        let stats = ReaderStats::default();
-        let mut agg = Aggregator::new(Settings::default());
-        process_datagram(
-            b"a:1|c\nbroken\nb:x|c\nc:2|c\n",
-            &shard,
-            &mut agg,
-            &stats,
-            &Limits::default(),
-            None,
-            None,
-        );
-        assert_eq!(
-            stats.accepted[crate::parse::Kind::Counter as usize].get(),
-            2
-        );
-        assert_eq!(
-            stats.rejected[crate::reason::Reject::MissingValue as usize].get(),
-            1
-        );
-        assert_eq!(
-            stats.rejected[crate::reason::Reject::BadValue as usize].get(),
-            1
-        );
-        assert_eq!(shard.lock().unwrap().counters.len(), 2);
+        let (stats, shard) = run(b"a:1|c\nbroken\nb:x|c\nc:2|c\n");
+        assert_eq!(accepted_counters(&stats), 2);
+        assert_eq!(rejected(&stats, crate::reason::Reject::MissingValue), 1);
+        assert_eq!(rejected(&stats, crate::reason::Reject::BadValue), 1);
+        assert_eq!(shard.counters.len(), 2);
     }
 }
