@@ -52,6 +52,26 @@ fn outage_ready(fake: &Fake, dir: &Path, extra: &str) -> String {
     )
 }
 
+/// Every line sent was received, and Monasca has stored at least as many `name` lines.
+fn all_stored(gw: &Gateway, fake: &Fake, name: &str, sent: u64) {
+    all_received(gw, sent);
+    wait_until("every line stored", Duration::from_secs(60), || {
+        stored_sum(fake, name) >= sent as f64
+    });
+}
+
+/// Nothing dropped, a clean exit, and every `name` line stored exactly once.
+fn stop_with_each_line_once(gw: Gateway, fake: &Fake, name: &str, sent: u64) {
+    assert_eq!(dropped(&gw), 0);
+    let (_, status) = gw.stop();
+    assert!(status.success());
+    assert_eq!(
+        stored_sum(fake, name),
+        sent as f64,
+        "every line exactly once"
+    );
+}
+
 /// Every metric dropped on the way, whatever the reason.
 fn dropped(gw: &Gateway) -> u64 {
     gw.counter("statsgate_forward_metrics_dropped_total", "")
@@ -123,22 +143,12 @@ fn monasca_failing_for_60s_under_steady_load_loses_nothing() {
     fake.with(|s| s.faults.monasca_500 = false);
     std::thread::sleep(Duration::from_secs(3));
     let sent = load.finish();
-    all_received(&gw, sent);
-    wait_until("every line stored", Duration::from_secs(60), || {
-        stored_sum(&fake, "steady") >= sent as f64
-    });
+    all_stored(&gw, &fake, "steady", sent);
     gw.wait_for("spool drained", Duration::from_secs(30), |g| {
         g.counter("statsgate_spool_batches", "") == 0
     });
     assert!(gw.counter("statsgate_forward_replayed_metrics_total", "") >= spooled);
-    assert_eq!(dropped(&gw), 0);
-    let (_, status) = gw.stop();
-    assert!(status.success());
-    assert_eq!(
-        stored_sum(&fake, "steady"),
-        sent as f64,
-        "every line exactly once"
-    );
+    stop_with_each_line_once(gw, &fake, "steady", sent);
 }
 
 #[test]
@@ -384,18 +394,12 @@ fn keystone_down_for_a_minute_loses_nothing() {
     fake.with(|s| s.faults.keystone_down = false);
     std::thread::sleep(Duration::from_secs(2));
     let sent = load.finish();
-    all_received(&gw, sent);
-    wait_until("every line stored", Duration::from_secs(60), || {
-        stored_sum(&fake, "keystone.steady") >= sent as f64
-    });
+    all_stored(&gw, &fake, "keystone.steady", sent);
     assert!(
         stored_during < sent as f64 - 5000.0,
         "the outage held back most of the minute ({stored_during} of {sent} stored during it)"
     );
-    assert_eq!(dropped(&gw), 0);
-    let (_, status) = gw.stop();
-    assert!(status.success());
-    assert_eq!(stored_sum(&fake, "keystone.steady"), sent as f64);
+    stop_with_each_line_once(gw, &fake, "keystone.steady", sent);
 }
 
 #[test]
@@ -413,19 +417,13 @@ fn monasca_answering_in_10s_loses_nothing_and_times_nothing_out() {
     );
     fake.with(|s| s.faults.monasca_delay = Duration::ZERO);
     let sent = load.finish();
-    all_received(&gw, sent);
-    wait_until("every line stored", Duration::from_secs(60), || {
-        stored_sum(&fake, "slow.steady") >= sent as f64
-    });
+    all_stored(&gw, &fake, "slow.steady", sent);
     assert_eq!(
         gw.counter("statsgate_forward_retries_total", ""),
         0,
         "a 10 s answer is within monasca.timeout"
     );
-    assert_eq!(dropped(&gw), 0);
-    let (_, status) = gw.stop();
-    assert!(status.success());
-    assert_eq!(stored_sum(&fake, "slow.steady"), sent as f64);
+    stop_with_each_line_once(gw, &fake, "slow.steady", sent);
 }
 
 #[test]
@@ -447,10 +445,7 @@ fn connection_resets_lose_nothing() {
     proxy.set_resetting(false);
     std::thread::sleep(Duration::from_secs(2));
     let sent = load.finish();
-    all_received(&gw, sent);
-    wait_until("every line stored", Duration::from_secs(60), || {
-        stored_sum(&fake, "reset.steady") >= sent as f64
-    });
+    all_stored(&gw, &fake, "reset.steady", sent);
     assert!(
         proxy.resets.load(Ordering::SeqCst) > 0,
         "connections were reset"
@@ -465,10 +460,7 @@ fn connection_resets_lose_nothing() {
         gw.counter("statsgate_forward_replayed_metrics_total", "") > 0,
         "failed batches went through the spool"
     );
-    assert_eq!(dropped(&gw), 0);
-    let (_, status) = gw.stop();
-    assert!(status.success());
-    assert_eq!(stored_sum(&fake, "reset.steady"), sent as f64);
+    stop_with_each_line_once(gw, &fake, "reset.steady", sent);
 }
 
 #[test]
