@@ -6,20 +6,38 @@
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// Resolves with the signal's name on the first SIGTERM or SIGINT.
-pub async fn signal() -> &'static str {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        // Without signal handlers the process can only be killed; wait forever.
-        std::future::pending::<()>().await;
-        return "none";
-    };
-    tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
+use tokio::signal::unix::{Signal, SignalKind, signal};
+
+/// SIGTERM and SIGINT, caught from the moment this is built: build it before announcing
+/// that the gateway listens, or a supervisor's early SIGTERM kills it without a final flush.
+/// Must be built inside the runtime.
+pub struct Signals(Option<(Signal, Signal)>);
+
+impl Signals {
+    pub fn install() -> Self {
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(term), Ok(int)) => Signals(Some((term, int))),
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::error!(error = %e, "cannot catch SIGTERM/SIGINT; only SIGKILL stops statsgate");
+                Signals(None)
+            }
+        }
+    }
+
+    /// Resolves with the signal's name on the first SIGTERM or SIGINT.
+    pub async fn recv(self) -> &'static str {
+        let Some((mut term, mut int)) = self.0 else {
+            // Without signal handlers the process can only be killed; wait forever.
+            std::future::pending::<()>().await;
+            return "none";
+        };
+        tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        }
     }
 }
 

@@ -1,9 +1,10 @@
 //! The live-series budget shared by every reader: `aggregate.max_series` in total and
 //! `aggregate.max_series_per_name` per metric name, for the open interval.
 //!
-//! Owns: the counts of series created this interval and the per-name tally behind the
-//! admin API's top offenders. Must never: be consulted for a line of an existing series (only
-//! creating a series takes its lock), or grow past `max_series` names.
+//! Owns: the counts of series live this interval (created in it, or carried into it by a
+//! recycled shard) and the per-name tally behind the admin API's top offenders. Must never:
+//! be consulted for a line of an existing series (only creating a series takes its lock), or
+//! hold names nobody used in the last two intervals.
 
 use crate::reason::Reject;
 use hashbrown::HashMap;
@@ -12,6 +13,8 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 /// Names listed as top offenders after each interval.
 pub const TOP_NAMES: usize = 20;
+/// Names counted per take of the lock by [`SeriesBudget::carry`].
+const CARRY_CHUNK: usize = 1024;
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 struct NameUse {
@@ -71,22 +74,44 @@ impl SeriesBudget {
         Ok(())
     }
 
-    /// Series created in the open interval.
+    /// Counts series a recycled shard carries into the open interval, without refusing any:
+    /// they were admitted when created and are still live. Takes the lock a chunk at a
+    /// time, so a reader creating a series never waits for a whole shard's worth.
+    pub fn carry<'a>(&self, names: impl Iterator<Item = &'a str>) {
+        let mut names = names.peekable();
+        while names.peek().is_some() {
+            let mut table = self.names.lock().unwrap_or_else(|p| p.into_inner());
+            let mut carried = 0;
+            for name in names.by_ref().take(CARRY_CHUNK) {
+                match table.get_mut(name) {
+                    Some(used) => used.series += 1,
+                    None => table.entry(name.into()).or_default().series += 1,
+                }
+                carried += 1;
+            }
+            drop(table);
+            self.total.fetch_add(carried, Relaxed);
+        }
+    }
+
+    /// Series live in the open interval.
     pub fn live(&self) -> usize {
         self.total.load(Relaxed)
     }
 
     /// Ends the interval: resets the counts and returns the names with the most refusals,
-    /// then series, at most [`TOP_NAMES`].
+    /// then series, at most [`TOP_NAMES`]. Names that had series keep their entry (zeroed),
+    /// so carrying them into the next interval allocates nothing; the others are freed.
     pub fn rollover(&self) -> Vec<NameReport> {
-        let taken = {
-            let mut names = self.names.lock().unwrap_or_else(|p| p.into_inner());
-            self.total.store(0, Relaxed);
-            // Sized like this interval: the next one re-admits its series without rehashing.
-            let room = HashMap::with_capacity(names.len());
-            std::mem::replace(&mut *names, room)
-        };
-        top_of(taken.iter())
+        let mut names = self.names.lock().unwrap_or_else(|p| p.into_inner());
+        self.total.store(0, Relaxed);
+        let top = top_of(names.iter());
+        names.retain(|_, used| {
+            let keep = used.series > 0;
+            *used = NameUse::default();
+            keep
+        });
+        top
     }
 
     /// The open interval's top names so far (for the admin API; takes the lock briefly).
@@ -156,5 +181,21 @@ mod tests {
         assert_eq!(top[0].name, "m99");
         assert_eq!(top[0].series, 100);
         assert_eq!(top[TOP_NAMES - 1].series, 100 - TOP_NAMES + 1);
+    }
+
+    #[test]
+    fn carried_series_count_against_the_limits() {
+        let b = SeriesBudget::new(4, 2);
+        b.carry(["a", "a", "b"].into_iter());
+        assert_eq!(b.live(), 3);
+        assert_eq!(b.admit("a"), Err(Reject::NameSeriesLimit));
+        assert_eq!(b.admit("c"), Ok(()));
+        assert_eq!(b.admit("d"), Err(Reject::SeriesLimit));
+        let top = b.rollover();
+        assert_eq!((top[0].name.as_str(), top[0].series), ("a", 2));
+        // More than one chunk of names.
+        b.carry((0..3000).map(|_| "many"));
+        assert_eq!(b.live(), 3000);
+        assert_eq!(b.top()[0].series, 3000);
     }
 }

@@ -8,11 +8,12 @@
 //! Rates (timed by the receive clock when they carry no `|T`) and packed values (whose
 //! per-value float additions must stay in order) always take the full path.
 //!
-//! Bounded per shard (entries and line bytes), and dropped with the shard at flush, since the
-//! indices it holds are positions in that shard's maps. Once full, it is consulted only while
-//! it keeps paying: with mostly distinct lines (random timer values, a million series) a
-//! lookup that misses is pure cost, so a full memo that hits less than half the time stops
-//! being asked for the rest of the interval.
+//! Bounded per shard (entries and line bytes), and recycled with the shard after its flush
+//! (the indices it holds are positions in that shard's maps: entries of freed series go,
+//! the others are re-pointed). Once full, it is consulted only while it keeps paying: with
+//! mostly distinct lines (random timer values, a million series) a lookup that misses is pure
+//! cost, so a full memo that hits less than half the time stops being asked for the rest of
+//! the interval; a full memo starts empty in the shard's next interval.
 
 use crate::parse::Kind;
 use hashbrown::HashTable;
@@ -136,6 +137,30 @@ impl LineMemo {
         self.table.insert_unique(hash, entry, |e| {
             let s = e.start as usize;
             hasher.hash_one(bytes.get(s..s + e.len as usize).unwrap_or_default())
+        });
+    }
+
+    /// Carries the memo into the shard's next interval: every entry whose series moved is
+    /// re-pointed (`to` answers its new position, or `None` when it was freed), so steady
+    /// traffic keeps hitting after a flush. A memo that filled up or gave up starts empty
+    /// instead, judged afresh on the next interval's lines (stale gauge values and one-off
+    /// lines would otherwise hold its room for good).
+    pub fn recycle(&mut self, mut to: impl FnMut(Op, u32) -> Option<u32>) {
+        if self.full || self.given_up {
+            self.table.clear();
+            self.bytes.clear();
+            self.full = false;
+            self.given_up = false;
+            self.full_lookups = 0;
+            self.full_hits = 0;
+            return;
+        }
+        self.table.retain(|e| match to(e.op, e.series) {
+            Some(series) => {
+                e.series = series;
+                true
+            }
+            None => false,
         });
     }
 

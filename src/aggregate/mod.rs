@@ -6,15 +6,18 @@
 //!
 //! Design: every reader owns one `Shard` behind a mutex that only it takes while processing
 //! a datagram, so the lock is uncontended except for the instant at flush when the flusher
-//! swaps the shard for an empty one (`std::mem::take`, O(1)). Nothing is shared between
+//! swaps the shard for another (`std::mem::replace`, O(1)). Nothing is shared between
 //! readers per line: no global map, no atomic RMW, no channel. The flusher merges the swapped
-//! shards off the hot path (see `flush`). Series identity is name + sorted dimensions; the
+//! shards off the hot path (see `flush`), then recycles each one ([`Shard::recycle`]): series
+//! touched in the interval stay, reset, and the shard goes back to its reader at the next
+//! flush, so steady traffic does not re-create every series after every flush. Series identity is name + sorted dimensions; the
 //! configured default dimensions (`hostname`, ...) are added at flush, and a line dimension
 //! equal to a default is dropped from the key so both spellings are one series.
 //!
-//! Series maps keep insertion order (`IndexMap`), so a series' position is stable for the
-//! interval (nothing is removed from a live shard): the shard's [`memo`] maps a repeated raw
-//! line straight to that position and its already-parsed contribution ([`Aggregator::add_line`]).
+//! Series maps keep insertion order (`IndexMap`), so a series' position is stable while a
+//! reader holds the shard (nothing is removed from a live shard; recycling, off the reader,
+//! remaps the memo past freed series): the shard's [`memo`] maps a repeated raw line straight
+//! to that position and its already-parsed contribution ([`Aggregator::add_line`]).
 
 mod budget;
 mod key;
@@ -23,7 +26,7 @@ mod state;
 
 pub use budget::{NameReport, SeriesBudget, TOP_NAMES};
 pub use key::SeriesKey;
-pub use state::{Counter, GaugeUpdate, RateSamples, Set, TIMER_VALUE_SCALE, Timer};
+pub use state::{Counter, GaugeUpdate, RateSamples, Recycle, Set, TIMER_VALUE_SCALE, Timer};
 
 use crate::parse::{GaugeOp, Kind, Line};
 use crate::reason::Reject;
@@ -71,13 +74,22 @@ pub struct Shard {
     pub timers: SeriesMap<Timer>,
     pub sets: SeriesMap<Set>,
     pub rates: SeriesMap<RateSamples>,
-    /// Repeated lines → series positions in the maps above; swapped out with them.
+    /// Repeated lines → series positions in the maps above; recycled with them.
     memo: LineMemo,
 }
 
 impl Shard {
-    /// Live series in this shard.
+    /// Series a line touched since the shard was last recycled.
     pub fn series(&self) -> usize {
+        touched_in(&self.counters)
+            + touched_in(&self.gauges)
+            + touched_in(&self.timers)
+            + touched_in(&self.sets)
+            + self.rates.len()
+    }
+
+    /// Series the shard holds, touched or not (what it costs in memory and budget).
+    pub fn slots(&self) -> usize {
         self.counters.len()
             + self.gauges.len()
             + self.timers.len()
@@ -85,61 +97,94 @@ impl Shard {
             + self.rates.len()
     }
 
-    /// Series per type, to size the next interval's shard.
-    pub fn sizes(&self) -> [usize; 5] {
-        [
-            self.counters.len(),
-            self.gauges.len(),
-            self.timers.len(),
-            self.sets.len(),
-            self.rates.len(),
-        ]
-    }
-
-    /// An empty shard with room for `sizes` series per type: steady traffic then refills it
-    /// after a flush without rehashing as it grows, so readers keep up across the swap.
-    pub fn with_capacity(sizes: [usize; 5]) -> Shard {
-        fn map<V>(n: usize) -> SeriesMap<V> {
-            SeriesMap::with_capacity_and_hasher(n, Default::default())
-        }
-        Shard {
-            counters: map(sizes[0]),
-            gauges: map(sizes[1]),
-            timers: map(sizes[2]),
-            sets: map(sizes[3]),
-            rates: map(sizes[4]),
-            memo: LineMemo::default(),
-        }
-    }
-
     /// Lines remembered by the memo.
     pub fn memo_len(&self) -> usize {
         self.memo.entries()
     }
 
-    /// Folds `other` (a later or concurrent shard) into `self`.
-    pub fn merge(&mut self, other: Shard) {
-        // A merged shard is flushed, not fed lines: no memo needs to follow the merge.
-        self.memo = LineMemo::default();
-        merge_map(&mut self.counters, other.counters, Counter::merge);
-        merge_map(&mut self.gauges, other.gauges, GaugeUpdate::merge);
-        merge_map(&mut self.timers, other.timers, Timer::merge);
-        merge_map(&mut self.sets, other.sets, Set::merge);
-        merge_map(&mut self.rates, other.rates, RateSamples::merge);
+    /// The metric name of every series held (once per series), for the series budget.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        let keys = self.counters.keys().chain(self.gauges.keys());
+        let keys = keys.chain(self.timers.keys()).chain(self.sets.keys());
+        keys.chain(self.rates.keys())
+            .map(|k| SeriesKey::decode(k).name)
+    }
+
+    /// Folds the touched series of `other` (a later or concurrent shard) into `self`.
+    pub fn merge(&mut self, other: &Shard) {
+        merge_map(&mut self.counters, &other.counters, Counter::merge);
+        merge_map(&mut self.gauges, &other.gauges, GaugeUpdate::merge);
+        merge_map(&mut self.timers, &other.timers, Timer::merge);
+        merge_map(&mut self.sets, &other.sets, Set::merge);
+        merge_map(&mut self.rates, &other.rates, RateSamples::merge);
+    }
+
+    /// Readies a flushed shard for another interval: series touched in the one just flushed
+    /// keep their slot, reset; the others are freed. A reader given this shard back finds its
+    /// steady series already there (no parse-and-create burst after every flush, which is
+    /// what overflowed the socket buffer with 100k series), and its memo still valid: the
+    /// memo's positions are remapped past freed series. Runs on the flusher, never a reader.
+    pub fn recycle(&mut self) {
+        let counters = keep_touched(&mut self.counters);
+        let gauges = keep_touched(&mut self.gauges);
+        let timers = keep_touched(&mut self.timers);
+        let sets = keep_touched(&mut self.sets);
+        // Rates are timed by the receive clock and never memoized: nothing to keep.
+        self.rates.clear();
+        let moved = |remap: &Option<Vec<u32>>, series: u32| match remap {
+            None => Some(series),
+            Some(to) => to.get(series as usize).copied().filter(|&n| n != FREED),
+        };
+        self.memo.recycle(|op, series| match op {
+            Op::Counter(_) => moved(&counters, series),
+            Op::GaugeSet(_) | Op::GaugeDelta(_) => moved(&gauges, series),
+            Op::Timer { .. } => moved(&timers, series),
+            Op::Set(_) => moved(&sets, series),
+        });
     }
 }
 
-fn merge_map<V>(into: &mut SeriesMap<V>, from: SeriesMap<V>, merge: fn(&mut V, V)) {
-    if into.is_empty() {
-        *into = from;
-        return;
+fn touched_in<V: Recycle>(map: &SeriesMap<V>) -> usize {
+    map.values().filter(|v| v.touched()).count()
+}
+
+/// Where a freed series' position maps to.
+const FREED: u32 = u32::MAX;
+
+/// Frees untouched series and resets the rest; answers each old position's new one when a
+/// series was freed (positions after it shift down), `None` when every position stands.
+fn keep_touched<V: Recycle>(map: &mut SeriesMap<V>) -> Option<Vec<u32>> {
+    let mut remap = None;
+    if map.values().any(|v| !v.touched()) {
+        let mut next = 0u32;
+        let to = map.values().map(|v| {
+            if v.touched() {
+                next += 1;
+                next - 1
+            } else {
+                FREED
+            }
+        });
+        remap = Some(to.collect());
     }
-    into.reserve(from.len());
-    for (k, v) in from {
-        match into.entry(k) {
-            indexmap::map::Entry::Occupied(mut e) => merge(e.get_mut(), v),
-            indexmap::map::Entry::Vacant(e) => {
-                e.insert(v);
+    map.retain(|_, v| {
+        let keep = v.touched();
+        v.reset();
+        keep
+    });
+    remap
+}
+
+fn merge_map<V: Recycle + Clone>(
+    into: &mut SeriesMap<V>,
+    from: &SeriesMap<V>,
+    merge: fn(&mut V, &V),
+) {
+    for (k, v) in from.iter().filter(|(_, v)| v.touched()) {
+        match into.get_mut(k.as_slice()) {
+            Some(mine) => merge(mine, v),
+            None => {
+                into.insert(k.clone(), v.clone());
             }
         }
     }
@@ -208,7 +253,7 @@ impl Aggregator {
     #[inline]
     fn replay(&self, shard: &mut Shard, series: usize, op: Op) -> Option<Result<(), Reject>> {
         match op {
-            Op::Counter(add) => shard.counters.get_index_mut(series)?.1.sum += add,
+            Op::Counter(add) => shard.counters.get_index_mut(series)?.1.add(add),
             Op::GaugeSet(v) => shard.gauges.get_index_mut(series)?.1.apply_set(v),
             Op::GaugeDelta(d) => shard.gauges.get_index_mut(series)?.1.apply_delta(d),
             Op::Timer { value, sample_rate } => {
@@ -255,7 +300,7 @@ impl Aggregator {
                 let (i, c) = slot(&mut shard.counters, key, room, Counter::default)?;
                 let weight = 1.0 / line.sample_rate;
                 for v in line.values.numbers() {
-                    c.sum += v * weight;
+                    c.add(v * weight);
                 }
                 single.map(|v| (i, Op::Counter(v * weight)))
             }

@@ -1,4 +1,7 @@
 //! Per-series aggregation state for one interval, and how two shards' states merge.
+//!
+//! A shard outlives its interval (see [`Recycle`]): each state knows whether a line touched it
+//! this interval, and resets to "untouched" in place so the series keeps its slot.
 
 use crate::reason::Reject;
 use hdrhistogram::Histogram;
@@ -12,15 +15,43 @@ const TIMER_WEIGHT_SCALE: f64 = 1000.0;
 /// Keeps scaled values inside what the histogram can track; exact min/max are kept apart.
 const TIMER_MAX_SCALED: f64 = 1e15;
 
+/// A series' state across intervals: a shard is reused after its flush, keeping every series
+/// a line touched (and its position, which the line memo relies on) with the state reset.
+pub trait Recycle {
+    /// Did a line update this series since the last reset?
+    fn touched(&self) -> bool;
+    /// Back to untouched, keeping what allocation is worth keeping.
+    fn reset(&mut self);
+}
+
 /// `c`: the weighted sum.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Counter {
     pub sum: f64,
+    /// Set by every line: a `x:0|c` is still a count of zero to emit.
+    pub touched: bool,
 }
 
 impl Counter {
-    pub fn merge(&mut self, other: Counter) {
+    #[inline]
+    pub fn add(&mut self, v: f64) {
+        self.sum += v;
+        self.touched = true;
+    }
+
+    pub fn merge(&mut self, other: &Counter) {
         self.sum += other.sum;
+        self.touched |= other.touched;
+    }
+}
+
+impl Recycle for Counter {
+    fn touched(&self) -> bool {
+        self.touched
+    }
+
+    fn reset(&mut self) {
+        *self = Counter::default();
     }
 }
 
@@ -29,30 +60,50 @@ impl Counter {
 pub struct GaugeUpdate {
     pub set: Option<f64>,
     pub delta: f64,
+    /// Set by every line: `x:+0|g` still marks the gauge as updated.
+    pub touched: bool,
 }
 
 impl GaugeUpdate {
+    #[inline]
     pub fn apply_set(&mut self, v: f64) {
         self.set = Some(v);
         self.delta = 0.0;
+        self.touched = true;
     }
 
+    #[inline]
     pub fn apply_delta(&mut self, d: f64) {
         self.delta += d;
+        self.touched = true;
     }
 
     /// Later updates win over earlier ones; deltas accumulate.
-    pub fn merge(&mut self, later: GaugeUpdate) {
+    pub fn merge(&mut self, later: &GaugeUpdate) {
+        if !later.touched {
+            return;
+        }
         if later.set.is_some() {
-            *self = later;
+            *self = *later;
         } else {
             self.delta += later.delta;
+            self.touched = true;
         }
     }
 
     /// The gauge's value after this update, given its value before.
     pub fn resolve(&self, previous: Option<f64>) -> f64 {
         self.set.or(previous).unwrap_or(0.0) + self.delta
+    }
+}
+
+impl Recycle for GaugeUpdate {
+    fn touched(&self) -> bool {
+        self.touched
+    }
+
+    fn reset(&mut self) {
+        *self = GaugeUpdate::default();
     }
 }
 
@@ -201,7 +252,7 @@ impl Timer {
         }
     }
 
-    pub fn merge(&mut self, mut other: Timer) {
+    pub fn merge(&mut self, other: &Timer) {
         self.count += other.count;
         self.sum += other.sum;
         self.min = self.min.min(other.min);
@@ -213,9 +264,17 @@ impl Timer {
             return;
         }
         self.switch_to_hdr();
-        other.switch_to_hdr();
-        if let (Samples::Hdr(a), Samples::Hdr(b)) = (&mut self.samples, &other.samples) {
-            a.add(b);
+        match &other.samples {
+            Samples::Exact(b) => {
+                for &(value, weight) in b {
+                    self.record_hdr(value, weight);
+                }
+            }
+            Samples::Hdr(b) => {
+                if let Samples::Hdr(a) = &mut self.samples {
+                    a.add(b);
+                }
+            }
         }
     }
 
@@ -251,6 +310,26 @@ impl Timer {
     }
 }
 
+impl Recycle for Timer {
+    /// Every sample weighs at least 1 (a sample rate is at most 1), so a touched timer counts.
+    fn touched(&self) -> bool {
+        self.count > 0.0
+    }
+
+    /// The exact-sample list keeps its room; a histogram is freed (a busy timer allocates it
+    /// again, as before recycling), so idle intervals do not hold 10k histograms.
+    fn reset(&mut self) {
+        self.count = 0.0;
+        self.sum = 0.0;
+        self.min = f64::INFINITY;
+        self.max = f64::NEG_INFINITY;
+        match &mut self.samples {
+            Samples::Exact(v) => v.clear(),
+            Samples::Hdr(_) => self.samples = Samples::Exact(Vec::new()),
+        }
+    }
+}
+
 fn new_histogram<T: hdrhistogram::Counter>(precision: u8) -> Histogram<T> {
     Histogram::new(precision).unwrap_or_else(|_| {
         // Precision is validated to 1..=5 at config load; 2 is the documented default.
@@ -273,8 +352,26 @@ impl Set {
         Ok(())
     }
 
-    pub fn merge(&mut self, other: Set) {
-        self.members.extend(other.members);
+    pub fn merge(&mut self, other: &Set) {
+        self.members.extend(other.members.iter().copied());
+    }
+}
+
+/// Member tables up to this many slots are kept across intervals; a bigger one is freed.
+const SET_KEPT_CAPACITY: usize = 1024;
+
+impl Recycle for Set {
+    /// A line either adds a member or is refused at the member limit, which needs members.
+    fn touched(&self) -> bool {
+        !self.members.is_empty()
+    }
+
+    fn reset(&mut self) {
+        if self.members.capacity() > SET_KEPT_CAPACITY {
+            self.members = hashbrown::HashSet::new();
+        } else {
+            self.members.clear();
+        }
     }
 }
 
@@ -283,6 +380,15 @@ impl Set {
 pub struct RateSamples {
     pub first: (u64, f64),
     pub last: (u64, f64),
+}
+
+/// Rates are never carried: a recycled shard clears them (see `Shard::recycle`).
+impl Recycle for RateSamples {
+    fn touched(&self) -> bool {
+        true
+    }
+
+    fn reset(&mut self) {}
 }
 
 impl RateSamples {
@@ -302,7 +408,7 @@ impl RateSamples {
         }
     }
 
-    pub fn merge(&mut self, other: RateSamples) {
+    pub fn merge(&mut self, other: &RateSamples) {
         self.record(other.first.0, other.first.1);
         self.record(other.last.0, other.last.1);
     }
@@ -320,20 +426,22 @@ mod tests {
         g.apply_set(3.0);
         g.apply_delta(-1.0);
         assert_eq!(g.resolve(Some(10.0)), 2.0);
-        let mut a = GaugeUpdate {
-            set: Some(1.0),
-            delta: 0.0,
-        };
-        a.merge(GaugeUpdate {
-            set: None,
-            delta: 2.0,
-        });
+        let mut a = GaugeUpdate::default();
+        a.apply_set(1.0);
+        let mut later = GaugeUpdate::default();
+        later.apply_delta(2.0);
+        a.merge(&later);
         assert_eq!(a.resolve(None), 3.0);
-        a.merge(GaugeUpdate {
-            set: Some(7.0),
-            delta: 0.0,
-        });
+        a.merge(&GaugeUpdate::default());
+        assert_eq!(a.resolve(None), 3.0, "an untouched update changes nothing");
+        let mut set = GaugeUpdate::default();
+        set.apply_set(7.0);
+        a.merge(&set);
         assert_eq!(a.resolve(None), 7.0);
+        // Merged into an untouched one, a delta marks it touched.
+        let mut fresh = GaugeUpdate::default();
+        fresh.merge(&later);
+        assert!(fresh.touched() && fresh.set.is_none());
     }
 
     #[test]
@@ -377,7 +485,7 @@ mod tests {
         assert!(matches!(big.samples, Samples::Hdr(_)));
         let mut small = Timer::new(2);
         small.record(5000.0, 1.0);
-        small.merge(big.clone());
+        small.merge(&big);
         assert_eq!((small.count, small.max), (1001.0, 5000.0));
         let p50 = small.quantile(0.5);
         assert!((p50 - 501.0).abs() <= 501.0 * 0.01, "p50 {p50}");
@@ -385,9 +493,44 @@ mod tests {
         let (mut a, mut b) = (Timer::new(2), Timer::new(2));
         (1..=30).for_each(|v| a.record(f64::from(v), 1.0));
         (31..=60).for_each(|v| b.record(f64::from(v), 1.0));
-        a.merge(b);
+        a.merge(&b);
         assert!(matches!(a.samples, Samples::Exact(_)));
         assert_eq!(a.quantile(0.95), 57.0);
+        // A histogram absorbs exact samples given by reference.
+        let mut h = big.clone();
+        h.merge(&b);
+        assert_eq!((h.count, h.max), (1030.0, 1000.0));
+        assert!(matches!(h.samples, Samples::Hdr(_)));
+    }
+
+    #[test]
+    fn reset_states_are_untouched_and_keep_nothing() {
+        let mut c = Counter::default();
+        c.add(0.0);
+        assert!(c.touched(), "a count of zero is still a count");
+        c.reset();
+        assert_eq!(c, Counter::default());
+        let mut g = GaugeUpdate::default();
+        g.apply_delta(0.0);
+        assert!(g.touched());
+        g.reset();
+        assert!(!g.touched() && g.set.is_none());
+        let mut t = Timer::new(2);
+        (1..=1000).for_each(|v| t.record(f64::from(v), 1.0));
+        assert!(t.touched());
+        t.reset();
+        assert!(!t.touched());
+        assert_eq!(t.heap_bytes(), 0, "the histogram is freed");
+        t.record(3.0, 1.0);
+        assert_eq!(
+            (t.count, t.min, t.max, t.quantile(0.5)),
+            (1.0, 3.0, 3.0, 3.0)
+        );
+        let mut s = Set::default();
+        s.insert(1, 10).unwrap();
+        assert!(s.touched());
+        s.reset();
+        assert!(!s.touched());
     }
 
     #[test]
@@ -437,7 +580,7 @@ mod tests {
         let mut r = RateSamples::new(1000, 10.0);
         r.record(3000, 30.0);
         r.record(500, 5.0);
-        r.merge(RateSamples::new(4000, 40.0));
+        r.merge(&RateSamples::new(4000, 40.0));
         assert_eq!((r.first, r.last), ((500, 5.0), (4000, 40.0)));
     }
 }

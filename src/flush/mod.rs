@@ -1,9 +1,11 @@
-//! Flush: every `flush.interval`, on wall-clock multiples, swap each reader's shard for an
-//! empty one, merge them, and hand the interval's metrics to the sink.
+//! Flush: every `flush.interval`, on wall-clock multiples, swap each reader's shard for its
+//! recycled one, merge them, and hand the interval's metrics to the sink.
 //!
 //! Owns: interval timing, the state that outlives an interval (gauge values, rate bases) and
-//! its idle expiry, and the final flush at shutdown. Must never: hold a reader's lock for
-//! more than the O(1) swap, or do per-series work on a reader thread.
+//! its idle expiry, recycling flushed shards (a reader gets back the shard it filled the
+//! interval before last, its steady series reset in place), and the final flush at shutdown.
+//! Must never: hold a reader's lock for more than the O(1) swap, or do per-series work on a
+//! reader thread.
 
 pub mod checkpoint;
 mod render;
@@ -11,7 +13,7 @@ mod self_metrics;
 
 pub use render::{TimerOutput, percentile_label};
 
-use crate::aggregate::{SeriesKey, Shard};
+use crate::aggregate::{Recycle, SeriesKey, Shard};
 use crate::batch::Rendered;
 use crate::heartbeat::Heartbeats;
 use crate::passthrough::Passthrough;
@@ -69,8 +71,11 @@ pub struct Flusher {
     heartbeats: Option<(Arc<Heartbeats>, bool)>,
     /// `statsgate.*` metrics at each flush, and the counters at the last one.
     self_metrics: Option<self_metrics::Totals>,
-    /// Series per type each shard held at the last flush.
-    shard_sizes: Vec<[usize; 5]>,
+    /// Per reader, the shard it flushed last time, recycled: swapped in at the next flush.
+    spares: Vec<Option<Shard>>,
+    /// With several readers, their shards merged; kept and recycled like a reader's shard,
+    /// so steady series cost no allocation at flush either.
+    merged: Shard,
     /// Where gauge values and rate bases are saved after each flush.
     checkpoint: Option<std::path::PathBuf>,
     checkpoint_failing: bool,
@@ -115,7 +120,8 @@ impl Flusher {
             settings.default_dimensions = sorted.into();
         }
         Flusher {
-            shard_sizes: vec![[0; 5]; shards.len()],
+            spares: shards.iter().map(|_| None).collect(),
+            merged: Shard::default(),
             shards,
             settings,
             gauges: HashMap::new(),
@@ -237,23 +243,8 @@ impl Flusher {
     /// Swaps every shard out, merges them and emits one interval ending at `timestamp_ms`.
     pub fn flush(&mut self, timestamp_ms: u64) {
         let started = Instant::now();
-        let mut merged = Shard::default();
-        for (i, shard) in self.shards.iter().enumerate() {
-            // Allocated before the lock: the reader waits only for the swap itself.
-            let sizes = self.shard_sizes.get(i).copied().unwrap_or_default();
-            let fresh = Shard::with_capacity(sizes);
-            let taken = {
-                let mut guard = shard
-                    .lock()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner());
-                std::mem::replace(&mut *guard, fresh)
-            };
-            if let Some(s) = self.shard_sizes.get_mut(i) {
-                *s = taken.sizes();
-            }
-            merged.merge(taken);
-        }
-        if let Some(budget) = self.telemetry.budget.get() {
+        let budget = self.telemetry.budget.get();
+        if let Some(budget) = budget {
             let top = budget.rollover();
             *self
                 .telemetry
@@ -261,6 +252,47 @@ impl Flusher {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner()) = top;
         }
+        let mut taken = Vec::with_capacity(self.shards.len());
+        for (i, shard) in self.shards.iter().enumerate() {
+            // Prepared before the lock: the reader waits only for the swap itself.
+            let next = self.spares.get_mut(i).and_then(Option::take);
+            let next = next.unwrap_or_default();
+            if let Some(budget) = budget {
+                budget.carry(next.names());
+            }
+            let mut guard = shard
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            taken.push(std::mem::replace(&mut *guard, next));
+        }
+        // One reader's shard is rendered as it is; several are merged first.
+        let merged = (taken.len() > 1).then(|| {
+            let mut merged = std::mem::take(&mut self.merged);
+            for shard in &taken {
+                merged.merge(shard);
+            }
+            merged
+        });
+        let empty = Shard::default();
+        let view = merged.as_ref().or(taken.first()).unwrap_or(&empty);
+        self.render(view, timestamp_ms);
+        for (spare, mut shard) in self.spares.iter_mut().zip(taken) {
+            shard.recycle();
+            *spare = Some(shard);
+        }
+        if let Some(mut merged) = merged {
+            merged.recycle();
+            self.merged = merged;
+        }
+        let took = started.elapsed().as_micros() as u64;
+        self.telemetry.flush.flush_micros_total.add(took);
+        self.telemetry.flush.last_flush_micros.set(took);
+        self.save_checkpoint();
+    }
+
+    /// Emits the interval's touched series of `merged`, the persisted gauges, heartbeats and
+    /// pass-through metrics, and submits them to the sink.
+    fn render(&mut self, merged: &Shard, timestamp_ms: u64) {
         // The first interval after start and the last before exit are partial.
         let interval_secs =
             (timestamp_ms.saturating_sub(self.interval_start_ms) as f64 / 1000.0).max(0.001);
@@ -276,7 +308,7 @@ impl Flusher {
             timestamp_ms,
             room,
         );
-        for (key, c) in &merged.counters {
+        for (key, c) in merged.counters.iter().filter(|(_, c)| c.touched()) {
             let value = if self.settings.counters_as_rate {
                 c.sum / interval_secs
             } else {
@@ -284,18 +316,18 @@ impl Flusher {
             };
             e.emit(&SeriesKey::decode(key), "", value);
         }
-        for (key, t) in &merged.timers {
+        for (key, t) in merged.timers.iter().filter(|(_, t)| t.touched()) {
             let key = SeriesKey::decode(key);
             for out in &self.settings.timer_outputs {
                 e.emit(&key, &out.suffix, out.value(t));
             }
         }
-        for (key, s) in &merged.sets {
+        for (key, s) in merged.sets.iter().filter(|(_, s)| s.touched()) {
             e.emit(&SeriesKey::decode(key), "", s.members.len() as f64);
         }
         let series = merged.series();
-        self.emit_gauges(&mut e, merged.gauges, timestamp_ms);
-        self.emit_rates(&mut e, merged.rates, timestamp_ms);
+        self.emit_gauges(&mut e, &merged.gauges, timestamp_ms);
+        self.emit_rates(&mut e, &merged.rates, timestamp_ms);
         if let Some((beats, alive_gauges)) = &self.heartbeats {
             beats.liveness.expire(timestamp_ms);
             if *alive_gauges {
@@ -328,14 +360,10 @@ impl Flusher {
         } else {
             stats.metrics_emitted.add(emitted);
         }
-        let took = started.elapsed().as_micros() as u64;
         stats.flushes.add(1);
         stats.series.set((series + self.gauges.len()) as u64);
         stats.gauges_persisted.set(self.gauges.len() as u64);
-        stats.last_flush_micros.set(took);
-        stats.flush_micros_total.add(took);
         stats.last_flush_unix.set(timestamp_ms / 1000);
-        self.save_checkpoint();
     }
 
     /// Applies this interval's updates to the persisted gauges, emits every live gauge and
@@ -343,27 +371,37 @@ impl Flusher {
     fn emit_gauges(
         &mut self,
         e: &mut Emitter,
-        updates: crate::aggregate::SeriesMap<crate::aggregate::GaugeUpdate>,
+        updates: &crate::aggregate::SeriesMap<crate::aggregate::GaugeUpdate>,
         now: u64,
     ) {
-        for (key, update) in updates {
-            let decoded = SeriesKey::decode(&key);
+        for (key, update) in updates.iter().filter(|(_, u)| u.touched()) {
+            let decoded = SeriesKey::decode(key);
             if decoded.timestamp.is_some() {
                 e.emit(&decoded, "", update.resolve(None));
                 continue;
             }
-            let previous = self.gauges.get(&key).map(|g| g.value);
-            if previous.is_none() && self.gauges.len() >= self.settings.max_persisted {
-                e.dropped[EmitDrop::SeriesLimit as usize] += 1;
-                continue;
+            let persisted = PersistedGauge {
+                value: 0.0,
+                updated_ms: now,
+            };
+            let full = self.gauges.len() >= self.settings.max_persisted;
+            // Looked up by reference: a steady gauge allocates nothing at flush.
+            match self.gauges.get_mut(key.as_slice()) {
+                Some(g) => {
+                    *g = PersistedGauge {
+                        value: update.resolve(Some(g.value)),
+                        ..persisted
+                    }
+                }
+                None if full => {
+                    e.dropped[EmitDrop::SeriesLimit as usize] += 1;
+                }
+                None => {
+                    let value = update.resolve(None);
+                    self.gauges
+                        .insert(key.clone(), PersistedGauge { value, ..persisted });
+                }
             }
-            self.gauges.insert(
-                key,
-                PersistedGauge {
-                    value: update.resolve(previous),
-                    updated_ms: now,
-                },
-            );
         }
         let expired = expire_idle(&mut self.gauges, now, self.settings.idle_expiry, |g| {
             g.updated_ms
@@ -379,26 +417,29 @@ impl Flusher {
     fn emit_rates(
         &mut self,
         e: &mut Emitter,
-        rates: crate::aggregate::SeriesMap<crate::aggregate::RateSamples>,
+        rates: &crate::aggregate::SeriesMap<crate::aggregate::RateSamples>,
         now: u64,
     ) {
         for (key, r) in rates {
             // Rate keys never carry `|T` (it times the samples instead), so every one persists.
-            let start = match self.rate_bases.get(&key) {
+            let start = match self.rate_bases.get(key.as_slice()) {
                 Some(base) if base.sample.0 < r.first.0 => base.sample,
                 _ => r.first,
             };
             if r.last.0 > start.0 {
                 let secs = (r.last.0 - start.0) as f64 / 1000.0;
-                e.emit(&SeriesKey::decode(&key), "", (r.last.1 - start.1) / secs);
+                e.emit(&SeriesKey::decode(key), "", (r.last.1 - start.1) / secs);
             }
-            self.rate_bases.insert(
-                key,
-                RateBase {
-                    sample: r.last,
-                    updated_ms: now,
-                },
-            );
+            let base = RateBase {
+                sample: r.last,
+                updated_ms: now,
+            };
+            match self.rate_bases.get_mut(key.as_slice()) {
+                Some(b) => *b = base,
+                None => {
+                    self.rate_bases.insert(key.clone(), base);
+                }
+            }
         }
         let expired = expire_idle(&mut self.rate_bases, now, self.settings.idle_expiry, |b| {
             b.updated_ms

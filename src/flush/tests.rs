@@ -21,7 +21,16 @@ fn rig(counters_as_rate: bool, idle_expiry_s: u64) -> Rig {
 }
 
 fn rig_with(counters_as_rate: bool, idle_expiry_s: u64, defaults: Vec<(String, String)>) -> Rig {
-    let shards: Vec<_> = (0..2)
+    rig_readers(2, counters_as_rate, idle_expiry_s, defaults)
+}
+
+fn rig_readers(
+    readers: usize,
+    counters_as_rate: bool,
+    idle_expiry_s: u64,
+    defaults: Vec<(String, String)>,
+) -> Rig {
+    let shards: Vec<_> = (0..readers)
         .map(|_| Arc::new(Mutex::new(Shard::default())))
         .collect();
     let sink = MemorySink::default();
@@ -227,4 +236,50 @@ fn unsorted_defaults_merge_without_duplicate_keys() {
     let b = m.iter().find(|x| x.name == "b").unwrap();
     assert_eq!(b.dimensions.get("env").map(String::as_str), Some("prod"));
     assert_eq!(b.dimensions.get("hostname").map(String::as_str), Some("gw"));
+}
+
+/// Name → value of one flush, sorted.
+fn values(metrics: &[Metric]) -> Vec<(String, f64)> {
+    let mut v: Vec<_> = metrics.iter().map(|m| (m.name.clone(), m.value)).collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+#[test]
+fn recycled_shards_emit_only_what_each_interval_touched() {
+    for readers in [1, 2] {
+        let mut r = rig_readers(readers, false, 300, Vec::new());
+        let last = readers - 1;
+        let at = |n: u64| 1_000_000 + n * 10_000;
+        r.send(0, &["a:1|c", "t:5|ms", "u:x|s", "g:3|g"], 0);
+        r.send(last, &["b:2|c"], 0);
+        let first = values(&r.flush(at(1)));
+        assert!(first.contains(&("a".into(), 1.0)) && first.contains(&("b".into(), 2.0)));
+        // Nothing sent: only the persisted gauge, at every flush while shards are recycled.
+        for n in 2..5 {
+            assert_eq!(
+                values(&r.flush(at(n))),
+                [("g".into(), 3.0)],
+                "{readers} readers"
+            );
+        }
+        r.send(last, &["a:4|c", "t:1|ms", "t:3|ms"], 0);
+        r.send(0, &["a:1|c", "b:0|c"], 0);
+        let m = values(&r.flush(at(5)));
+        for want in [
+            ("a", 5.0),
+            ("b", 0.0),
+            ("t.count", 2.0),
+            ("t.max", 3.0),
+            ("g", 3.0),
+        ] {
+            assert!(m.contains(&(want.0.into(), want.1)), "{want:?} in {m:?}");
+        }
+        assert!(
+            !m.iter().any(|(n, _)| n == "u"),
+            "an untouched set is not emitted"
+        );
+        r.send(0, &["u:y|s", "u:z|s"], 0);
+        assert!(values(&r.flush(at(6))).contains(&("u".into(), 2.0)));
+    }
 }

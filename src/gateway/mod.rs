@@ -232,6 +232,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         .name("flush".into())
         .spawn(move || flusher.run(flush_stop_rx))?;
 
+    let signals = runtime.block_on(async { shutdown::Signals::install() });
     tracing::info!(
         udp = %udp_addr,
         admin = %admin.as_ref().map_or("disabled".to_owned(), |(a, _)| a.to_string()),
@@ -242,7 +243,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         "statsgate listening"
     );
 
-    let signal = runtime.block_on(shutdown::signal());
+    let signal = runtime.block_on(signals.recv());
     let deadline = Instant::now() + config.shutdown.grace.get();
     tracing::info!(signal, grace = %humantime::format_duration(config.shutdown.grace.get()), "shutting down: final flush");
     stop.store(true, Ordering::Relaxed);
