@@ -17,7 +17,7 @@
 
 use crate::parse::Kind;
 use hashbrown::HashTable;
-use std::hash::BuildHasher;
+use std::hash::{BuildHasher, Hasher};
 
 /// Most lines remembered per shard: enough for the distinct lines of a busy reader's
 /// interval, small enough (~1.5 MiB of table) not to weigh on 100k-series memory.
@@ -73,7 +73,7 @@ impl LineMemo {
     /// Computed once per line, for both the lookup and a later insert.
     #[inline]
     pub fn hash(&self, line: &[u8]) -> u64 {
-        self.hasher.hash_one(line)
+        hash_line(&self.hasher, line)
     }
 
     /// False once a full memo has shown it misses more often than it hits.
@@ -89,7 +89,9 @@ impl LineMemo {
             .table
             .find(hash, |e| {
                 e.len as usize == line.len()
-                    && bytes.get(e.start as usize..e.start as usize + e.len as usize) == Some(line)
+                    && bytes
+                        .get(e.start as usize..e.start as usize + e.len as usize)
+                        .is_some_and(|seen| same_bytes(seen, line))
             })
             .copied();
         if self.full {
@@ -136,7 +138,7 @@ impl LineMemo {
         let (bytes, hasher) = (&self.bytes, &self.hasher);
         self.table.insert_unique(hash, entry, |e| {
             let s = e.start as usize;
-            hasher.hash_one(bytes.get(s..s + e.len as usize).unwrap_or_default())
+            hash_line(hasher, bytes.get(s..s + e.len as usize).unwrap_or_default())
         });
     }
 
@@ -169,6 +171,51 @@ impl LineMemo {
     }
 }
 
+/// One `write` of the bytes, not `hash_one(line)`: `[u8]`'s `Hash` also writes a length
+/// prefix, which costs foldhash a second multiply per line, and foldhash's `write` already
+/// mixes the length in (a length-dependent rotation of the seed).
+#[inline]
+fn hash_line(hasher: &foldhash::fast::RandomState, line: &[u8]) -> u64 {
+    let mut h = hasher.build_hasher();
+    h.write(line);
+    h.finish()
+}
+
+/// `a == b`, without a libc call for the short slices statsd lines are: a few 8-byte words
+/// at fixed offsets from both ends, overlapping where the length is not a multiple of 8, so
+/// every byte is compared and there is no byte-by-byte tail.
+#[inline]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    // The two words at `at` xor'ed: zero when equal. Always in bounds for the offsets below;
+    // were one not, it would count as a difference.
+    let diff = |at: usize| -> u64 {
+        let word = |s: &[u8]| {
+            s.get(at..)?
+                .first_chunk::<8>()
+                .map(|w| u64::from_ne_bytes(*w))
+        };
+        match (word(a), word(b)) {
+            (Some(x), Some(y)) => x ^ y,
+            _ => 1,
+        }
+    };
+    match n {
+        8..=16 => diff(0) | diff(n - 8) == 0,
+        17..=32 => diff(0) | diff(8) | diff(n - 16) | diff(n - 8) == 0,
+        33..=64 => {
+            let head = diff(0) | diff(8) | diff(16) | diff(24);
+            let tail = diff(n - 32) | diff(n - 24) | diff(n - 16) | diff(n - 8);
+            head | tail == 0
+        }
+        // Shorter than a word, or long enough for `memcmp` to pay.
+        _ => a == b,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,6 +227,31 @@ mod tests {
             memo.insert(h, line.as_bytes(), Kind::Counter, i, Op::Counter(1.0));
         }
         assert_eq!(memo.entries(), MAX_ENTRIES);
+    }
+
+    #[test]
+    fn same_bytes_agrees_with_slice_equality() {
+        let text: Vec<u8> = (0..80u8).map(|i| b'a' + i % 26).collect();
+        for n in 0..=72 {
+            let a = &text[..n];
+            // Equal, from another place (another alignment) in memory.
+            let copy = a.to_vec();
+            assert!(same_bytes(a, &copy), "{n}");
+            // One byte different, at every position, in the low and in the top bit.
+            for at in 0..n {
+                for flip in [0x01, 0x80] {
+                    let mut b = copy.clone();
+                    b[at] ^= flip;
+                    assert_eq!(same_bytes(a, &b), a == b.as_slice(), "{n} {at} {flip}");
+                }
+            }
+            // A prefix, or one byte more.
+            assert!(!same_bytes(a, &text[..n + 1]), "{n}");
+            if let Some(shorter) = n.checked_sub(1) {
+                assert!(!same_bytes(a, &text[..shorter]), "{n}");
+            }
+        }
+        assert!(same_bytes(b"", b""));
     }
 
     #[test]

@@ -205,6 +205,61 @@ fn datagram_lines_with_crlf_and_trailing_newline() {
     assert_eq!(got, vec![&b"a:1|c"[..], b"b:2|c", b"c:3|c"]);
 }
 
+/// What [`lines`] must answer, written the obvious way.
+fn plain_lines(d: &[u8]) -> Vec<&[u8]> {
+    d.split(|&b| b == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+#[test]
+fn datagram_lines_agree_with_a_plain_split() {
+    let cases: [&[u8]; 16] = [
+        b"",
+        b"\n",
+        b"\n\n\n",
+        b"\r",
+        b"\r\n",
+        b"\r\r\n",
+        b"a",
+        b"a\n",
+        b"\na",
+        b"a\r\n",
+        b"a\r",
+        b"a\rb",
+        b"a\r\r\n",
+        b"\r\na\r\n\r\n",
+        b"a\n\nb\r\n\r\nc",
+        b"a:1|c\r\nb:2|c\n\nc:3|c\n",
+    ];
+    for d in cases {
+        let got: Vec<_> = lines(d).collect();
+        assert_eq!(got, plain_lines(d), "{:?}", String::from_utf8_lossy(d));
+    }
+    // Lines of every length up to 70, so newlines fall on every side of the 16- and 64-byte
+    // steps of a vectorised search; each separator; with and without a trailing one.
+    for n in 0..=70usize {
+        let line: Vec<u8> = (0..n).map(|i| b'a' + (i % 26) as u8).collect();
+        for sep in [&b"\n"[..], b"\r\n", b"\n\n", b"\r\n\r\n"] {
+            for trailing in [false, true] {
+                let mut d = Vec::new();
+                for k in 0..5 {
+                    if k > 0 {
+                        d.extend_from_slice(sep);
+                    }
+                    d.extend_from_slice(&line[..n.saturating_sub(k)]);
+                }
+                if trailing {
+                    d.extend_from_slice(sep);
+                }
+                let got: Vec<_> = lines(&d).collect();
+                assert_eq!(got, plain_lines(&d), "{:?}", String::from_utf8_lossy(&d));
+            }
+        }
+    }
+}
+
 #[test]
 fn heartbeat_datagrams_are_recognised() {
     assert!(is_heartbeat(b"{\"ID\":\"x\"}"));
@@ -397,6 +452,14 @@ proptest! {
         } else {
             prop_assert_eq!(parsed, Err(Reject::BadName), "{}", line);
         }
+    }
+
+    #[test]
+    fn datagram_lines_agree_with_a_plain_split_on_any_mix(
+        d in prop::collection::vec(prop::sample::select(&b"ab\r\n"[..]), 0..400)
+    ) {
+        let got: Vec<_> = lines(&d).collect();
+        prop_assert_eq!(got, plain_lines(&d));
     }
 
     #[test]
