@@ -237,11 +237,13 @@ fn a_slow_api_does_not_slow_ingest() {
         }
         sender.send(d.as_bytes()).unwrap();
         sent += 20;
-        if sent.is_multiple_of(20_000) {
-            // Keep the socket buffer from being the bottleneck under a debug build.
+        if sent.is_multiple_of(2_000) {
+            // Bursts of 100 datagrams, each taken in before the next: they fit the kernel's
+            // default socket buffer (net.core.rmem_max 208 KiB caps statsd.recv_buffer), so a
+            // debug build on a host with default sysctls drops nothing.
             let target = sent;
             wait_until("ingest keeps up", Duration::from_secs(20), || {
-                gw.counter("statsgate_lines_accepted_total", "") >= target - 20_000
+                gw.counter("statsgate_lines_accepted_total", "") >= target
             });
         }
     }
