@@ -10,9 +10,11 @@
 //! readers per line: no global map, no atomic RMW, no channel. The flusher merges the swapped
 //! shards off the hot path (see `flush`), then recycles each one ([`Shard::recycle`]): series
 //! touched in the interval stay, reset, and the shard goes back to its reader at the next
-//! flush, so steady traffic does not re-create every series after every flush. Series identity is name + sorted dimensions; the
-//! configured default dimensions (`hostname`, ...) are added at flush, and a line dimension
-//! equal to a default is dropped from the key so both spellings are one series.
+//! flush, so steady traffic does not re-create every series after every flush.
+//!
+//! Series identity is name + sorted dimensions; the configured default dimensions
+//! (`hostname`, ...) are added at flush, and a line dimension equal to a default is dropped
+//! from the key so both spellings are one series.
 //!
 //! Series maps keep insertion order (`IndexMap`), so a series' position is stable while a
 //! reader holds the shard (nothing is removed from a live shard; recycling, off the reader,
