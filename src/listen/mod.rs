@@ -231,15 +231,13 @@ pub fn process_into(
     now: u64,
 ) {
     if is_heartbeat(datagram) {
-        stats.heartbeats.add(1);
-        if let Some(b) = beats {
-            match heartbeat::parse_json(datagram) {
-                Ok(beat) => {
-                    let _ = b.accept(beat, source, Via::Udp, now);
-                }
-                Err(e) => b.stats.reject(e.label()),
-            }
-        }
+        udp_beat(
+            || heartbeat::parse_json(datagram),
+            stats,
+            beats,
+            source,
+            now,
+        );
         return;
     }
     // Lines are split on bytes and looked up in the shard's line memo first: a repeated
@@ -247,7 +245,7 @@ pub fn process_into(
     // checked (and parsed) on its own, so one bad line never costs its neighbours.
     for line in lines(datagram) {
         if heartbeat::is_compact(line) {
-            compact_beat(line, stats, beats, source, now);
+            udp_beat(|| heartbeat::parse_compact(line), stats, beats, source, now);
             continue;
         }
         match aggregator.add_line(shard, line, now, || parse_line(line, limits)) {
@@ -257,9 +255,10 @@ pub fn process_into(
     }
 }
 
-/// A `_hb|` line: counted, and accepted into `beats` when the gateway has them.
-fn compact_beat(
-    line: &[u8],
+/// A heartbeat datagram or `_hb|` line: counted, and parsed and accepted into `beats` when
+/// the gateway has them (otherwise not parsed at all).
+fn udp_beat(
+    parse: impl FnOnce() -> Result<heartbeat::Beat, heartbeat::BeatError>,
     stats: &ReaderStats,
     beats: Option<&Heartbeats>,
     source: Option<SocketAddr>,
@@ -267,7 +266,7 @@ fn compact_beat(
 ) {
     stats.heartbeats.add(1);
     if let Some(b) = beats {
-        match heartbeat::parse_compact(line) {
+        match parse() {
             Ok(beat) => {
                 let _ = b.accept(beat, source, Via::Udp, now);
             }
