@@ -5,7 +5,7 @@
 //! Owns: the operator-facing HTTP routes. Must never: take a lock the readers take, or
 //! expose a secret.
 
-use crate::flush::now_ms;
+use crate::clock::now_ms;
 use crate::heartbeat::{Filter, Heartbeats};
 use crate::telemetry::{self, Telemetry};
 use axum::Router;

@@ -21,6 +21,7 @@ pub mod admin;
 pub mod aggregate;
 pub mod auth;
 pub mod batch;
+pub mod clock;
 pub mod config;
 pub mod flush;
 pub mod forward;

@@ -1,6 +1,6 @@
 //! Checks on the ingest-side settings: source allow-lists, the HTTP listener, heartbeats.
 
-use super::load::{Invalid, bad};
+use super::validate::{Invalid, bad};
 use super::{ByteSize, Config, Duration};
 
 /// Parses an allow-list; a bare address is its own /32 or /128 network.

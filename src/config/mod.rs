@@ -9,6 +9,7 @@ mod ingest;
 mod load;
 mod openstack;
 mod units;
+mod validate;
 
 pub use ingest::networks;
 pub use load::{ConfigError, load};

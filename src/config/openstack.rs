@@ -1,7 +1,7 @@
 //! The OpenStack side of the configuration: the `OS_*` client variables of an openrc file,
 //! and the checks on `monasca.*`, `keystone.*` and `buffer.*`.
 
-use super::load::{Invalid, bad};
+use super::validate::{Invalid, bad};
 use super::{ByteSize, Config, Duration};
 
 /// Each OpenStack client variable and the `keystone.*` key it fills.

@@ -15,6 +15,7 @@ pub use render::{TimerOutput, percentile_label};
 
 use crate::aggregate::{Recycle, SeriesKey, Shard};
 use crate::batch::Rendered;
+use crate::clock::now_ms;
 use crate::heartbeat::Heartbeats;
 use crate::passthrough::Passthrough;
 use crate::reason::EmitDrop;
@@ -24,7 +25,7 @@ use hashbrown::HashMap;
 use render::Emitter;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// Alive instances per enabler and version, at each flush.
 pub const HEARTBEAT_ALIVE: &str = "heartbeat.alive";
@@ -79,12 +80,6 @@ pub struct Flusher {
     /// Where gauge values and rate bases are saved after each flush.
     checkpoint: Option<std::path::PathBuf>,
     checkpoint_failing: bool,
-}
-
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Frees entries not updated within `expiry` of `now`; returns how many.

@@ -11,7 +11,7 @@
 
 use super::{BatchDrop, ForwardStats};
 use crate::batch::Batch;
-use crate::flush::now_ms;
+use crate::clock::now_ms;
 use crate::spool::{Evicted, Recovery, Spool};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};

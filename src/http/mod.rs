@@ -10,7 +10,7 @@ mod client_metrics;
 
 pub use client_metrics::validate_metric;
 
-use crate::flush::now_ms;
+use crate::clock::now_ms;
 use crate::heartbeat::{self, Heartbeats, Refusal, Via};
 use crate::passthrough::Passthrough;
 use axum::Router;

@@ -11,7 +11,7 @@
 pub mod mmsg;
 
 use crate::aggregate::{Aggregator, Settings, Shard};
-use crate::flush::now_ms;
+use crate::clock::now_ms;
 use crate::heartbeat::{self, Heartbeats, Via};
 use crate::parse::{Limits, is_heartbeat, lines, parse_line};
 use crate::telemetry::{ReaderStats, Telemetry, socket_inode};
