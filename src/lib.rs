@@ -19,6 +19,7 @@
 //! `statsgate bench` load generator, outside the data path.
 pub mod admin;
 pub mod aggregate;
+pub mod allow;
 pub mod auth;
 pub mod batch;
 pub mod clock;

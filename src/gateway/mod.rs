@@ -5,6 +5,7 @@
 //! within `shutdown.grace`. Must never: contain pipeline logic of its own.
 
 use crate::aggregate::{self, Shard};
+use crate::allow::AllowList;
 use crate::config::Config;
 use crate::flush::{FlushSettings, Flusher, TimerOutput};
 use crate::heartbeat::{Heartbeats, Liveness, LivenessSettings};
@@ -139,8 +140,10 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             histogram_precision: config.aggregate.histogram_precision,
         },
         // Validated at load; an entry that fails here cannot occur.
-        allow: crate::config::networks(&config.statsd.allow)
-            .map_err(|e| anyhow::anyhow!("statsd.allow: {e}"))?,
+        allow: AllowList::new(
+            crate::config::networks(&config.statsd.allow)
+                .map_err(|e| anyhow::anyhow!("statsd.allow: {e}"))?,
+        ),
         heartbeats: Some(Arc::clone(&heartbeats)),
     };
 
@@ -210,10 +213,10 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             let state = http::HttpState {
                 beats: Arc::clone(&heartbeats),
                 passthrough: Arc::clone(&passthrough),
-                allow: Arc::new(
+                allow: Arc::new(AllowList::new(
                     crate::config::networks(&config.http.allow)
                         .map_err(|e| anyhow::anyhow!("http.allow: {e}"))?,
-                ),
+                )),
                 stats: Arc::clone(&telemetry.http),
             };
             let stopped = async {

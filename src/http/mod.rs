@@ -10,6 +10,7 @@ mod client_metrics;
 
 pub use client_metrics::validate_metric;
 
+use crate::allow::AllowList;
 use crate::clock::now_ms;
 use crate::heartbeat::{self, Heartbeats, Refusal, Via};
 use crate::passthrough::Passthrough;
@@ -35,7 +36,7 @@ pub struct HttpStats {
 pub struct HttpState {
     pub beats: Arc<Heartbeats>,
     pub passthrough: Arc<Passthrough>,
-    pub allow: Arc<Vec<ipnet::IpNet>>,
+    pub allow: Arc<AllowList>,
     pub stats: Arc<HttpStats>,
 }
 
@@ -89,7 +90,7 @@ async fn allow_list(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    if state.allow.is_empty() || state.allow.iter().any(|n| n.contains(&peer.ip())) {
+    if state.allow.permits(peer.ip()) {
         return next.run(request).await;
     }
     state.stats.denied.fetch_add(1, Relaxed);

@@ -11,6 +11,7 @@
 pub mod mmsg;
 
 use crate::aggregate::{Aggregator, Settings, Shard};
+use crate::allow::AllowList;
 use crate::clock::now_ms;
 use crate::heartbeat::{self, Heartbeats, Via};
 use crate::parse::{Limits, is_heartbeat, lines, parse_line};
@@ -78,7 +79,7 @@ pub struct ReaderConfig {
     pub max_datagram: usize,
     pub aggregate: Settings,
     /// `statsd.allow`; empty: any source.
-    pub allow: Vec<ipnet::IpNet>,
+    pub allow: AllowList,
     pub heartbeats: Option<Arc<Heartbeats>>,
 }
 
@@ -117,7 +118,7 @@ pub fn spawn_readers(
 struct Reader {
     limits: Limits,
     max_datagram: usize,
-    allow: Vec<ipnet::IpNet>,
+    allow: AllowList,
     heartbeats: Option<Arc<Heartbeats>>,
 }
 
@@ -165,9 +166,7 @@ impl Reader {
                 };
                 stats.datagrams.add(1);
                 stats.bytes.add(full_len as u64);
-                if !self.allow.is_empty()
-                    && !source.is_some_and(|s| self.allow.iter().any(|net| net.contains(&s.ip())))
-                {
+                if !self.allow.is_empty() && !source.is_some_and(|s| self.allow.permits(s.ip())) {
                     stats.source_denied.add(1);
                     continue;
                 }
