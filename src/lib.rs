@@ -40,4 +40,5 @@ pub mod shutdown;
 pub mod sink;
 pub mod spool;
 pub mod telemetry;
+pub mod upstream;
 pub mod validate;

@@ -34,18 +34,29 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(Command::Bench(opts)) = &cli.command {
-        return bench(opts);
-    }
-    let config = match config::load(cli.config.as_deref(), utf8_env()) {
-        Ok(c) => c,
+    let config::Loaded {
+        config,
+        ignored_env,
+    } = match config::load_reporting(cli.config.as_deref(), utf8_env()) {
+        Ok(loaded) => loaded,
         Err(e) => {
             eprintln!("statsgate: invalid configuration: {e}");
             return ExitCode::from(2);
         }
     };
+    // Names only: values may be anything, secrets included.
+    let ignored_note = (!ignored_env.is_empty()).then(|| {
+        format!(
+            "ignoring environment variables that are not STATSGATE_<SECTION>__<KEY> overrides \
+             (Kubernetes sets such names for a Service called statsgate): {}",
+            ignored_env.join(", ")
+        )
+    });
     match cli.command.unwrap_or(Command::Run) {
         Command::CheckConfig { online } => {
+            if let Some(note) = &ignored_note {
+                eprintln!("statsgate: warning: {note}");
+            }
             let printed = check_config(&config);
             if !online || printed != ExitCode::SUCCESS {
                 return printed;
@@ -61,10 +72,12 @@ fn main() -> ExitCode {
                 }
             }
         }
-        // Taken before the configuration is loaded; kept here so the match stays total.
-        Command::Bench(opts) => bench(&opts),
+        Command::Bench(opts) => bench(&opts.with_config(&config)),
         Command::Run => {
             init_logging(&config);
+            if let Some(note) = &ignored_note {
+                tracing::warn!("{note}");
+            }
             match statsgate::gateway::run(config) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

@@ -39,6 +39,26 @@ impl fmt::Display for Secret {
     }
 }
 
+/// `url` with any `user:password@` in its authority replaced by `***@`, for logs, errors and
+/// `check-config`. Text that is not a URL comes back unchanged.
+pub fn redact_url(url: &str) -> std::borrow::Cow<'_, str> {
+    let Some(scheme_end) = url.find("://") else {
+        return url.into();
+    };
+    let authority_start = scheme_end + 3;
+    let rest = &url[authority_start..];
+    let authority_len = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_len].rfind('@') {
+        Some(at) => format!(
+            "{}***{}",
+            &url[..authority_start],
+            &url[authority_start + at..]
+        )
+        .into(),
+        None => url.into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -49,5 +69,23 @@ mod tests {
         assert_eq!(format!("{s} {s:?} {s:#?}"), "*** *** ***");
         assert_eq!(s.expose(), "hunter2");
         assert_eq!(format!("{:?}", Secret::default()), "\"\"");
+    }
+
+    #[test]
+    fn urls_lose_their_credentials() {
+        assert_eq!(
+            redact_url("http://user:pw@keystone:5000/v3"),
+            "http://***@keystone:5000/v3"
+        );
+        assert_eq!(
+            redact_url("https://tok@m/v2.0?x=a@b"),
+            "https://***@m/v2.0?x=a@b"
+        );
+        assert_eq!(
+            redact_url("https://m:8070/v2.0?x=a@b"),
+            "https://m:8070/v2.0?x=a@b"
+        );
+        assert_eq!(redact_url("http://a:b@c@host"), "http://***@host");
+        assert_eq!(redact_url("not a url"), "not a url");
     }
 }

@@ -10,33 +10,55 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 
 /// SIGTERM and SIGINT, caught from the moment this is built: build it before announcing
 /// that the gateway listens, or a supervisor's early SIGTERM kills it without a final flush.
-/// Must be built inside the runtime.
-pub struct Signals(Option<(Signal, Signal)>);
+/// SIGHUP too: its default action would kill the gateway with the open interval unsent
+/// (`systemctl reload` and a closing terminal send it). Must be built inside the runtime.
+pub struct Signals {
+    stop: Option<(Signal, Signal)>,
+    hangup: Option<Signal>,
+}
 
 impl Signals {
     pub fn install() -> Self {
-        match (
+        let stop = match (
             signal(SignalKind::terminate()),
             signal(SignalKind::interrupt()),
         ) {
-            (Ok(term), Ok(int)) => Signals(Some((term, int))),
+            (Ok(term), Ok(int)) => Some((term, int)),
             (Err(e), _) | (_, Err(e)) => {
                 tracing::error!(error = %e, "cannot catch SIGTERM/SIGINT; only SIGKILL stops statsgate");
-                Signals(None)
+                None
             }
-        }
+        };
+        let hangup = signal(SignalKind::hangup())
+            .map_err(|e| tracing::error!(error = %e, "cannot catch SIGHUP; it would stop statsgate without a final flush"))
+            .ok();
+        Signals { stop, hangup }
     }
 
-    /// Resolves with the signal's name on the first SIGTERM or SIGINT.
+    /// Resolves with the signal's name on the first SIGTERM or SIGINT. A SIGHUP is logged
+    /// and changes nothing: the configuration is read at start only.
     pub async fn recv(self) -> &'static str {
-        let Some((mut term, mut int)) = self.0 else {
+        let Some((mut term, mut int)) = self.stop else {
             // Without signal handlers the process can only be killed; wait forever.
             std::future::pending::<()>().await;
             return "none";
         };
-        tokio::select! {
-            _ = term.recv() => "SIGTERM",
-            _ = int.recv() => "SIGINT",
+        let mut hangup = self.hangup;
+        loop {
+            let hup = async {
+                match hangup.as_mut() {
+                    Some(h) => h.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = term.recv() => return "SIGTERM",
+                _ = int.recv() => return "SIGINT",
+                _ = hup => tracing::warn!(
+                    "SIGHUP received: statsgate does not reload its configuration yet; \
+                     still running with the one it started with (restart to apply changes)"
+                ),
+            }
         }
     }
 }

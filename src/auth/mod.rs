@@ -7,7 +7,8 @@
 mod keystone;
 
 use crate::config::KeystoneConfig;
-use crate::secret::Secret;
+use crate::secret::{Secret, redact_url};
+use crate::upstream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, SystemTime};
@@ -61,6 +62,16 @@ pub enum AuthError {
     Refused { status: u16, message: String },
     #[error("Keystone answered HTTP {status} without a usable token: {reason}")]
     Malformed { status: u16, reason: String },
+    /// Never followed: the request carries the password or the credential secret.
+    #[error(
+        "Keystone at {url} answered HTTP {status} redirecting to {location}; statsgate does not \
+         follow redirects (set keystone.auth_url to the final URL)"
+    )]
+    Redirected {
+        url: String,
+        status: u16,
+        location: String,
+    },
 }
 
 impl AuthError {
@@ -135,9 +146,9 @@ impl Auth {
 
     async fn authenticate(&self) -> Result<Token, AuthError> {
         let unreachable = |e: reqwest::Error| AuthError::Unreachable {
-            url: self.tokens_url.clone(),
+            url: redact_url(&self.tokens_url).into_owned(),
             // reqwest errors carry the URL and the cause, never the request body.
-            reason: error_chain(&e),
+            reason: upstream::describe(e),
         };
         let response = self
             .client
@@ -153,7 +164,25 @@ impl Auth {
             .get("x-subject-token")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let body = response.bytes().await.map_err(unreachable)?;
+        if (300..400).contains(&status) {
+            return Err(AuthError::Redirected {
+                url: redact_url(&self.tokens_url).into_owned(),
+                status,
+                location: upstream::location(&response),
+            });
+        }
+        let (body, truncated) = upstream::read_capped(response, upstream::KEYSTONE_ANSWER_CAP)
+            .await
+            .map_err(unreachable)?;
+        if truncated && (status == 201 || status == 200) {
+            return Err(AuthError::Malformed {
+                status,
+                reason: format!(
+                    "the token body is larger than {} MiB",
+                    upstream::KEYSTONE_ANSWER_CAP >> 20
+                ),
+            });
+        }
         if status == 401 || status == 403 || status == 404 {
             return Err(AuthError::Refused {
                 status,
@@ -243,27 +272,6 @@ pub fn check_roles(token: &Token, tenant_id: &str, delegate_roles: &[String]) ->
             .collect(),
         tenant_refused: !tenant_id.is_empty() && !delegate_roles.iter().any(|r| token.has_role(r)),
     }
-}
-
-/// An HTTP client trusting the system roots plus the PEM bundles given (empty paths skipped).
-pub fn http_client(ca_files: &[&str]) -> anyhow::Result<reqwest::Client> {
-    use anyhow::Context;
-    let mut extra = Vec::new();
-    for path in ca_files.iter().filter(|p| !p.is_empty()) {
-        let pem = std::fs::read(path).with_context(|| format!("reading CA bundle {path}"))?;
-        extra.extend(
-            reqwest::Certificate::from_pem_bundle(&pem)
-                .with_context(|| format!("parsing CA bundle {path}"))?,
-        );
-    }
-    reqwest::Client::builder()
-        .tls_certs_merge(extra)
-        .connect_timeout(Duration::from_secs(5))
-        // monasca-api's gunicorn closes idle connections after 2 s; drop ours first.
-        .pool_idle_timeout(Duration::from_secs(1))
-        .user_agent(concat!("statsgate/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .context("building the HTTP client")
 }
 
 #[cfg(test)]

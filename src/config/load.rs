@@ -41,7 +41,7 @@ pub enum ConfigError {
         column: Option<u64>,
         message: String,
     },
-    /// A `STATSGATE_` variable without the `STATSGATE_<SECTION>__<KEY>` form.
+    /// A `STATSGATE_..__..` variable with an empty segment (`STATSGATE_STATSD__`).
     #[error(
         "{var}: not a config override; write STATSGATE_<SECTION>__<KEY>, like STATSGATE_STATSD__LISTEN"
     )]
@@ -102,14 +102,33 @@ fn where_in_file(line: Option<u64>, column: Option<u64>, key: Option<&str>) -> S
 /// `env` (segments lowercased: `STATSGATE_AGGREGATE__DEFAULT_DIMENSIONS__SERVICE=api` sets
 /// `aggregate.default_dimensions.service`), then the semantic checks.
 ///
-/// Pass `std::env::vars()` as `env`. Every variable starting with `STATSGATE_` is taken as an
-/// override, so a caller using such a name for itself (a CLI flag's env) removes it first.
+/// Pass `std::env::vars()` as `env`. Every variable starting with `STATSGATE_` and holding a
+/// `__` is taken as an override (one naming no key is refused), so a caller using such a name
+/// for itself removes it first; `STATSGATE_` names without `__` are not ours and are skipped.
 pub fn load(
     path: Option<&Path>,
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<Config, ConfigError> {
+    load_reporting(path, env).map(|loaded| loaded.config)
+}
+
+/// A loaded configuration and the `STATSGATE_` variables that were not overrides.
+#[derive(Debug)]
+pub struct Loaded {
+    pub config: Config,
+    /// Names (never values) of `STATSGATE_` variables without a `__`, left alone: Kubernetes
+    /// sets `STATSGATE_PORT`, `STATSGATE_SERVICE_HOST`, … in every pod of a namespace with a
+    /// Service named `statsgate`. The caller warns once, listing them.
+    pub ignored_env: Vec<String>,
+}
+
+/// [`load`], also reporting the variables it ignored.
+pub fn load_reporting(
+    path: Option<&Path>,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Loaded, ConfigError> {
     let env: Vec<(String, String)> = env.into_iter().collect();
-    let mut overrides = env_overrides(env.iter().cloned())?;
+    let (mut overrides, ignored_env) = env_overrides(env.iter().cloned())?;
     let mut config = match path {
         Some(path) => read_file(path)?,
         None => Config::default(),
@@ -141,7 +160,10 @@ pub fn load(
         let var = blame(&overrides, &key).map(str::to_owned);
         ConfigError::Invalid { key, message, var }
     })?;
-    Ok(config)
+    Ok(Loaded {
+        config,
+        ignored_env,
+    })
 }
 
 fn read_file(path: &Path) -> Result<Config, ConfigError> {
@@ -238,16 +260,22 @@ impl Override {
     }
 }
 
-/// Picks the `STATSGATE_` variables, sorted by key so that a whole map
-/// (`..._DEFAULT_DIMENSIONS={a: b}`) is applied before its entries (`..._DEFAULT_DIMENSIONS__C=d`).
+/// Picks the `STATSGATE_<SECTION>__<KEY>` variables, sorted by key so that a whole map
+/// (`..._DEFAULT_DIMENSIONS={a: b}`) is applied before its entries (`..._DEFAULT_DIMENSIONS__C=d`),
+/// and lists the other `STATSGATE_` names (no `__`), which are not ours.
 fn env_overrides(
     env: impl IntoIterator<Item = (String, String)>,
-) -> Result<Vec<Override>, ConfigError> {
+) -> Result<(Vec<Override>, Vec<String>), ConfigError> {
     let mut by_key: BTreeMap<String, Override> = BTreeMap::new();
+    let mut ignored = Vec::new();
     for (var, raw) in env {
         let Some(rest) = var.strip_prefix(ENV_PREFIX) else {
             continue;
         };
+        if !rest.contains("__") {
+            ignored.push(var);
+            continue;
+        }
         let path: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
         if path.len() < 2 || path.iter().any(String::is_empty) {
             return Err(ConfigError::EnvName { var });
@@ -262,7 +290,8 @@ fn env_overrides(
     }
     let mut list: Vec<Override> = by_key.into_values().collect();
     list.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok(list)
+    ignored.sort();
+    Ok((list, ignored))
 }
 
 fn sorted_pair(a: &str, b: &str) -> (String, String) {
@@ -698,6 +727,29 @@ mod tests {
     }
 
     #[test]
+    fn kubernetes_service_variables_are_ignored_and_listed() {
+        // What the kubelet injects for a Service named `statsgate` (docker-link style too).
+        let vars = env(&[
+            ("STATSGATE_PORT", "udp://10.96.0.12:8125"),
+            ("STATSGATE_PORT_8125_UDP_ADDR", "10.96.0.12"),
+            ("STATSGATE_SERVICE_HOST", "10.96.0.12"),
+            ("STATSGATE_SERVICE_PORT", "8125"),
+            ("STATSGATE_FLUSH__INTERVAL", "2s"),
+        ]);
+        let loaded = load_reporting(None, vars).unwrap();
+        assert_eq!(loaded.config.flush.interval, Duration::secs(2));
+        assert_eq!(
+            loaded.ignored_env,
+            [
+                "STATSGATE_PORT",
+                "STATSGATE_PORT_8125_UDP_ADDR",
+                "STATSGATE_SERVICE_HOST",
+                "STATSGATE_SERVICE_PORT"
+            ]
+        );
+    }
+
+    #[test]
     fn env_errors_name_the_variable() {
         let err = from_env(&[("STATSGATE_STATSD__BOGUS", "1")]).unwrap_err();
         assert!(err.to_string().contains("STATSGATE_STATSD__BOGUS"), "{err}");
@@ -706,10 +758,9 @@ mod tests {
         let err = from_env(&[("STATSGATE_NOPE__X", "1")]).unwrap_err();
         assert!(err.to_string().contains("STATSGATE_NOPE__X"), "{err}");
 
-        let err = from_env(&[("STATSGATE_FOO", "1")]).unwrap_err();
+        let err = from_env(&[("STATSGATE_STATSD__", "1")]).unwrap_err();
         assert!(matches!(err, ConfigError::EnvName { .. }));
-        assert!(err.to_string().contains("STATSGATE_FOO"), "{err}");
-        assert!(from_env(&[("STATSGATE_STATSD__", "1")]).is_err());
+        assert!(err.to_string().contains("STATSGATE_STATSD__"), "{err}");
 
         let cases = [
             ("STATSGATE_FLUSH__INTERVAL", "10", "flush.interval"),

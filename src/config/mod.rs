@@ -12,7 +12,7 @@ mod units;
 mod validate;
 
 pub use ingest::networks;
-pub use load::{ConfigError, load};
+pub use load::{ConfigError, Loaded, load, load_reporting};
 pub use openstack::OPENRC;
 pub use units::{ByteSize, Duration};
 // `SpoolFsync` is defined below, next to the buffer section that uses it.
@@ -51,6 +51,9 @@ impl Config {
             if !s.is_empty() {
                 *s = Secret::new("***");
             }
+        }
+        for url in [&mut c.keystone.auth_url, &mut c.monasca.url] {
+            *url = crate::secret::redact_url(url).into_owned();
         }
         c
     }

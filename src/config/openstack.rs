@@ -117,17 +117,18 @@ pub fn validate(c: &Config) -> Result<(), Invalid> {
     }
 
     let k = &c.keystone;
-    if k.auth_url.is_empty() {
-        return Ok(());
-    }
-    http_url("keystone.auth_url", &k.auth_url)?;
-    readable("keystone.ca_file", &k.ca_file)?;
+    // Checked even without Keystone: a typo here must not wait for the day auth_url is set.
     if !matches!(k.interface.as_str(), "public" | "internal" | "admin") {
         bad(
             "keystone.interface",
             format!("must be public, internal or admin (got {:?})", k.interface),
         )?;
     }
+    if k.auth_url.is_empty() {
+        return Ok(());
+    }
+    http_url("keystone.auth_url", &k.auth_url)?;
+    readable("keystone.ca_file", &k.ca_file)?;
     if k.timeout < Duration::millis(100) {
         bad(
             "keystone.timeout",

@@ -17,9 +17,11 @@ pub use queue::Queue;
 pub use spooler::Spooler;
 pub use stats::ForwardStats;
 
-use crate::auth::{Auth, Token, check_roles, error_chain};
+use crate::auth::{Auth, Token, check_roles};
 use crate::batch::{self, Batch, Limits, Rendered};
+use crate::secret::redact_url;
 use crate::sink::Sink;
+use crate::upstream;
 use policy::{Action, Backoff};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -229,8 +231,12 @@ impl Forwarder {
     /// Closes the queue and lets the senders drain it until `deadline`. With a spool, what
     /// is still queued or in flight then is spooled (in-flight ones may be sent twice, and
     /// are counted so); without one, or if the disk fails, it is dropped and counted as
-    /// `shutdown`.
-    pub async fn shutdown(&self, mut senders: Vec<tokio::task::JoinHandle<()>>, deadline: Instant) {
+    /// `shutdown`. Returns how many metrics were lost so.
+    pub async fn shutdown(
+        &self,
+        mut senders: Vec<tokio::task::JoinHandle<()>>,
+        deadline: Instant,
+    ) -> u64 {
         self.queue.close();
         let _ = self.stopping.send(true);
         // Leave time to write the rest to disk before the grace runs out.
@@ -286,6 +292,7 @@ impl Forwarder {
                 "shutdown.grace ran out with metrics still unsent"
             );
         }
+        unsent
     }
 
     /// One batch to its outcome: delivered, dropped under a named reason, or (live, with a
@@ -333,7 +340,11 @@ impl Forwarder {
                 self.backoff(&mut attempt).await;
                 continue;
             };
-            let (status, body) = self.post(&url, token.as_deref(), batch).await;
+            let Answer {
+                status,
+                body,
+                location,
+            } = self.post(&url, token.as_deref(), batch).await;
             let action = policy::classify(status, &body);
             if action != Action::Retry
                 && let Some(sp) = &self.spooler
@@ -353,9 +364,19 @@ impl Forwarder {
                         auth.invalidate(t).await;
                     }
                 }
-                Action::Reauthenticate | Action::Retry => {
+                Action::Reauthenticate | Action::Retry | Action::Redirected => {
                     self.stats.retries.fetch_add(1, Relaxed);
-                    if let Some(code) = status {
+                    if action == Action::Redirected {
+                        self.stats.log_once("post_redirect", || {
+                            tracing::error!(
+                                status = status.unwrap_or(0),
+                                location = %location.as_deref().unwrap_or(""),
+                                url = %redact_url(&url),
+                                "Monasca answered with a redirect; statsgate does not follow \
+                                 redirects (set monasca.url to the final URL); retrying with backoff"
+                            )
+                        });
+                    } else if let Some(code) = status {
                         self.stats.log_once("post_status", || {
                             tracing::warn!(
                                 status = code,
@@ -363,7 +384,7 @@ impl Forwarder {
                             )
                         });
                     }
-                    if action == Action::Retry && self.spill(batch, mode).await {
+                    if action != Action::Reauthenticate && self.spill(batch, mode).await {
                         return;
                     }
                     self.backoff(&mut attempt).await;
@@ -373,7 +394,7 @@ impl Forwarder {
                     self.stats.drop_batch(BatchDrop::Forbidden, batch);
                     self.stats.log_once("forbidden", || {
                         tracing::error!(
-                            body = %String::from_utf8_lossy(&body),
+                            body = %String::from_utf8_lossy(&body[..body.len().min(500)]),
                             "Monasca answered Forbidden: the token's roles may not post metrics; \
                              give the user the monasca-agent role on its project"
                         )
@@ -436,30 +457,24 @@ impl Forwarder {
         Some(url)
     }
 
-    /// One POST: exactly `application/json`, a fixed-length body, the token if any.
-    async fn post(
-        &self,
-        url: &str,
-        token: Option<&Token>,
-        batch: &Batch,
-    ) -> (Option<u16>, bytes::Bytes) {
+    /// One POST: exactly `application/json`, a fixed-length body, the token if any. The
+    /// answer's body is read up to [`upstream::MONASCA_ANSWER_CAP`].
+    async fn post(&self, url: &str, token: Option<&Token>, batch: &Batch) -> Answer {
         let mut request = self
             .client
             .post(url)
             .timeout(self.settings.timeout)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(batch.body.clone());
-        if let Some(t) = token {
-            request = request.header("X-Auth-Token", t.value.expose());
+        if let Some(t) = token
+            && let Ok(mut value) = reqwest::header::HeaderValue::from_str(t.value.expose())
+        {
+            value.set_sensitive(true);
+            request = request.header("X-Auth-Token", value);
         }
         let started = Instant::now();
-        let outcome = request.send().await;
-        let result = match outcome {
-            Ok(response) => {
-                let status = response.status().as_u16();
-                let body = response.bytes().await.unwrap_or_default();
-                (Some(status), body)
-            }
+        let response = match request.send().await {
+            Ok(response) => response,
             Err(e) => {
                 let kind = if e.is_timeout() {
                     "timeout"
@@ -467,21 +482,43 @@ impl Forwarder {
                     "connection_error"
                 };
                 self.stats.log_once("post_failed", || {
-                    tracing::warn!(error = %error_chain(&e), "POST to Monasca failed; retrying with backoff")
+                    tracing::warn!(error = %upstream::describe(e), "POST to Monasca failed; retrying with backoff")
                 });
                 self.stats.posted(kind, started.elapsed());
-                return (None, bytes::Bytes::new());
+                return Answer::default();
             }
         };
-        self.stats.posted(status_label(result.0), started.elapsed());
-        result
+        let status = response.status().as_u16();
+        let location = (300..400)
+            .contains(&status)
+            .then(|| upstream::location(&response));
+        let body = upstream::read_capped(response, upstream::MONASCA_ANSWER_CAP)
+            .await
+            .map(|(body, _)| body)
+            .unwrap_or_default();
+        self.stats
+            .posted(status_label(Some(status)), started.elapsed());
+        Answer {
+            status: Some(status),
+            body,
+            location,
+        }
     }
+}
+
+/// What one POST got back (`status: None`: no answer at all).
+#[derive(Default)]
+struct Answer {
+    status: Option<u16>,
+    body: bytes::Bytes,
+    location: Option<String>,
 }
 
 fn status_label(status: Option<u16>) -> &'static str {
     match status {
         Some(204) => "204",
         Some(200..=299) => "2xx",
+        Some(300..=399) => "3xx",
         Some(400) => "400",
         Some(401) => "401",
         Some(413) => "413",

@@ -6,8 +6,11 @@ use std::time::Duration;
 /// The next step for a batch after one POST attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
-    /// 204: stored.
+    /// 204, Monasca's one success status: stored.
     Delivered,
+    /// 3xx: never followed (the token would go to another origin, and a 302 turns the POST
+    /// into a GET). Nothing was stored; retried like a 5xx, with the `Location` logged.
+    Redirected,
     /// 401 from keystonemiddleware (`{"error": ...}`): the token is missing, expired or
     /// revoked. Drop it, authenticate again, retry once right away.
     Reauthenticate,
@@ -17,7 +20,8 @@ pub enum Action {
     Split,
     /// 400/422 and other 4xx: the request was refused whole; retrying cannot help.
     Refused,
-    /// 5xx, 429, timeouts, connection errors: try again after a backoff.
+    /// 5xx, 429, timeouts, connection errors, and a 2xx other than 204 (a proxy's page, not
+    /// monasca-api: nothing says the metrics were stored): try again after a backoff.
     Retry,
 }
 
@@ -25,7 +29,8 @@ pub enum Action {
 pub fn classify(status: Option<u16>, body: &[u8]) -> Action {
     match status {
         None => Action::Retry,
-        Some(200..=299) => Action::Delivered,
+        Some(204) => Action::Delivered,
+        Some(300..=399) => Action::Redirected,
         Some(401) if is_forbidden_body(body) => Action::Forbidden,
         Some(401) => Action::Reauthenticate,
         Some(403) => Action::Forbidden,
@@ -37,15 +42,18 @@ pub fn classify(status: Option<u16>, body: &[u8]) -> Action {
 }
 
 /// monasca-api answers a role problem with falcon's `{"title": "Forbidden", ...}` (as 401).
+/// The body may be cut at the read cap, so a `"title": "Forbidden"` member is also found
+/// in text that no longer parses.
 fn is_forbidden_body(body: &[u8]) -> bool {
-    serde_json::from_slice::<serde_json::Value>(body)
-        .ok()
-        .and_then(|v| {
-            v.get("title")
-                .and_then(|t| t.as_str())
-                .map(|t| t == "Forbidden")
-        })
-        .unwrap_or(false)
+    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) {
+        return v.get("title").and_then(|t| t.as_str()) == Some("Forbidden");
+    }
+    let text = String::from_utf8_lossy(body);
+    text.match_indices("\"title\"").any(|(at, key)| {
+        let rest = text[at + key.len()..].trim_start();
+        rest.strip_prefix(':')
+            .is_some_and(|r| r.trim_start().starts_with("\"Forbidden\""))
+    })
 }
 
 /// Exponential backoff with full jitter: attempt n waits a uniform random time in
@@ -82,10 +90,31 @@ mod tests {
     fn answers_measured_against_monasca_api() {
         assert_eq!(classify(Some(204), b""), Action::Delivered);
         assert_eq!(
+            classify(Some(200), b"<html>login</html>"),
+            Action::Retry,
+            "only 204 means stored"
+        );
+        assert_eq!(classify(Some(302), b""), Action::Redirected);
+        assert_eq!(classify(Some(307), b""), Action::Redirected);
+        assert_eq!(
             classify(Some(401), KEYSTONEMIDDLEWARE_401),
             Action::Reauthenticate
         );
         assert_eq!(classify(Some(401), FALCON_FORBIDDEN_401), Action::Forbidden);
+        let cut = &FALCON_FORBIDDEN_401[..40];
+        assert_eq!(
+            classify(Some(401), cut),
+            Action::Forbidden,
+            "cut at the cap"
+        );
+        assert_eq!(
+            classify(
+                Some(401),
+                br#"{"title": "Unauthorized", "x": "\"title\": \"Forbidden\""#
+            ),
+            Action::Reauthenticate,
+            "the lenient scan sees the first title in a parsable body only"
+        );
         assert_eq!(
             classify(Some(401), b""),
             Action::Reauthenticate,

@@ -8,8 +8,10 @@ use crate::config::SpoolFsync;
 use crate::forward::{
     ForwardSettings, ForwardSink, ForwardStats, Forwarder, Queue, Spooler, policy::Backoff,
 };
+use crate::secret::redact_url;
 use crate::spool::{Fsync, Spool, SpoolSettings};
 use crate::telemetry::Telemetry;
+use crate::upstream;
 use anyhow::{Context, bail};
 use std::sync::Arc;
 
@@ -20,7 +22,7 @@ pub async fn start_forwarding(
     telemetry: &Arc<Telemetry>,
 ) -> anyhow::Result<(ForwardSink, Arc<Forwarder>, String)> {
     let (m, k) = (&config.monasca, &config.keystone);
-    let client = auth::http_client(&[&k.ca_file, &m.ca_file])?;
+    let client = upstream::client(&[&k.ca_file, &m.ca_file], &[&k.auth_url, &m.url])?;
     let auth = (!k.auth_url.is_empty()).then(|| Arc::new(Auth::new(client.clone(), k.clone())));
     if let Some(a) = &auth {
         let _ = telemetry.auth.set(Arc::clone(a));
@@ -57,7 +59,7 @@ pub async fn start_forwarding(
     let name = if m.url.is_empty() {
         "monasca (from the Keystone catalog)".to_owned()
     } else {
-        format!("monasca {}", m.url)
+        format!("monasca {}", redact_url(&m.url))
     };
     Ok((
         ForwardSink {
@@ -160,7 +162,7 @@ async fn check_first_token(auth: &Auth, config: &Config) -> anyhow::Result<()> {
         project = %token.project_name,
         project_id = %token.project_id,
         roles = ?token.roles,
-        monasca = endpoint.as_deref().unwrap_or("none"),
+        monasca = %endpoint.as_deref().map_or("none".into(), redact_url),
         "authenticated with Keystone"
     );
     Ok(())
@@ -175,7 +177,7 @@ pub fn check_online(config: &Config) -> anyhow::Result<String> {
         } else {
             format!(
                 "monasca: {} (no Keystone: POSTs carry no token)\n",
-                config.monasca.url
+                redact_url(&config.monasca.url)
             )
         });
     }
@@ -183,7 +185,10 @@ pub fn check_online(config: &Config) -> anyhow::Result<String> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let client = auth::http_client(&[&k.ca_file, &config.monasca.ca_file])?;
+        let client = upstream::client(
+            &[&k.ca_file, &config.monasca.ca_file],
+            &[&k.auth_url, &config.monasca.url],
+        )?;
         let auth = Auth::new(client, k.clone());
         let token = auth.token().await.context("keystone")?;
         let report = check_roles(
@@ -197,9 +202,10 @@ pub fn check_online(config: &Config) -> anyhow::Result<String> {
             token.project_name,
             token.project_id,
             token.roles.join(", "),
-            endpoint
-                .as_deref()
-                .unwrap_or("NONE: set monasca.url or add a `monitoring` endpoint to the catalog"),
+            endpoint.as_deref().map_or_else(
+                || "NONE: set monasca.url or add a `monitoring` endpoint to the catalog".into(),
+                redact_url
+            ),
         );
         if !report.may_post {
             out.push_str("PROBLEM: no role that may post metrics; grant monasca-agent\n");

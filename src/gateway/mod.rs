@@ -145,6 +145,8 @@ pub fn run(config: Config) -> anyhow::Result<()> {
                 .map_err(|e| anyhow::anyhow!("statsd.allow: {e}"))?,
         ),
         heartbeats: Some(Arc::clone(&heartbeats)),
+        // Half the grace: the final flush and its delivery need the rest.
+        drain_for: config.shutdown.grace.get() / 2,
     };
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -260,9 +262,10 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     }
     let _ = flush_stop_tx.send(());
     let flushed = shutdown::join_until(vec![flush_handle], deadline);
-    if let Some((forwarder, senders)) = forwarding {
-        runtime.block_on(forwarder.shutdown(senders, deadline));
-    }
+    let unsent = match forwarding {
+        Some((forwarder, senders)) => runtime.block_on(forwarder.shutdown(senders, deadline)),
+        None => 0,
+    };
     let _ = admin_stop_tx.send(());
     if let Some((_, task)) = admin {
         runtime.block_on(async {
@@ -272,6 +275,13 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     if !(readers_done && flushed) {
         bail!(
             "shutdown.grace ({}) ran out before the final flush finished",
+            humantime::format_duration(config.shutdown.grace.get())
+        );
+    }
+    if unsent > 0 {
+        // A supervisor must be able to tell: exit 1, as for an unfinished flush.
+        bail!(
+            "shutdown.grace ({}) ran out with {unsent} metrics unsent and not spooled (counted as dropped, reason shutdown)",
             humantime::format_duration(config.shutdown.grace.get())
         );
     }

@@ -35,7 +35,12 @@ pub struct Listener {
 }
 
 /// Binds `readers` sockets to `addr`. Port 0 picks a free port, shared by all of them.
+/// A port another process already holds is refused: SO_REUSEPORT would otherwise let a
+/// second gateway join silently and take a share of every sender's datagrams.
 pub fn bind(addr: SocketAddr, readers: usize, recv_buffer: usize) -> io::Result<Listener> {
+    if addr.port() != 0 {
+        refuse_if_held(addr)?;
+    }
     let first = bind_one(addr, recv_buffer)?;
     let local_addr = first.local_addr()?;
     let mut sockets = vec![first];
@@ -59,6 +64,33 @@ pub fn bind(addr: SocketAddr, readers: usize, recv_buffer: usize) -> io::Result<
     })
 }
 
+/// A plain bind (no SO_REUSEPORT) fails exactly when some socket holds the port, ours or
+/// not; the probe is closed again before the readers bind.
+fn refuse_if_held(addr: SocketAddr) -> io::Result<()> {
+    let probe = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() && addr.ip().is_unspecified() {
+        probe.set_only_v6(false)?;
+    }
+    match probe.bind(&addr.into()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
+            let holder = match crate::telemetry::kernel::udp_port_holder(addr.port()) {
+                Some(pid) => format!("process {pid}"),
+                None => "another process (not visible to this user)".to_owned(),
+            };
+            Err(io::Error::new(
+                io::ErrorKind::AddrInUse,
+                format!(
+                    "UDP port {} is already held by {holder}; a second gateway would split \
+                     the datagrams with it",
+                    addr.port()
+                ),
+            ))
+        }
+        Err(e) => Err(e),
+    }
+}
+
 fn bind_one(addr: SocketAddr, recv_buffer: usize) -> io::Result<UdpSocket> {
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     socket.set_reuse_port(true)?;
@@ -80,6 +112,8 @@ pub struct ReaderConfig {
     pub aggregate: Settings,
     /// `statsd.allow`; empty: any source.
     pub allow: AllowList,
+    /// After the stop flag: how long a reader keeps reading what is already queued.
+    pub drain_for: Duration,
     pub heartbeats: Option<Arc<Heartbeats>>,
 }
 
@@ -103,6 +137,7 @@ pub fn spawn_readers(
             max_datagram: config.max_datagram,
             allow: config.allow.clone(),
             heartbeats: config.heartbeats.clone(),
+            drain_for: config.drain_for,
         };
         let handle = std::thread::Builder::new()
             .name(format!("reader-{i}"))
@@ -120,6 +155,7 @@ struct Reader {
     max_datagram: usize,
     allow: AllowList,
     heartbeats: Option<Arc<Heartbeats>>,
+    drain_for: Duration,
 }
 
 impl Reader {
@@ -136,7 +172,19 @@ impl Reader {
         // One byte more than allowed, so an oversized datagram shows itself by its length.
         let mut batch = RecvBatch::new(mmsg::DEFAULT_BATCH, self.max_datagram + 1);
         let beats = self.heartbeats.as_deref();
-        while !stop.load(Ordering::Relaxed) {
+        // After `stop`: what the kernel already queued for this socket was sent to a gateway
+        // that was running, so it is read too, until the queue is empty or `drain_until`.
+        let mut draining: Option<std::time::Instant> = None;
+        loop {
+            if draining.is_none() && stop.load(Ordering::Relaxed) {
+                if socket.set_nonblocking(true).is_err() {
+                    break;
+                }
+                draining = Some(std::time::Instant::now() + self.drain_for);
+            }
+            if draining.is_some_and(|until| std::time::Instant::now() >= until) {
+                break;
+            }
             match batch.recv(socket) {
                 Ok(_) => {}
                 Err(e)
@@ -147,6 +195,9 @@ impl Reader {
                             | io::ErrorKind::Interrupted
                     ) =>
                 {
+                    if draining.is_some() && e.kind() != io::ErrorKind::Interrupted {
+                        break;
+                    }
                     continue;
                 }
                 Err(e) => {

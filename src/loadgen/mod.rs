@@ -10,6 +10,7 @@ pub mod mix;
 pub mod target;
 
 use crate::listen::mmsg::SendBatch;
+use anyhow::Context;
 use mix::{Dialect, Mix, Pool, Type};
 use serde::Serialize;
 use std::net::{SocketAddr, UdpSocket};
@@ -20,12 +21,14 @@ use target::{ProcSample, Scrape};
 /// `statsgate bench` options.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Options {
-    /// The statsd server's UDP address.
-    #[arg(long, default_value = "127.0.0.1:8125")]
-    pub target: SocketAddr,
+    /// The statsd server's UDP address. Default: `statsd.listen` of the configuration
+    /// (`--config` and `STATSGATE_*`), a wildcard address read as loopback.
+    #[arg(long)]
+    pub target: Option<SocketAddr>,
     /// Its admin address serving `/metrics` (statsgate's counter names); "" for none.
-    #[arg(long, default_value = "127.0.0.1:8126")]
-    pub admin: String,
+    /// Default: `admin.listen` of the configuration, read the same way.
+    #[arg(long)]
+    pub admin: Option<String>,
     /// The server's process id for CPU and memory; default: whoever holds the UDP port.
     #[arg(long)]
     pub pid: Option<u32>,
@@ -109,12 +112,45 @@ pub struct Verify {
     pub examples: Vec<String>,
 }
 
+impl Options {
+    /// Takes `--target` and `--admin`, where not given, from the configuration a gateway
+    /// started with the same `--config` and environment would listen on.
+    pub fn with_config(mut self, config: &crate::config::Config) -> Self {
+        if self.target.is_none() {
+            self.target = config.statsd.listen.parse().ok().map(reachable);
+        }
+        if self.admin.is_none() {
+            self.admin = Some(match config.admin.listen.parse::<SocketAddr>() {
+                Ok(a) => reachable(a).to_string(),
+                Err(_) => String::new(),
+            });
+        }
+        self
+    }
+
+    fn target(&self) -> SocketAddr {
+        self.target
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8125)))
+    }
+}
+
+/// A wildcard listen address is reached on the loopback of its family.
+fn reachable(mut addr: SocketAddr) -> SocketAddr {
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    addr
+}
+
 /// Runs the benchmark and returns its report.
 pub fn run(opts: &Options) -> anyhow::Result<Report> {
     anyhow::ensure!(!opts.types.is_empty(), "--types: at least one");
     anyhow::ensure!(!opts.dialects.is_empty(), "--dialects: at least one");
     anyhow::ensure!(opts.series > 0, "--series: at least 1");
-    let admin: Option<SocketAddr> = match opts.admin.as_str() {
+    let admin: Option<SocketAddr> = match opts.admin.as_deref().unwrap_or("127.0.0.1:8126") {
         "" => None,
         a => Some(
             a.parse()
@@ -135,10 +171,10 @@ pub fn run(opts: &Options) -> anyhow::Result<Report> {
         lines_per_datagram: opts.lines_per_datagram.max(1),
     };
     let pool = mix.pool();
-    let pid = opts.pid.or_else(|| target::find_pid(opts.target.port()));
-    let port = opts.target.port();
+    let pid = opts.pid.or_else(|| target::find_pid(opts.target().port()));
+    let port = opts.target().port();
 
-    let scrape_before = admin.map(target::scrape).transpose()?;
+    let scrape_before = admin.map(scrape).transpose()?;
     let proc_before = pid.and_then(target::proc_sample);
     let drops_before = target::udp_drops(port);
 
@@ -176,7 +212,7 @@ pub fn run(opts: &Options) -> anyhow::Result<Report> {
         _ => None,
     };
     Ok(Report {
-        target: opts.target.to_string(),
+        target: opts.target().to_string(),
         pid,
         series: opts.series,
         lines_per_datagram: mix.lines_per_datagram,
@@ -210,13 +246,16 @@ struct Sent {
 
 /// Sends from the pool, wrapping around, until the line count or the duration is reached.
 fn send(opts: &Options, pool: &Pool) -> anyhow::Result<Sent> {
-    let bind: SocketAddr = if opts.target.is_ipv4() {
+    let bind: SocketAddr = if opts.target().is_ipv4() {
         "0.0.0.0:0".parse()?
     } else {
         "[::]:0".parse()?
     };
     let socket = UdpSocket::bind(bind)?;
-    socket.connect(opts.target)?;
+    let target = opts.target();
+    socket
+        .connect(target)
+        .with_context(|| format!("--target {target}"))?;
     let progress = progress_bar(opts);
     let batch = opts.batch.clamp(1, 1024);
     let mut sender = SendBatch::new(batch);
@@ -303,6 +342,11 @@ fn progress_bar(opts: &Options) -> indicatif::ProgressBar {
     bar
 }
 
+/// The target's counters, an error naming the admin address it could not read.
+fn scrape(admin: SocketAddr) -> anyhow::Result<Scrape> {
+    target::scrape(admin).with_context(|| format!("--admin {admin}: cannot read /metrics"))
+}
+
 /// Polls `/metrics` until the target has counted every offered line or its count has not
 /// moved for `quiet`.
 fn settle(
@@ -311,7 +355,7 @@ fn settle(
     offered: u64,
     quiet: Duration,
 ) -> anyhow::Result<Scrape> {
-    let mut last = target::scrape(admin)?;
+    let mut last = scrape(admin)?;
     let mut still_since = Instant::now();
     let hard_stop = Instant::now() + quiet * 10 + Duration::from_secs(10);
     while last.lines.saturating_sub(before.lines) < offered
@@ -319,7 +363,7 @@ fn settle(
         && Instant::now() < hard_stop
     {
         std::thread::sleep(Duration::from_millis(50));
-        let now = target::scrape(admin)?;
+        let now = scrape(admin)?;
         if now.lines != last.lines {
             still_since = Instant::now();
         }
@@ -342,7 +386,7 @@ fn verify(
     let deadline = Instant::now() + opts.verify_timeout;
     let wanted = format!("{prefix}.");
     loop {
-        let flushed_since = target::scrape(admin)?.flushes > counted.flushes;
+        let flushed_since = scrape(admin)?.flushes > counted.flushes;
         if flushed_since {
             let output = std::fs::read_to_string(path)
                 .map_err(|e| anyhow::anyhow!("--sink-output {}: {e}", path.display()))?;

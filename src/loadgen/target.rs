@@ -1,6 +1,7 @@
 //! What the generator reads about its target: the `/metrics` counters, the process's CPU
 //! time and memory from `/proc`, the kernel's drops on its UDP port, and the flushed output.
 
+use crate::telemetry::kernel;
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -79,68 +80,18 @@ pub fn proc_sample(pid: u32) -> Option<ProcSample> {
     })
 }
 
-/// Socket inodes bound to local UDP `port` and their drop counts, from `/proc/net/udp*`.
-fn udp_sockets(port: u16) -> Vec<(u64, u64)> {
-    ["/proc/net/udp", "/proc/net/udp6"]
-        .iter()
-        .filter_map(|p| std::fs::read_to_string(p).ok())
-        .flat_map(|table| {
-            table
-                .lines()
-                .skip(1)
-                .filter_map(|line| {
-                    // sl local rem st tx:rx tr:when retrnsmt uid timeout inode ref pointer drops
-                    let cols: Vec<&str> = line.split_whitespace().collect();
-                    let local_port = cols.get(1)?.rsplit(':').next()?;
-                    if u16::from_str_radix(local_port, 16).ok()? != port {
-                        return None;
-                    }
-                    Some((cols.get(9)?.parse().ok()?, cols.last()?.parse().ok()?))
-                })
-                .collect::<Vec<_>>()
-        })
-        .collect()
-}
-
 /// Datagrams the kernel dropped on sockets bound to `port` (any process: works for any
 /// statsd server on this machine).
 pub fn udp_drops(port: u16) -> u64 {
-    udp_sockets(port).iter().map(|&(_, drops)| drops).sum()
+    kernel::port_sockets(port)
+        .iter()
+        .map(|&(_, drops)| drops)
+        .sum()
 }
 
-/// The process that holds a socket bound to UDP `port`, found through `/proc/*/fd`.
+/// The process that holds a socket bound to UDP `port`.
 pub fn find_pid(port: u16) -> Option<u32> {
-    let inodes: Vec<String> = udp_sockets(port)
-        .iter()
-        .map(|(inode, _)| format!("socket:[{inode}]"))
-        .collect();
-    if inodes.is_empty() {
-        return None;
-    }
-    let me = std::process::id();
-    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if pid == me {
-            continue;
-        }
-        let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else {
-            continue;
-        };
-        for fd in fds.flatten() {
-            if let Ok(link) = std::fs::read_link(fd.path())
-                && inodes.iter().any(|i| link.as_os_str() == i.as_str())
-            {
-                return Some(pid);
-            }
-        }
-    }
-    None
+    kernel::udp_port_holder(port)
 }
 
 /// Sums the flushed values of metrics named `prefix...` in a console-sink output (one JSON
@@ -196,7 +147,7 @@ mod tests {
         assert_eq!(udp_drops(port), 0);
         // Our own pid is skipped on purpose (the generator is never its own target).
         assert_eq!(find_pid(port), None);
-        assert!(!udp_sockets(port).is_empty());
+        assert!(!kernel::port_sockets(port).is_empty());
     }
 
     #[test]

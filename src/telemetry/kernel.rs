@@ -38,6 +38,65 @@ pub fn socket_inode(socket: &impl std::os::fd::AsRawFd) -> Option<u64> {
     s.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
 }
 
+/// Socket inodes bound to local UDP `port` and their drop counts, from `/proc/net/udp*`.
+pub fn port_sockets(port: u16) -> Vec<(u64, u64)> {
+    ["/proc/net/udp", "/proc/net/udp6"]
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .flat_map(|table| {
+            table
+                .lines()
+                .skip(1)
+                .filter_map(|line| {
+                    // sl local rem st tx:rx tr:when retrnsmt uid timeout inode ref pointer drops
+                    let cols: Vec<&str> = line.split_whitespace().collect();
+                    let local_port = cols.get(1)?.rsplit(':').next()?;
+                    if u16::from_str_radix(local_port, 16).ok()? != port {
+                        return None;
+                    }
+                    Some((cols.get(9)?.parse().ok()?, cols.last()?.parse().ok()?))
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Another process holding a socket bound to UDP `port`, found through `/proc/*/fd` (only
+/// processes this user may inspect are seen).
+pub fn udp_port_holder(port: u16) -> Option<u32> {
+    let inodes: Vec<String> = port_sockets(port)
+        .iter()
+        .map(|(inode, _)| format!("socket:[{inode}]"))
+        .collect();
+    if inodes.is_empty() {
+        return None;
+    }
+    let me = std::process::id();
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            if let Ok(link) = std::fs::read_link(fd.path())
+                && inodes.iter().any(|i| link.as_os_str() == i.as_str())
+            {
+                return Some(pid);
+            }
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

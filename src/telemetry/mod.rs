@@ -4,7 +4,7 @@
 //! count, and the `/metrics` text. Must never: make a hot-path thread wait (reader counters
 //! are single-writer, cache-line padded, updated without atomic read-modify-write).
 
-mod kernel;
+pub mod kernel;
 mod prometheus;
 
 pub use kernel::{socket_inode, udp_drops};

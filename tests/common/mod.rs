@@ -25,6 +25,11 @@ pub struct Gateway {
 
 /// Starts the gateway with `yaml` appended to a config that picks free ports.
 pub fn start(yaml: &str) -> Gateway {
+    start_env(yaml, &[])
+}
+
+/// [`start`] with extra environment variables (set last, so they win over the harness's).
+pub fn start_env(yaml: &str, env: &[(&str, &str)]) -> Gateway {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("statsgate.yaml");
     // Ports and hostname come from the environment, so a test's YAML may have any section.
@@ -39,6 +44,7 @@ pub fn start(yaml: &str) -> Gateway {
         .env("STATSGATE_ADMIN__LISTEN", "127.0.0.1:0")
         .env("STATSGATE_HTTP__LISTEN", "127.0.0.1:0")
         .env("STATSGATE_AGGREGATE__HOSTNAME", "test-host")
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
