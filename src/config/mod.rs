@@ -246,7 +246,7 @@ pub struct KeystoneConfig {
     /// Catalog interface for discovering Monasca: public, internal or admin. Default
     /// `public`. (`OS_INTERFACE`)
     pub interface: String,
-    /// Renew the token when less than this remains. Default `120s`.
+    /// Renew the token when less than this remains. Default `2m`.
     pub renew_before: Duration,
     /// Time limit for one Keystone request. Default `10s`.
     pub timeout: Duration,
@@ -349,7 +349,7 @@ pub struct HttpConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct HeartbeatConfig {
     /// How often senders beat. An instance is alive up to this age, late up to twice it,
-    /// then dead. Default `60s`.
+    /// then dead. Default `1m`.
     pub expected_interval: Duration,
     /// Senders not seen for this long leave the liveness table. Default `10m`.
     pub expire_after: Duration,

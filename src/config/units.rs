@@ -36,10 +36,24 @@ impl From<std::time::Duration> for Duration {
 
 impl fmt::Display for Duration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // humantime writes `1h 30m`; dropping the spaces gives the form the docs use and
-        // humantime parses either way.
-        let text = humantime::format_duration(self.0).to_string();
-        f.write_str(&text.replace(' ', ""))
+        // The form the shipped file and the docs use: hours at most (`24h`, not humantime's
+        // `1day`), no spaces (`1h30m`), and it parses back to the same value.
+        if self.0.is_zero() {
+            return f.write_str("0s");
+        }
+        let total_ms = self.0.as_millis();
+        let sub_ms = self.0.subsec_nanos() % 1_000_000;
+        let mut rest = total_ms;
+        for (unit, ms) in [("h", 3_600_000), ("m", 60_000), ("s", 1_000), ("ms", 1)] {
+            if rest >= ms {
+                write!(f, "{}{unit}", rest / ms)?;
+                rest %= ms;
+            }
+        }
+        if sub_ms > 0 {
+            write!(f, "{sub_ms}ns")?;
+        }
+        Ok(())
     }
 }
 
@@ -341,6 +355,9 @@ mod tests {
             (Duration::millis(250), "250ms"),
             (Duration::millis(1500), "1s500ms"),
             (Duration::from(std::time::Duration::from_nanos(3)), "3ns"),
+            (Duration::secs(86_400), "24h"),
+            (Duration::secs(8 * 86_400 + 61), "192h1m1s"),
+            (Duration::secs(0), "0s"),
         ];
         for (value, text) in cases {
             assert_eq!(value.to_string(), text);
