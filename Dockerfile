@@ -8,7 +8,11 @@ COPY config ./config
 RUN cargo build --release --locked --bin statsgate
 
 FROM debian:bookworm-slim
-RUN useradd --system --no-create-home --shell /usr/sbin/nologin statsgate \
+# The CA bundle: HTTPS to Keystone and Monasca verifies against it (the slim image has none).
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --system --no-create-home --shell /usr/sbin/nologin statsgate \
  && mkdir -p /var/lib/statsgate && chown statsgate /var/lib/statsgate
 COPY --from=build /src/target/release/statsgate /usr/local/bin/statsgate
 COPY config/statsgate.yaml /etc/statsgate/statsgate.yaml

@@ -364,3 +364,28 @@ fn credentials_in_urls_are_never_printed() {
     assert!(printed.contains("http://***@127.0.0.1"), "{printed}");
     assert!(!printed.contains("pw-in-url-9f3"), "{printed}");
 }
+
+/// Guards: the runtime image (`debian:bookworm-slim`) installed no CA bundle, so HTTPS to
+/// Keystone or Monasca could not be verified from the shipped container. No container
+/// engine runs here: the Dockerfile's final stage is read instead.
+#[test]
+fn the_runtime_image_installs_the_ca_bundle() {
+    let dockerfile =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Dockerfile")).unwrap();
+    let runtime = dockerfile
+        .rsplit("\nFROM ")
+        .next()
+        .expect("a runtime stage");
+    assert!(
+        runtime.starts_with("debian:") || runtime.starts_with("ubuntu:"),
+        "{runtime}"
+    );
+    let installs = runtime
+        .split("\nRUN ")
+        .skip(1)
+        .any(|run| run.contains("apt-get install") && run.contains("ca-certificates"));
+    assert!(
+        installs,
+        "the runtime stage installs ca-certificates:\n{runtime}"
+    );
+}
