@@ -175,3 +175,53 @@ fn the_shipped_files_stated_defaults_are_what_check_config_prints() {
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
     assert!(checked >= 40, "only {checked} defaults were checkable");
 }
+
+/// Every `section.key` of the shipped file.
+fn shipped_keys() -> Vec<String> {
+    let text = std::fs::read_to_string(format!("{ROOT}/config/statsgate.yaml")).unwrap();
+    let mut section = String::new();
+    let mut keys = Vec::new();
+    for line in text.lines().filter(|l| !l.trim_start().starts_with('#')) {
+        let trimmed = line.trim_start();
+        let Some((key, _)) = trimmed.split_once(':') else {
+            continue;
+        };
+        match line.len() - trimmed.len() {
+            0 => section = key.to_owned(),
+            2 => keys.push(format!("{section}.{key}")),
+            _ => {}
+        }
+    }
+    keys
+}
+
+#[test]
+fn readme_configuration_table_has_every_key() {
+    let readme = std::fs::read_to_string(format!("{ROOT}/README.md")).unwrap();
+    let table = readme
+        .split("| key | default | meaning |")
+        .nth(1)
+        .expect("README has the configuration table");
+    let mut documented = BTreeSet::new();
+    for row in table.lines().skip(2).take_while(|l| l.starts_with('|')) {
+        let first = row.split('|').nth(1).unwrap_or_default();
+        // `keystone.username`, `user_id`: later names share the first one's section.
+        let mut section = String::new();
+        for quoted in first.split('`').skip(1).step_by(2) {
+            match quoted.split_once('.') {
+                Some((s, _)) => {
+                    section = s.to_owned();
+                    documented.insert(quoted.to_owned());
+                }
+                None => {
+                    documented.insert(format!("{section}.{quoted}"));
+                }
+            }
+        }
+    }
+    let missing: Vec<_> = shipped_keys()
+        .into_iter()
+        .filter(|k| !documented.contains(k))
+        .collect();
+    assert!(missing.is_empty(), "keys missing from README's table: {missing:?}");
+}
