@@ -218,17 +218,18 @@ fn encode_listeners(enc: &mut DescriptorEncoder<'_>, t: &Telemetry) -> Result {
             .iter()
             .map(|(l, s)| (*l, s.connections_accepted.load(Relaxed))),
     )?;
-    let mut open = enc.encode_descriptor(
-        "http_connections_open",
-        "Connections open now, by listener",
-        None,
-        prometheus_client::metrics::MetricType::Gauge,
-    )?;
-    for (l, s) in &listeners {
-        ConstGauge::new(s.connections_open.load(Relaxed) as f64)
-            .encode(open.encode_family(&[("listener", *l)])?)?;
+    {
+        let mut open = enc.encode_descriptor(
+            "http_connections_open",
+            "Connections open now, by listener",
+            None,
+            prometheus_client::metrics::MetricType::Gauge,
+        )?;
+        for (l, s) in &listeners {
+            ConstGauge::new(s.connections_open.load(Relaxed) as f64)
+                .encode(open.encode_family(&[("listener", *l)])?)?;
+        }
     }
-    drop(open);
     let mut rows = Vec::new();
     for (l, s) in &listeners {
         rows.push(([*l, "limit"], s.refused_limit.load(Relaxed)));
