@@ -3,8 +3,8 @@
 //! credentials can post Monasca JSON through statsgate's own token (a switch of its own,
 //! `http.metrics_endpoint`, optionally behind `http.metrics_token`).
 //!
-//! Owns: those routes, the body-size limit and the shared body budget (one layer over all
-//! routes), and the serving code both TCP listeners share ([`serve`]: allow-list at accept,
+//! Owns: those routes, the body-size limit and the shared body budget (a guard on each
+//! route that takes a body), and the serving code both TCP listeners share ([`serve`]: allow-list at accept,
 //! connection caps, timeouts). Must never: drop a connection on a bad request (every error
 //! is a status with a JSON body naming the problem), buffer a body the budget has not
 //! granted, log the metrics token, or forward a metric Monasca would refuse.
