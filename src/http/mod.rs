@@ -5,9 +5,10 @@
 //!
 //! Owns: those routes, the body-size limit and the shared body budget (a guard on each
 //! route that takes a body), and the serving code both TCP listeners share ([`serve`]:
-//! allow-list at accept, connection caps, timeouts). Must never: drop a connection on a bad request (every error
-//! is a status with a JSON body naming the problem), buffer a body the budget has not
-//! granted, log the metrics token, or forward a metric Monasca would refuse.
+//! allow-list at accept, connection caps, timeouts). Must never: drop a connection on a
+//! bad request (every error is a status with a JSON body naming the problem), buffer a
+//! body the budget has not granted, log the metrics token, or forward a metric Monasca
+//! would refuse.
 
 mod body;
 mod client_metrics;
