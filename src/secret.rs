@@ -25,6 +25,21 @@ impl Secret {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    /// Whether `candidate` is this secret, in time that depends only on the lengths, so a
+    /// caller guessing a shared token learns nothing from how fast it is refused.
+    pub fn matches(&self, candidate: &[u8]) -> bool {
+        let secret = self.0.as_bytes();
+        if secret.len() != candidate.len() {
+            return false;
+        }
+        let diff = secret
+            .iter()
+            .zip(candidate)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+        // Keep the comparison from being turned into an early exit.
+        std::hint::black_box(diff) == 0
+    }
 }
 
 impl fmt::Debug for Secret {
@@ -87,5 +102,14 @@ mod tests {
         );
         assert_eq!(redact_url("http://a:b@c@host"), "http://***@host");
         assert_eq!(redact_url("not a url"), "not a url");
+    }
+
+    #[test]
+    fn matches_only_the_same_bytes() {
+        let s = Secret::new("hunter2");
+        assert!(s.matches(b"hunter2"));
+        assert!(!s.matches(b"hunter3"));
+        assert!(!s.matches(b"hunter"));
+        assert!(!s.matches(b""));
     }
 }

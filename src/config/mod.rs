@@ -11,7 +11,7 @@ mod openstack;
 mod units;
 mod validate;
 
-pub use ingest::networks;
+pub use ingest::{ConnectionCaps, connection_caps, fd_limit, networks};
 pub use load::{ConfigError, Loaded, load, load_reporting};
 pub use openstack::OPENRC;
 pub use units::{ByteSize, Duration};
@@ -47,6 +47,7 @@ impl Config {
         for s in [
             &mut c.keystone.password,
             &mut c.keystone.application_credential_secret,
+            &mut c.http.metrics_token,
         ] {
             if !s.is_empty() {
                 *s = Secret::new("***");
@@ -147,6 +148,14 @@ pub enum TimerAggregate {
 pub struct AdminConfig {
     /// `/healthz` and `/metrics`. Default `127.0.0.1:8126`. Empty string disables it.
     pub listen: String,
+    /// Most connections open at once; more are closed at accept and counted
+    /// (`http_connections_refused_total{listener="admin",reason="limit"}`). Default `32`.
+    pub max_connections: usize,
+    /// Time a client has to send a complete request head, from the connection's start or
+    /// the end of its previous request. Default `30s`.
+    pub header_timeout: Duration,
+    /// A connection on which no byte moves either way for this long is closed. Default `10s`.
+    pub idle_timeout: Duration,
 }
 
 /// `log.*`: the gateway's own log on stderr.
@@ -340,8 +349,44 @@ pub struct HttpConfig {
     pub listen: String,
     /// Largest request body accepted (larger: 413). Default `1MiB`.
     pub max_body: ByteSize,
-    /// Source networks allowed (CIDRs); others get 403. Empty: any source. Default empty.
+    /// Source networks allowed (CIDRs); connections from elsewhere are closed at accept,
+    /// before a byte is read, and counted. Empty: any source. Default empty.
     pub allow: Vec<String>,
+    /// Most connections open at once; more are closed at accept and counted
+    /// (`reason="limit"`). `0`: derived from the open-files limit at start (RLIMIT_NOFILE
+    /// minus the gateway's own reserve and `admin.max_connections`, at most 4096); an explicit
+    /// value must leave that reserve. Default `0`.
+    pub max_connections: usize,
+    /// Time a client has to send a complete request head, from the connection's start or
+    /// the end of its previous request (hyper's header-read timeout). Default `30s`.
+    pub header_timeout: Duration,
+    /// Time a client has to send a whole request body once its head is in; then 408.
+    /// Default `30s`.
+    pub body_timeout: Duration,
+    /// A connection on which no byte moves either way for this long is closed: a kept-alive
+    /// client with nothing to send, a stalled body, an answer nobody reads. Default `10s`.
+    pub idle_timeout: Duration,
+    /// Request bodies being received or handled at once, all connections together, in
+    /// bytes: each request reserves its `Content-Length` (or `max_body` when chunked) before
+    /// a byte of its body is buffered; beyond it, 503 (counted). At least `max_body`.
+    /// Default `16MiB`.
+    pub body_budget: ByteSize,
+    /// `POST /v2.0/metrics` (posts anything under the gateway's token): `auto` = on only
+    /// when `listen` is a loopback address, `on`, or `off` (404). Default `auto`.
+    pub metrics_endpoint: MetricsEndpoint,
+    /// When set, `POST /v2.0/metrics` needs `Authorization: Bearer <token>` (or
+    /// `X-Auth-Token: <token>`): 401 without, 403 with another. A secret: never logged.
+    /// Default empty (no token).
+    pub metrics_token: Secret,
+}
+
+/// `http.metrics_endpoint`.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum MetricsEndpoint {
+    Auto,
+    On,
+    Off,
 }
 
 /// `heartbeat.*`: GE Heartbeat compatible liveness.
@@ -389,6 +434,13 @@ impl Default for HttpConfig {
             listen: "127.0.0.1:8080".into(),
             max_body: ByteSize::mib(1),
             allow: Vec::new(),
+            max_connections: 0,
+            header_timeout: Duration::secs(30),
+            body_timeout: Duration::secs(30),
+            idle_timeout: Duration::secs(10),
+            body_budget: ByteSize::mib(16),
+            metrics_endpoint: MetricsEndpoint::Auto,
+            metrics_token: Secret::default(),
         }
     }
 }
@@ -506,6 +558,9 @@ impl Default for AdminConfig {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:8126".into(),
+            max_connections: 32,
+            header_timeout: Duration::secs(30),
+            idle_timeout: Duration::secs(10),
         }
     }
 }

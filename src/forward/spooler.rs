@@ -101,6 +101,7 @@ impl Spooler {
                 true
             }
             Err(e) => {
+                self.stats.spool_failed();
                 self.stats.log_once("spool_error", || {
                     tracing::error!(error = %e, "cannot write to buffer.spool_dir; batches stay in memory while it holds, then are dropped (reason spool_error)")
                 });

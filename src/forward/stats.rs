@@ -37,6 +37,13 @@ pub struct ForwardStats {
     /// Metrics that were in flight at a crash or at the end of a grace period and are sent
     /// again: Monasca may have stored them already.
     pub possible_duplicates: AtomicU64,
+    /// POSTs that failed in a row (5xx, timeout, connection error); a 2xx resets it. What
+    /// `/healthz` calls an outage.
+    pub consecutive_failures: AtomicU64,
+    /// Wall-clock milliseconds of the last 2xx from Monasca; 0 before the first.
+    pub last_success_ms: AtomicU64,
+    /// Wall-clock milliseconds of the last failed write to the disk spool; 0 if none.
+    pub last_spool_error_ms: AtomicU64,
     in_flight_metrics: AtomicI64,
     /// POSTs by outcome label: (count, seconds).
     posts: Mutex<BTreeMap<&'static str, (u64, f64)>>,
@@ -94,10 +101,27 @@ impl ForwardStats {
     }
 
     pub fn posted(&self, outcome: &'static str, took: Duration) {
+        // 4xx are answers about one batch (refused, re-authenticate, split), not an outage.
+        match outcome.as_bytes().first() {
+            Some(b'2') => {
+                self.consecutive_failures.store(0, Relaxed);
+                self.last_success_ms.store(crate::clock::now_ms(), Relaxed);
+            }
+            Some(b'5') | Some(b't') | Some(b'c') | Some(b'n') => {
+                self.consecutive_failures.fetch_add(1, Relaxed);
+            }
+            _ => {}
+        }
         let mut posts = self.posts.lock().unwrap_or_else(|p| p.into_inner());
         let e = posts.entry(outcome).or_default();
         e.0 += 1;
         e.1 += took.as_secs_f64();
+    }
+
+    /// A write to the disk spool failed.
+    pub fn spool_failed(&self) {
+        self.last_spool_error_ms
+            .store(crate::clock::now_ms(), Relaxed);
     }
 
     pub fn posts(&self) -> Vec<(&'static str, u64, f64)> {
@@ -132,5 +156,23 @@ mod tests {
         s.log_once("a", || n += 1);
         s.log_once("b", || n += 1);
         assert_eq!(n, 2);
+    }
+
+    #[test]
+    fn failures_in_a_row_are_counted_until_a_success() {
+        let s = ForwardStats::default();
+        for outcome in ["connection_error", "timeout", "503", "5xx", "500"] {
+            s.posted(outcome, Duration::ZERO);
+        }
+        s.posted("422", Duration::ZERO);
+        assert_eq!(
+            s.consecutive_failures.load(Relaxed),
+            5,
+            "a 4xx is not an outage"
+        );
+        assert_eq!(s.last_success_ms.load(Relaxed), 0);
+        s.posted("204", Duration::ZERO);
+        assert_eq!(s.consecutive_failures.load(Relaxed), 0);
+        assert!(s.last_success_ms.load(Relaxed) > 0);
     }
 }

@@ -194,6 +194,9 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         flusher
     };
 
+    // Validated at load; computed again for the limit this process runs under now.
+    let caps = crate::config::connection_caps(&config, crate::config::fd_limit())
+        .map_err(|(key, message)| anyhow::anyhow!("{key}: {message}"))?;
     let (admin_stop_tx, admin_stop_rx) = tokio::sync::oneshot::channel::<()>();
     let admin = match optional_addr("admin.listen", &config.admin.listen)? {
         None => None,
@@ -202,8 +205,18 @@ pub fn run(config: Config) -> anyhow::Result<()> {
                 let _ = admin_stop_rx.await;
             };
             let beats = Some(Arc::clone(&heartbeats));
-            let served =
-                runtime.block_on(admin::serve(addr, Arc::clone(&telemetry), beats, stopped));
+            let settings = admin::Settings::from_config(
+                &config.admin,
+                caps.admin,
+                config.flush.interval.get(),
+            );
+            let served = runtime.block_on(admin::serve(
+                addr,
+                Arc::clone(&telemetry),
+                beats,
+                settings,
+                stopped,
+            ));
             Some(served.with_context(|| format!("admin.listen: cannot bind TCP {addr}"))?)
         }
     };
@@ -224,8 +237,8 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             let stopped = async {
                 let _ = http_stop_rx.await;
             };
-            let max_body = config.http.max_body.bytes() as usize;
-            let served = runtime.block_on(http::serve(addr, state, max_body, stopped));
+            let settings = http::Settings::from_config(&config.http, addr, caps.http);
+            let served = runtime.block_on(http::serve(addr, state, settings, stopped));
             Some(served.with_context(|| format!("http.listen: cannot bind TCP {addr}"))?)
         }
     };

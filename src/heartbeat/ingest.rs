@@ -28,18 +28,21 @@ pub enum Via {
 pub struct HeartbeatStats {
     pub accepted_udp: AtomicU64,
     pub accepted_http: AtomicU64,
-    /// Malformed beats, by label: not_json, missing_field, invalid_field, empty_id, buffer_full.
+    /// Refused beats, by label: not_json, not_object, missing_field, invalid_field,
+    /// empty_id, buffer_full, too_large (an HTTP body over `http.max_body`).
     pub rejected: [AtomicU64; REJECT_LABELS.len()],
     /// Beats forwarded but not tracked because the liveness table was full.
     pub untracked: AtomicU64,
 }
 
-pub const REJECT_LABELS: [&str; 5] = [
+pub const REJECT_LABELS: [&str; 7] = [
     "not_json",
+    "not_object",
     "missing_field",
     "invalid_field",
     "empty_id",
     "buffer_full",
+    "too_large",
 ];
 
 impl HeartbeatStats {

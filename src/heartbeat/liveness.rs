@@ -107,7 +107,7 @@ impl Filter {
                 }
                 other => {
                     return Err(format!(
-                        "unknown query parameter {other:?} (expected enabler_id, enabler_version or state)"
+                        "unknown query parameter {other:?} (expected enabler (or enabler_id), version (or enabler_version) or state)"
                     ));
                 }
             }

@@ -37,9 +37,14 @@ pub struct Beat {
 /// Why a heartbeat was refused; the HTTP status and the drop-counter label derive from it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BeatError {
-    /// Not JSON, or JSON that is not an object → HTTP 400.
+    /// Not JSON → HTTP 400.
     #[error("body is not JSON: {0}")]
     NotJson(String),
+    /// JSON, but an array, string, number or null rather than the beat's object → HTTP 400.
+    #[error(
+        "body is JSON but not an object: send {{\"ID\": ..., \"Enabler_ID\": ..., \"Enabler_Version\": ...}}"
+    )]
+    NotObject,
     /// A field is missing or its value is unusable → HTTP 422. `field` is the GE key name:
     /// "ID", "Enabler_ID", "Enabler_Version" or "Timestamp".
     #[error("field {field}: {reason}")]
@@ -50,7 +55,7 @@ impl BeatError {
     /// The HTTP status the old proxy's contract implies: 400 for bad JSON, 422 for bad fields.
     pub fn status(&self) -> u16 {
         match self {
-            BeatError::NotJson(_) => 400,
+            BeatError::NotJson(_) | BeatError::NotObject => 400,
             BeatError::Field { .. } => 422,
         }
     }
@@ -58,15 +63,16 @@ impl BeatError {
     /// The GE key at fault, if any.
     pub fn field(&self) -> Option<&'static str> {
         match self {
-            BeatError::NotJson(_) => None,
+            BeatError::NotJson(_) | BeatError::NotObject => None,
             BeatError::Field { field, .. } => Some(field),
         }
     }
 
-    /// The drop-counter label: `not_json`, `missing_field` or `invalid_field`.
+    /// The drop-counter label: `not_json`, `not_object`, `missing_field` or `invalid_field`.
     pub fn label(&self) -> &'static str {
         match self {
             BeatError::NotJson(_) => "not_json",
+            BeatError::NotObject => "not_object",
             BeatError::Field { reason, .. } if reason == REQUIRED => "missing_field",
             BeatError::Field { .. } => "invalid_field",
         }
@@ -90,7 +96,7 @@ impl BeatError {
 pub fn parse_json(body: &[u8]) -> Result<Beat, BeatError> {
     let fields = serde_json::from_slice::<Fields>(body).map_err(|e| match e.classify() {
         // The only data error the visitors below can raise is "this JSON is not an object".
-        serde_json::error::Category::Data => BeatError::NotJson("expected a JSON object".into()),
+        serde_json::error::Category::Data => BeatError::NotObject,
         _ => BeatError::NotJson(e.to_string()),
     })?;
     // Each field is checked completely before the next, so the first bad one is reported.
@@ -452,11 +458,10 @@ mod tests {
     #[test]
     fn json_that_is_not_an_object_is_a_400() {
         for body in [&b"[]"[..], b"\"ID\"", b"42", b"null", b"[{\"ID\":\"a\"}]"] {
-            assert_eq!(
-                parse_json(body),
-                Err(BeatError::NotJson("expected a JSON object".into())),
-                "{body:?}"
-            );
+            let e = parse_json(body).expect_err("must fail");
+            assert_eq!(e, BeatError::NotObject, "{body:?}");
+            assert_eq!((e.status(), e.label()), (400, "not_object"));
+            assert!(e.to_string().contains("JSON but not an object"), "{e}");
         }
     }
 

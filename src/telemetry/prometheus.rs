@@ -184,6 +184,112 @@ impl Collector for View {
     }
 }
 
+/// A counter family over several labels: `rows` are (label values, count), in `labels` order.
+fn multi_counter(
+    enc: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    labels: [&str; 2],
+    rows: &[([&str; 2], u64)],
+) -> Result {
+    let mut family = enc.encode_descriptor(
+        name,
+        help,
+        None,
+        prometheus_client::metrics::MetricType::Counter,
+    )?;
+    for (values, n) in rows {
+        let set = [(labels[0], values[0]), (labels[1], values[1])];
+        ConstCounter::new(*n).encode(family.encode_family(&set)?)?;
+    }
+    Ok(())
+}
+
+/// The HTTP and admin listeners: connections, refusals, timeouts, refused requests.
+fn encode_listeners(enc: &mut DescriptorEncoder<'_>, t: &Telemetry) -> Result {
+    use std::sync::atomic::Ordering::Relaxed;
+    let listeners = [("http", &t.http.http), ("admin", &t.http.admin)];
+    labelled_counter(
+        enc,
+        "http_connections",
+        "Connections accepted and served, by listener (http, admin)",
+        "listener",
+        listeners
+            .iter()
+            .map(|(l, s)| (*l, s.connections_accepted.load(Relaxed))),
+    )?;
+    {
+        let mut open = enc.encode_descriptor(
+            "http_connections_open",
+            "Connections open now, by listener",
+            None,
+            prometheus_client::metrics::MetricType::Gauge,
+        )?;
+        for (l, s) in &listeners {
+            ConstGauge::new(s.connections_open.load(Relaxed) as f64)
+                .encode(open.encode_family(&[("listener", *l)])?)?;
+        }
+    }
+    let mut rows = Vec::new();
+    for (l, s) in &listeners {
+        rows.push(([*l, "limit"], s.refused_limit.load(Relaxed)));
+        rows.push(([*l, "denied"], s.refused_denied.load(Relaxed)));
+    }
+    multi_counter(
+        enc,
+        "http_connections_refused",
+        "Connections closed at accept: over the listener's max_connections (limit) or outside http.allow (denied)",
+        ["listener", "reason"],
+        &rows,
+    )?;
+    labelled_counter(
+        enc,
+        "http_accept_errors",
+        "Failed accepts (e.g. the open-files limit reached), by listener",
+        "listener",
+        listeners
+            .iter()
+            .map(|(l, s)| (*l, s.accept_errors.load(Relaxed))),
+    )?;
+    let mut rows = Vec::new();
+    for (l, s) in &listeners {
+        rows.push(([*l, "header"], s.timeouts_header.load(Relaxed)));
+        rows.push(([*l, "body"], s.timeouts_body.load(Relaxed)));
+        rows.push(([*l, "idle"], s.timeouts_idle.load(Relaxed)));
+    }
+    multi_counter(
+        enc,
+        "http_timeouts",
+        "Connections or requests cut by header_timeout, body_timeout (408) or idle_timeout",
+        ["listener", "phase"],
+        &rows,
+    )?;
+    let s = &t.http;
+    let rows = [
+        (
+            ["http", "too_large"],
+            s.http.refused_too_large.load(Relaxed),
+        ),
+        (["http", "busy"], s.http.refused_busy.load(Relaxed)),
+        (["http", "metrics_off"], s.metrics_refused_off.load(Relaxed)),
+        (
+            ["http", "unauthorized"],
+            s.metrics_refused_unauthorized.load(Relaxed),
+        ),
+        (
+            ["http", "forbidden"],
+            s.metrics_refused_forbidden.load(Relaxed),
+        ),
+    ];
+    multi_counter(
+        enc,
+        "http_requests_refused",
+        "Requests refused before their handler: over http.max_body (413), http.body_budget spent (503), POST /v2.0/metrics off (404), without or with a wrong token (401, 403)",
+        ["listener", "reason"],
+        &rows,
+    )
+}
+
 fn encode_ingest(enc: &mut DescriptorEncoder<'_>, t: &Telemetry) -> Result {
     use std::sync::atomic::Ordering::Relaxed;
     let denied: u64 = t.readers.iter().map(|r| r.source_denied.get()).sum();
@@ -196,9 +302,10 @@ fn encode_ingest(enc: &mut DescriptorEncoder<'_>, t: &Telemetry) -> Result {
     counter(
         enc,
         "http_denied",
-        "HTTP requests from a source outside http.allow (403)",
-        t.http.denied.load(Relaxed),
+        "HTTP connections from a source outside http.allow, closed at accept",
+        t.http.http.refused_denied.load(Relaxed),
     )?;
+    encode_listeners(enc, t)?;
     counter(
         enc,
         "http_metrics_accepted",

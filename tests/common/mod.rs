@@ -25,17 +25,44 @@ pub struct Gateway {
 
 /// Starts the gateway with `yaml` appended to a config that picks free ports.
 pub fn start(yaml: &str) -> Gateway {
-    start_env(yaml, &[])
+    start_with(yaml, &[], None)
 }
 
 /// [`start`] with extra environment variables (set last, so they win over the harness's).
 pub fn start_env(yaml: &str, env: &[(&str, &str)]) -> Gateway {
+    start_with(yaml, env, None)
+}
+
+/// [`start`], with the child's open-files limit (soft and hard RLIMIT_NOFILE) set to
+/// `nofile` when given, as `ulimit -n` would before `exec`.
+pub fn start_with_nofile(yaml: &str, nofile: Option<u64>) -> Gateway {
+    start_with(yaml, &[], nofile)
+}
+
+fn start_with(yaml: &str, env: &[(&str, &str)], nofile: Option<u64>) -> Gateway {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("statsgate.yaml");
     // Ports and hostname come from the environment, so a test's YAML may have any section.
     let config = yaml.to_owned();
     std::fs::write(&path, config).expect("write config");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_statsgate"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_statsgate"));
+    if let Some(n) = nofile {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: setrlimit is async-signal-safe; the closure allocates nothing.
+        unsafe {
+            command.pre_exec(move || {
+                let limit = libc::rlimit {
+                    rlim_cur: n as libc::rlim_t,
+                    rlim_max: n as libc::rlim_t,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    let mut child = command
         .arg("--config")
         .arg(&path)
         .env("RUST_LOG", "info")
