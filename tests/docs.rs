@@ -13,13 +13,12 @@ use std::time::Duration;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
-/// `a_{b,c}_total{label}` → `a_b_total`, `a_c_total`: a trailing group without a comma
-/// names labels, any other group lists alternatives.
+/// `a_{b,c}_total{label,other}` → `a_b_total`, `a_c_total`: a trailing group names labels,
+/// a group inside the name lists alternatives.
 fn expand(name: &str) -> Vec<String> {
     let mut name = name;
     if name.ends_with('}')
         && let Some(open) = name.rfind('{')
-        && !name[open..].contains(',')
     {
         name = &name[..open];
     }
