@@ -34,6 +34,9 @@ pub struct ForwardStats {
     /// Damaged records skipped when the spool was opened (a torn tail after a crash).
     pub spool_corrupt_records: AtomicU64,
     pub spool_corrupt_bytes: AtomicU64,
+    /// Times the spool's unsynced writes were forced to disk (`buffer.spool_fsync: <d>`: by
+    /// an append or ack once `d` passed, by the timer every `d`, at shutdown).
+    pub spool_syncs: AtomicU64,
     /// Metrics that were in flight at a crash or at the end of a grace period and are sent
     /// again: Monasca may have stored them already.
     pub possible_duplicates: AtomicU64,
