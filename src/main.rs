@@ -121,6 +121,19 @@ fn utf8_env() -> impl Iterator<Item = (String, String)> {
 }
 
 fn check_config(config: &Config) -> ExitCode {
+    // Proves the directory usable the way start-up would (creating it if missing), without
+    // taking the lock a running gateway holds or writing anything that stays.
+    if !config.buffer.spool_dir.is_empty() {
+        let dir = std::path::Path::new(&config.buffer.spool_dir);
+        match statsgate::spool::dir::check_usable(dir) {
+            Ok(None) => {}
+            Ok(Some(warning)) => eprintln!("statsgate: warning: {warning}"),
+            Err(e) => {
+                eprintln!("statsgate: invalid configuration: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
     match serde_saphyr::to_string(&config.redacted()) {
         Ok(yaml) => {
             print!("{yaml}");

@@ -276,7 +276,10 @@ pub struct BufferConfig {
     /// are dropped and counted. Default `64MiB`.
     pub max_pending: ByteSize,
     /// Directory for state that outlives the process: the on-disk spool of unsent batches
-    /// and the gauge checkpoint. Empty: memory only. Default empty.
+    /// and the gauge checkpoint. Created `0700` (files `0600`); an existing one with looser
+    /// bits is tightened to `0700` unless it is sticky (shared). Locked (`LOCK`, holding the
+    /// pid) while the gateway runs: a second instance on it refuses to start. Checked by
+    /// `check-config` (created if missing, not locked). Empty: memory only. Default empty.
     pub spool_dir: String,
     /// Spool bound in bytes; the oldest batches are evicted and counted (`spool_full`).
     /// Default `1GiB`.
@@ -285,8 +288,8 @@ pub struct BufferConfig {
     /// Default `24h`.
     pub spool_max_age: Duration,
     /// When spooled data reaches the disk: `always` (fsync every batch), `never` (the OS
-    /// decides), or a duration (at most that much is lost if the machine, not just the
-    /// process, dies). Default `1s`.
+    /// decides), or a duration: a timer fsyncs whatever is unsynced every that often, so at
+    /// most about that much is lost if the machine, not just the process, dies. Default `1s`.
     pub spool_fsync: SpoolFsync,
     /// Replay pace after an outage, in metrics per second (0: as fast as Monasca takes them).
     /// Replay is one POST at a time beside the live senders. Default `20000`.

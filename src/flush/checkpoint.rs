@@ -2,13 +2,17 @@
 //! and loaded at start, so a restart neither resets a gauge that receives only deltas nor
 //! loses a rate's base.
 //!
-//! Written to a temporary file, synced and renamed over the old one: a crash leaves the
-//! previous checkpoint or the new one, never half of either. A missing file is a first
-//! start; an unreadable one is reported and ignored (the gateway starts empty).
+//! Written to a fresh temporary file (created exclusively, `0600`, never through a symlink:
+//! `spool::dir::replace`), synced and renamed over the old one, then the directory synced: a
+//! crash leaves the previous checkpoint or the new one, never half of either. A missing file
+//! is a first start; an unreadable one is reported and ignored (the gateway starts empty).
+//! Must never: write through a path someone else can redirect (a fixed temp name would be
+//! followed if a symlink were planted there).
 
+use crate::spool::dir;
 use serde::{Deserialize, Serialize};
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 const VERSION: u32 = 1;
 
@@ -36,14 +40,21 @@ pub fn key_text(key: &[u8]) -> Option<String> {
 }
 
 pub fn save(path: &Path, checkpoint: &Checkpoint) -> std::io::Result<()> {
-    let tmp = temp_path(path);
-    let mut file = std::fs::File::create(&tmp)?;
-    let mut writer = std::io::BufWriter::new(&mut file);
-    serde_json::to_writer(&mut writer, checkpoint)?;
-    writer.flush()?;
-    drop(writer);
-    file.sync_all()?;
-    std::fs::rename(&tmp, path)
+    dir::replace(path, |file| {
+        let mut writer = std::io::BufWriter::new(file);
+        serde_json::to_writer(&mut writer, checkpoint)?;
+        writer.flush()
+    })
+}
+
+/// Removes temp files a crash left beside `path` (call once at start, under the spool lock).
+pub fn remove_stale_temps(path: &Path) {
+    if let (Some(d), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) {
+        let removed = dir::remove_stale_temps(d, name);
+        if removed > 0 {
+            tracing::info!(removed, "removed the gauge checkpoint's stale temp files");
+        }
+    }
 }
 
 /// `Ok(None)` when there is no checkpoint yet.
@@ -65,12 +76,6 @@ pub fn load(path: &Path) -> Result<Option<Checkpoint>, String> {
     Ok(Some(checkpoint))
 }
 
-fn temp_path(path: &Path) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(".tmp");
-    PathBuf::from(name)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,7 +93,31 @@ mod tests {
         let empty = Checkpoint::new();
         save(&path, &empty).unwrap();
         assert_eq!(load(&path), Ok(Some(empty)), "a later save replaces it");
-        assert!(!temp_path(&path).exists());
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["gauges.json"], "no temp file left");
+    }
+
+    /// Guards issue 11 (6): the fixed `<path>.tmp` was opened with `File::create`, which
+    /// follows a symlink planted there and overwrote its target.
+    #[test]
+    fn a_symlink_at_the_old_temp_name_is_neither_followed_nor_kept() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("target");
+        std::fs::write(&target, b"precious").unwrap();
+        let path = dir.path().join("gauges.json");
+        std::os::unix::fs::symlink(&target, dir.path().join("gauges.json.tmp")).unwrap();
+        save(&path, &Checkpoint::new()).unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"precious");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        remove_stale_temps(&path);
+        assert!(!dir.path().join("gauges.json.tmp").exists());
+        assert_eq!(std::fs::read(&target).unwrap(), b"precious");
+        assert_eq!(load(&path), Ok(Some(Checkpoint::new())));
     }
 
     #[test]

@@ -134,8 +134,10 @@ impl Flusher {
     }
 
     /// Restores gauge values and rate bases from `path` and saves them there after every
-    /// flush. An unreadable checkpoint is logged and the flusher starts empty.
+    /// flush. An unreadable checkpoint is logged and the flusher starts empty. Temp files a
+    /// crash left beside it are removed: the caller holds the spool directory's lock.
     pub fn with_checkpoint(mut self, path: std::path::PathBuf) -> Self {
+        checkpoint::remove_stale_temps(&path);
         match checkpoint::load(&path) {
             Ok(Some(saved)) => {
                 for (key, value, updated_ms) in saved.gauges {

@@ -95,6 +95,15 @@ enum Mode {
     Replay,
 }
 
+/// What `deliver` left to do.
+enum Delivery {
+    /// Delivered, dropped and counted, or (live) spooled or queued again: nothing left.
+    Done,
+    /// A replayed batch was refused as too large: its halves, for the replay stream to put
+    /// back on disk before the record is acked (in memory, a crash would lose them).
+    Split(Batch, Batch),
+}
+
 /// The senders: each pops a batch and sees it through to an outcome.
 pub struct Forwarder {
     pub queue: Arc<Queue>,
@@ -145,7 +154,7 @@ impl Forwarder {
                         let flight = me.next_flight.fetch_add(1, Relaxed);
                         me.flights().insert(flight, batch.clone());
                         me.stats.in_flight(batch.metrics as i64);
-                        me.deliver(&batch, Mode::Live).await;
+                        let _ = me.deliver(&batch, Mode::Live).await;
                         me.stats.in_flight(-(batch.metrics as i64));
                         me.flights().remove(&flight);
                         me.queue.done(&batch);
@@ -156,9 +165,37 @@ impl Forwarder {
             .collect();
         if let Some(sp) = &self.spooler {
             let (me, sp) = (Arc::clone(self), Arc::clone(sp));
+            if let Some(period) = sp.spool.sync_period() {
+                let (me, sp) = (Arc::clone(&me), Arc::clone(&sp));
+                tasks.push(tokio::spawn(async move { me.sync_timer(sp, period).await }));
+            }
             tasks.push(tokio::spawn(async move { me.replay(sp).await }));
         }
         tasks
+    }
+
+    /// `buffer.spool_fsync: <d>`: every `d`, syncs what was written and not yet synced, so the
+    /// tail of a burst is not left unsynced until the next append. Ends at shutdown (which
+    /// syncs the spool itself).
+    async fn sync_timer(self: Arc<Self>, sp: Arc<Spooler>, period: Duration) {
+        let mut stopping = self.stopping.subscribe();
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(period) => {}
+                _ = stopping.changed() => return,
+            }
+            if *stopping.borrow() {
+                return;
+            }
+            let spool = Arc::clone(&sp.spool);
+            match tokio::task::spawn_blocking(move || spool.sync_unsynced()).await {
+                Ok(Ok(_)) => sp.update_gauges(),
+                Ok(Err(e)) => self.stats.log_once("spool_sync", || {
+                    tracing::error!(error = %e, "cannot fsync the disk spool; retrying every buffer.spool_fsync")
+                }),
+                Err(_) => return,
+            }
+        }
     }
 
     /// The replay stream: oldest spooled batch first, one at a time, paced; retried with
@@ -200,15 +237,19 @@ impl Forwarder {
             };
             let started = Instant::now();
             let delivered = tokio::select! {
-                _ = self.deliver(&record.batch, Mode::Replay) => true,
-                _ = stopping.changed() => false,
+                d = self.deliver(&record.batch, Mode::Replay) => Some(d),
+                _ = stopping.changed() => None,
             };
             let spool = Arc::clone(&sp.spool);
-            if !delivered {
+            let Some(delivery) = delivered else {
                 // Shutting down mid-POST: it stays spooled, first in line next time.
                 let evicted = spool.release(record.id);
                 sp.released(evicted);
                 return;
+            };
+            if let Delivery::Split(a, b) = delivery {
+                self.respool_halves(&sp, &record, a, b).await;
+                continue;
             }
             self.stats.replayed(&record.batch);
             let id = record.id;
@@ -226,6 +267,30 @@ impl Forwarder {
                 }
             }
         }
+    }
+
+    /// A replayed batch got a 413: its halves replace it on disk (appended, then the record
+    /// acked), so a crash at any moment keeps them. If the disk refuses, the halves go to the
+    /// front of the memory queue as a live batch's would (kept while the process lives).
+    async fn respool_halves(
+        &self,
+        sp: &Arc<Spooler>,
+        record: &crate::spool::SpooledBatch,
+        a: Batch,
+        b: Batch,
+    ) {
+        let (me, id, created_ms) = (Arc::clone(sp), record.id, record.created_ms);
+        let (a2, b2) = (a.clone(), b.clone());
+        let replaced =
+            tokio::task::spawn_blocking(move || me.replace(id, [&a2, &b2], created_ms)).await;
+        if matches!(replaced, Ok(true)) {
+            return;
+        }
+        self.queue.push_front(b);
+        self.queue.push_front(a);
+        let spool = Arc::clone(&sp.spool);
+        let _ = tokio::task::spawn_blocking(move || spool.ack(id)).await;
+        sp.update_gauges();
     }
 
     /// Closes the queue and lets the senders drain it until `deadline`. With a spool, what
@@ -295,9 +360,10 @@ impl Forwarder {
         unsent
     }
 
-    /// One batch to its outcome: delivered, dropped under a named reason, or (live, with a
-    /// spool, while Monasca fails) spooled.
-    async fn deliver(&self, batch: &Batch, mode: Mode) {
+    /// One batch to its outcome: delivered, dropped under a named reason, (live, with a
+    /// spool, while Monasca fails) spooled, or split after a 413 (live: both halves queued
+    /// first in line; replay: returned for the replay stream to put back on disk).
+    async fn deliver(&self, batch: &Batch, mode: Mode) -> Delivery {
         let mut attempt: u32 = 0;
         let mut reauthenticated = false;
         loop {
@@ -310,7 +376,7 @@ impl Forwarder {
                             tracing::error!(error = %e, "cannot get a Keystone token; batches wait in the buffer")
                         });
                         if self.spill(batch, mode).await {
-                            return;
+                            return Delivery::Done;
                         }
                         self.backoff(&mut attempt).await;
                         continue;
@@ -328,14 +394,14 @@ impl Forwarder {
                          refusing to post (the API would store the metrics under the token's own project)"
                     )
                 });
-                return;
+                return Delivery::Done;
             }
             let Some(url) = self.metrics_url(token.as_deref()) else {
                 self.stats.log_once("no_url", || {
                     tracing::error!("no Monasca URL: set monasca.url or register a `monitoring` endpoint in the catalog")
                 });
                 if self.spill(batch, mode).await {
-                    return;
+                    return Delivery::Done;
                 }
                 self.backoff(&mut attempt).await;
                 continue;
@@ -346,7 +412,7 @@ impl Forwarder {
                 location,
             } = self.post(&url, token.as_deref(), batch).await;
             let action = policy::classify(status, &body);
-            if action != Action::Retry
+            if !matches!(action, Action::Retry | Action::Redirected)
                 && let Some(sp) = &self.spooler
             {
                 // Monasca answered on the merits: it is up.
@@ -355,7 +421,7 @@ impl Forwarder {
             match action {
                 Action::Delivered => {
                     self.stats.delivered(batch);
-                    return;
+                    return Delivery::Done;
                 }
                 Action::Reauthenticate if !reauthenticated && token.is_some() => {
                     reauthenticated = true;
@@ -385,7 +451,7 @@ impl Forwarder {
                         });
                     }
                     if action != Action::Reauthenticate && self.spill(batch, mode).await {
-                        return;
+                        return Delivery::Done;
                     }
                     self.backoff(&mut attempt).await;
                     reauthenticated = false;
@@ -399,18 +465,21 @@ impl Forwarder {
                              give the user the monasca-agent role on its project"
                         )
                     });
-                    return;
+                    return Delivery::Done;
                 }
                 Action::Split => match batch::split(batch) {
                     Some((a, b)) => {
                         self.stats.splits.fetch_add(1, Relaxed);
+                        if mode == Mode::Replay {
+                            return Delivery::Split(a, b);
+                        }
                         self.queue.push_front(b);
                         self.queue.push_front(a);
-                        return;
+                        return Delivery::Done;
                     }
                     None => {
                         self.stats.drop_batch(BatchDrop::TooLarge, batch);
-                        return;
+                        return Delivery::Done;
                     }
                 },
                 Action::Refused => {
@@ -421,7 +490,7 @@ impl Forwarder {
                         metrics = batch.metrics,
                         "Monasca refused a batch; it is dropped"
                     );
-                    return;
+                    return Delivery::Done;
                 }
             }
         }

@@ -12,7 +12,7 @@
 use super::{BatchDrop, ForwardStats};
 use crate::batch::Batch;
 use crate::clock::now_ms;
-use crate::spool::{Evicted, Recovery, Spool};
+use crate::spool::{Evicted, RecordId, Recovery, Spool};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::Duration;
@@ -110,6 +110,30 @@ impl Spooler {
         }
     }
 
+    /// `Spool::replace` for a replayed batch split after a 413: the halves are counted as
+    /// spooled (each is replayed and counted again later). False: a disk error, logged;
+    /// nothing changed on disk.
+    pub fn replace(&self, id: RecordId, parts: [&Batch; 2], created_ms: u64) -> bool {
+        let ok = match self.spool.replace(id, parts, created_ms) {
+            Ok(outcome) => {
+                for b in parts {
+                    self.stats.spooled(b);
+                }
+                self.count_evicted(BatchDrop::SpoolFull, outcome.evicted_full);
+                self.appended.notify_one();
+                true
+            }
+            Err(e) => {
+                self.stats.log_once("spool_error", || {
+                    tracing::error!(error = %e, "cannot write to buffer.spool_dir; the halves of a split batch stay in memory")
+                });
+                false
+            }
+        };
+        self.update_gauges();
+        ok
+    }
+
     /// `put` from async code.
     pub async fn put_async(self: &Arc<Self>, batch: &Batch) -> bool {
         let me = Arc::clone(self);
@@ -137,6 +161,7 @@ impl Spooler {
         s.spool_bytes.store(self.spool.pending_bytes(), Relaxed);
         s.spool_batches.store(self.spool.pending_batches(), Relaxed);
         s.spool_metrics.store(self.spool.pending_metrics(), Relaxed);
+        s.spool_syncs.store(self.spool.syncs(), Relaxed);
         let unreadable = self.spool.unreadable();
         s.batches_dropped[BatchDrop::SpoolCorrupt as usize].store(unreadable.batches, Relaxed);
         s.metrics_dropped[BatchDrop::SpoolCorrupt as usize].store(unreadable.metrics, Relaxed);

@@ -34,6 +34,9 @@ pub struct ForwardStats {
     /// Damaged records skipped when the spool was opened (a torn tail after a crash).
     pub spool_corrupt_records: AtomicU64,
     pub spool_corrupt_bytes: AtomicU64,
+    /// Times the spool's unsynced writes were forced to disk (`buffer.spool_fsync: <d>`: by
+    /// an append or ack once `d` passed, by the timer every `d`, at shutdown).
+    pub spool_syncs: AtomicU64,
     /// Metrics that were in flight at a crash or at the end of a grace period and are sent
     /// again: Monasca may have stored them already.
     pub possible_duplicates: AtomicU64,
@@ -102,15 +105,22 @@ impl ForwardStats {
 
     pub fn posted(&self, outcome: &'static str, took: Duration) {
         // 4xx are answers about one batch (refused, re-authenticate, split), not an outage.
-        match outcome.as_bytes().first() {
-            Some(b'2') => {
+        // Only 204 is a delivery; a redirect or another 2xx (a proxy's page) means nothing is
+        // being stored, like a 5xx.
+        match outcome {
+            "204" => {
                 self.consecutive_failures.store(0, Relaxed);
                 self.last_success_ms.store(crate::clock::now_ms(), Relaxed);
             }
-            Some(b'5') | Some(b't') | Some(b'c') | Some(b'n') => {
+            "2xx" | "3xx" => {
                 self.consecutive_failures.fetch_add(1, Relaxed);
             }
-            _ => {}
+            _ => match outcome.as_bytes().first() {
+                Some(b'5') | Some(b't') | Some(b'c') | Some(b'n') => {
+                    self.consecutive_failures.fetch_add(1, Relaxed);
+                }
+                _ => {}
+            },
         }
         let mut posts = self.posts.lock().unwrap_or_else(|p| p.into_inner());
         let e = posts.entry(outcome).or_default();

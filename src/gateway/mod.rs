@@ -13,6 +13,7 @@ use crate::listen::{self, ReaderConfig};
 use crate::parse::Limits;
 use crate::passthrough::Passthrough;
 use crate::sink::{ConsoleSink, Sink};
+use crate::spool::SpoolDir;
 use crate::telemetry::Telemetry;
 use crate::{admin, http, shutdown};
 use anyhow::{Context, bail};
@@ -65,21 +66,22 @@ fn optional_addr(key: &str, value: &str) -> anyhow::Result<Option<SocketAddr>> {
         .with_context(|| format!("{key}: {value:?} is not an address"))
 }
 
-/// `<buffer.spool_dir>/gauges.checkpoint.json`, the directory created if need be.
-fn checkpoint_path(config: &Config) -> anyhow::Result<Option<std::path::PathBuf>> {
+/// `buffer.spool_dir`, created `0700` and locked until the value is dropped, if configured:
+/// a second instance on the same directory refuses to start, naming this one's pid.
+fn lock_spool_dir(config: &Config) -> anyhow::Result<Option<SpoolDir>> {
     let dir = &config.buffer.spool_dir;
     if dir.is_empty() {
         return Ok(None);
     }
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("buffer.spool_dir: cannot create {dir:?}"))?;
-    Ok(Some(std::path::Path::new(dir).join(CHECKPOINT_FILE)))
+    Ok(Some(SpoolDir::open(std::path::Path::new(dir))?))
 }
 
 /// The gauge checkpoint's file name in `buffer.spool_dir`.
 pub const CHECKPOINT_FILE: &str = "gauges.checkpoint.json";
 
 pub fn run(config: Config) -> anyhow::Result<()> {
+    // Held until `run` returns, so through the final flush and spooling.
+    let spool_dir = lock_spool_dir(&config)?;
     let readers = reader_count(&config);
     let telemetry = Arc::new(Telemetry::new(readers));
     let defaults = default_dimensions(&config);
@@ -183,8 +185,8 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         Arc::clone(&passthrough),
         Some((Arc::clone(&heartbeats), hb.alive_gauges)),
     );
-    let flusher = match checkpoint_path(&config)? {
-        Some(path) => flusher.with_checkpoint(path),
+    let flusher = match &spool_dir {
+        Some(d) => flusher.with_checkpoint(d.path().join(CHECKPOINT_FILE)),
         None => flusher,
     };
     // Only alongside real metrics: the console sink keeps printing just what was sent to it.

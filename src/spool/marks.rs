@@ -6,7 +6,7 @@
 //! directory fsync on the ack path.
 
 use super::RecordId;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -138,7 +138,7 @@ impl MarksFile {
 
     fn file(&mut self) -> io::Result<&File> {
         if self.file.is_none() {
-            let f = OpenOptions::new()
+            let f = super::dir::options()
                 .read(true)
                 .write(true)
                 .create(true)

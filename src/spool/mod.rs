@@ -17,12 +17,13 @@
 //!   `MAX_OUTSTANDING` acked-out-of-order ids and the ids in flight. Two slots with CRC and
 //!   generation, overwritten alternately in place.
 //!
-//! Recovery (`open`): each segment is read and checked record by record. After a bad record the
-//! scan resyncs at the next magic starting an intact record (the magic byte `F5` never occurs in
-//! JSON); a bad range followed by an intact record counts as one corrupt record. Trailing
-//! garbage (a torn write) counts as one corrupt record and is truncated away, in any segment,
-//! since nothing intact follows it. Corrupt ranges in the middle stay, and are counted again at
-//! each `open` until their segment is deleted. Segments with nothing unacked are deleted.
+//! Recovery (`open`, in `recover`): each segment is read and checked record by record. After
+//! a bad record the scan resyncs at the next magic starting an intact record (the magic byte
+//! `F5` never occurs in JSON); a bad range followed by an intact record counts as one corrupt
+//! record. Trailing garbage (a torn write) counts as one corrupt record and is truncated away,
+//! in any segment, since nothing intact follows it. Corrupt ranges in the middle stay, and are
+//! counted again at each `open` until their segment is deleted. Segments with nothing unacked
+//! are deleted.
 //!
 //! Ack and in flight: `take` hands out the oldest pending record and durably marks it in
 //! flight (a state write) before returning it; `ack` marks it done (a state write); `release`
@@ -39,20 +40,29 @@
 //!
 //! Durability: every write reaches the OS before the call returns, which survives kill -9.
 //! `Fsync::Always` also fsyncs each append (and a new segment's directory entry) and each
-//! state write; `Every(d)` fsyncs at most once per `d`, on whichever call comes first, and in
-//! `sync`; `Never` leaves it to the OS.
+//! state write; `Every(d)` fsyncs on whichever call comes first once `d` has passed since the
+//! last fsync, and the owner calls `sync_unsynced` every `d` (see `sync_period`), so nothing
+//! written stays unsynced for much longer than `d` even when no call follows it (the tail of
+//! a burst); `Never` leaves it to the OS.
+//!
+//! Files: created `0600` through `dir::options` (never through a symlink) in a `0700`
+//! directory; `dir` also holds the `LOCK` a running gateway keeps (`SpoolDir`), which `open`
+//! does not take: the gateway holds it for the whole process, the checkpoint included.
 
+pub mod dir;
 mod marks;
 mod record;
+mod recover;
 #[cfg(test)]
 mod tests;
 
 use crate::batch::Batch;
 use bytes::Bytes;
+pub use dir::SpoolDir;
 use marks::{MAX_OUTSTANDING, Marks, MarksFile};
 use record::{HEADER, Meta};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -182,18 +192,12 @@ struct Inner {
     unsynced_dir: bool,
     read_failures: (RecordId, u32),
     unreadable: Evicted,
+    /// `sync` calls that forced something to disk (cumulative).
+    syncs: u64,
 }
 
 fn segment_path(dir: &Path, seq: u64) -> PathBuf {
     dir.join(format!("{seq:020}.seg"))
-}
-
-fn segment_seq(name: &std::ffi::OsStr) -> Option<u64> {
-    let digits = name.to_str()?.strip_suffix(".seg")?;
-    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    digits.parse().ok()
 }
 
 fn invalid(what: &str) -> io::Error {
@@ -227,92 +231,11 @@ fn read_record(dir: &Path, id: RecordId, meta: Meta) -> Result<Vec<u8>, ReadErro
 }
 
 impl Spool {
-    /// Creates the dir if needed, scans existing segments (recovery), truncates torn tails,
-    /// counts corrupt records. Err only if the directory cannot be created or listed.
+    /// Creates the dir if needed (`0700`), scans existing segments (recovery), truncates
+    /// torn tails, counts corrupt records. Err only if the directory cannot be created or
+    /// listed.
     pub fn open(settings: SpoolSettings) -> io::Result<(Spool, Recovery)> {
-        std::fs::create_dir_all(&settings.dir)?;
-        let mut seqs = Vec::new();
-        for entry in std::fs::read_dir(&settings.dir)? {
-            let entry = entry?;
-            if let Some(seq) = segment_seq(&entry.file_name())
-                && entry.file_type().is_ok_and(|t| t.is_file())
-            {
-                seqs.push(seq);
-            }
-        }
-        seqs.sort_unstable();
-        let (marks_file, marks) = MarksFile::load(&settings.dir);
-        if marks.is_none() && !seqs.is_empty() {
-            tracing::warn!(dir = %settings.dir.display(), "spool state missing or unreadable: every spooled batch will be replayed");
-        }
-        let marks = marks.unwrap_or_default();
-        let mut inner = Inner {
-            dir: settings.dir,
-            max_bytes: settings.max_bytes,
-            max_age_ms: u64::try_from(settings.max_age.as_millis()).unwrap_or(u64::MAX),
-            segment_bytes: settings.segment_bytes,
-            fsync: settings.fsync,
-            segments: VecDeque::new(),
-            active: None,
-            next_seq: 0,
-            in_flight: BTreeMap::new(),
-            acked_above: BTreeSet::new(),
-            marks: marks_file,
-            pending_batches: 0,
-            pending_metrics: 0,
-            bytes: 0,
-            last_sync: Instant::now(),
-            unsynced_segment: false,
-            unsynced_dir: false,
-            read_failures: (RecordId::default(), 0),
-            unreadable: Evicted::default(),
-        };
-        let mut rec = Recovery::default();
-        for &seq in &seqs {
-            inner.recover_segment(seq, &marks, &mut rec);
-        }
-        // Never reuse a sequence number the state may refer to: new ids must sort after it.
-        let below = marks.acked_below;
-        inner.next_seq = marks
-            .acked
-            .iter()
-            .chain(&marks.in_flight)
-            .map(|id| id.segment + 1)
-            .chain(seqs.last().map(|s| s + 1))
-            .chain([below.segment + u64::from(below.offset > 0)])
-            .max()
-            .unwrap_or(0);
-        inner.advance();
-        let frontier = inner.frontier();
-        inner.acked_above = inner
-            .segments
-            .iter()
-            .flat_map(|s| {
-                s.records
-                    .iter()
-                    .filter(|r| r.state == State::Acked)
-                    .map(|r| RecordId {
-                        segment: s.seq,
-                        offset: r.off,
-                    })
-            })
-            .filter(|id| *id > frontier)
-            .collect();
-        // Reported once: they are pending again, not in flight.
-        if !marks.in_flight.is_empty()
-            && let Err(e) = inner.persist()
-        {
-            tracing::warn!(error = %e, "spool state write failed");
-        }
-        rec.batches = inner.pending_batches;
-        rec.metrics = inner.pending_metrics;
-        rec.bytes = inner.bytes;
-        Ok((
-            Spool {
-                inner: Mutex::new(inner),
-            },
-            rec,
-        ))
+        recover::open(settings)
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -331,6 +254,20 @@ impl Spool {
     /// `unreadable`. Err: a read or state write failed; the record stays pending.
     pub fn take(&self) -> io::Result<Option<SpooledBatch>> {
         self.lock().take()
+    }
+
+    /// A taken record `id` replaced by `parts` (the halves of a batch Monasca refused as too
+    /// large): both are appended, keeping `created_ms` for `max_age`, then `id` is acked, so
+    /// the data is on disk at every moment (a crash in between replays both: duplicates, never
+    /// loss). Err: nothing changed, `id` is still in flight. The halves go to the end of the
+    /// spool (after newer records).
+    pub fn replace(
+        &self,
+        id: RecordId,
+        parts: [&Batch; 2],
+        created_ms: u64,
+    ) -> io::Result<AppendOutcome> {
+        self.lock().replace(id, parts, created_ms)
     }
 
     /// Delivered (or dropped by the caller for a counted reason): never returned again, even
@@ -356,6 +293,29 @@ impl Spool {
     /// Forces appends and the ack state to stable storage.
     pub fn sync(&self) -> io::Result<()> {
         self.lock().sync()
+    }
+
+    /// With `Fsync::Every(d)`: `d`, how often the owner should call `sync_unsynced`.
+    pub fn sync_period(&self) -> Option<Duration> {
+        match self.lock().fsync {
+            Fsync::Every(d) => Some(d),
+            _ => None,
+        }
+    }
+
+    /// Syncs if anything written is not yet on stable storage; Ok(true) if it synced.
+    pub fn sync_unsynced(&self) -> io::Result<bool> {
+        let mut g = self.lock();
+        if !g.unsynced() {
+            return Ok(false);
+        }
+        g.sync()?;
+        Ok(true)
+    }
+
+    /// `sync` calls that forced something to disk since `open` (cumulative, like a counter).
+    pub fn syncs(&self) -> u64 {
+        self.lock().syncs
     }
 
     /// Unacked records, in flight included.
@@ -387,77 +347,6 @@ impl Spool {
 }
 
 impl Inner {
-    fn recover_segment(&mut self, seq: u64, marks: &Marks, rec: &mut Recovery) {
-        let path = segment_path(&self.dir, seq);
-        let id = |offset| RecordId {
-            segment: seq,
-            offset,
-        };
-        if id(u64::MAX) < marks.acked_below {
-            self.remove_file(seq);
-            return;
-        }
-        let data = match std::fs::read(&path) {
-            Ok(d) => d,
-            Err(e) => {
-                tracing::warn!(path = %path.display(), error = %e, "spool segment unreadable: skipped");
-                rec.corrupt_records += 1;
-                return;
-            }
-        };
-        let scan = record::scan(&data);
-        let mut len = data.len() as u64;
-        // A range entirely below the frontier was counted at an earlier open already.
-        let mut count = |start: u64, end: u64| {
-            if id(end) > marks.acked_below {
-                rec.corrupt_records += 1;
-                rec.corrupt_bytes += end - start;
-            }
-        };
-        for &(start, end) in &scan.corrupt {
-            count(start, end);
-        }
-        if let Some(torn) = scan.torn_at {
-            count(torn, len);
-            match OpenOptions::new()
-                .write(true)
-                .open(&path)
-                .and_then(|f| f.set_len(torn))
-            {
-                Ok(()) => len = torn,
-                Err(e) => {
-                    tracing::warn!(path = %path.display(), error = %e, "spool segment: cannot truncate a torn tail")
-                }
-            }
-        }
-        let mut records = Vec::with_capacity(scan.records.len());
-        for (off, meta) in scan.records {
-            let state = if marks.is_acked(id(off)) {
-                State::Acked
-            } else {
-                if marks.in_flight.contains(&id(off)) {
-                    rec.in_flight_batches += 1;
-                    rec.in_flight_metrics += u64::from(meta.metrics);
-                }
-                self.pending_batches += 1;
-                self.pending_metrics += u64::from(meta.metrics);
-                State::Pending
-            };
-            records.push(Rec { off, meta, state });
-        }
-        if records.iter().all(|r| r.state == State::Acked) {
-            self.remove_file(seq);
-            return;
-        }
-        self.bytes += len;
-        self.segments.push_back(Segment {
-            seq,
-            len,
-            records,
-            head: 0,
-        });
-    }
-
     fn remove_file(&self, seq: u64) {
         let path = segment_path(&self.dir, seq);
         if let Err(e) = std::fs::remove_file(&path)
@@ -544,7 +433,12 @@ impl Inner {
         }
     }
 
+    fn unsynced(&self) -> bool {
+        (self.unsynced_segment && self.active.is_some()) || self.unsynced_dir || self.marks.dirty
+    }
+
     fn sync(&mut self) -> io::Result<()> {
+        let had_unsynced = self.unsynced();
         if self.unsynced_segment
             && let Some(f) = &self.active
         {
@@ -557,6 +451,7 @@ impl Inner {
         }
         self.marks.sync()?;
         self.last_sync = Instant::now();
+        self.syncs += u64::from(had_unsynced);
         Ok(())
     }
 
@@ -576,7 +471,7 @@ impl Inner {
         // Consumed even on failure: a retry never trips over a half-created file.
         let seq = self.next_seq;
         self.next_seq += 1;
-        let file = OpenOptions::new()
+        let file = dir::options()
             .write(true)
             .create_new(true)
             .open(segment_path(&self.dir, seq))?;
@@ -598,6 +493,15 @@ impl Inner {
     }
 
     fn append(&mut self, batch: &Batch, now_ms: u64) -> io::Result<AppendOutcome> {
+        self.append_record(batch, now_ms)
+            .map(|(outcome, _)| outcome)
+    }
+
+    fn append_record(
+        &mut self,
+        batch: &Batch,
+        now_ms: u64,
+    ) -> io::Result<(AppendOutcome, RecordId)> {
         let meta = Meta {
             body_len: u32::try_from(batch.body.len()).map_err(|_| invalid("batch too large"))?,
             metrics: u32::try_from(batch.metrics).map_err(|_| invalid("too many metrics"))?,
@@ -647,6 +551,10 @@ impl Inner {
             meta,
             state: State::Pending,
         });
+        let id = RecordId {
+            segment: seg.seq,
+            offset: off,
+        };
         seg.len += size;
         self.bytes += size;
         self.pending_batches += 1;
@@ -654,7 +562,39 @@ impl Inner {
         self.unsynced_segment = self.fsync != Fsync::Always;
         let evicted_full = self.evict_to_fit();
         self.maybe_sync();
-        Ok(AppendOutcome { evicted_full })
+        Ok((AppendOutcome { evicted_full }, id))
+    }
+
+    fn replace(
+        &mut self,
+        id: RecordId,
+        parts: [&Batch; 2],
+        created_ms: u64,
+    ) -> io::Result<AppendOutcome> {
+        let (mut first, a) = self.append_record(parts[0], created_ms)?;
+        let second = match self.append_record(parts[1], created_ms) {
+            Ok((outcome, _)) => outcome,
+            Err(e) => {
+                // The original stays: the first half must not be sent besides it.
+                if let Some((si, ri)) = self.locate(a)
+                    && self.segments[si].records[ri].state == State::Pending
+                {
+                    self.drop_pending(si, ri);
+                    self.advance();
+                }
+                if let Err(e) = self.persist() {
+                    tracing::warn!(error = %e, "spool state write failed");
+                }
+                return Err(e);
+            }
+        };
+        first.evicted_full.batches += second.evicted_full.batches;
+        first.evicted_full.metrics += second.evicted_full.metrics;
+        if let Err(e) = self.ack(id) {
+            // Both halves are stored; the original may come back after a restart (a duplicate).
+            tracing::warn!(error = %e, "spool state write failed: a split batch may be sent twice after a restart");
+        }
+        Ok(first)
     }
 
     /// Evicts whole oldest segments while over `max_bytes`, never the one just written.

@@ -495,6 +495,96 @@ fn fsync_modes_write_the_same_data() {
     }
 }
 
+/// Guards issue 11 (6): with `Every(d)` nothing synced the tail of a burst until the next
+/// append came along; `sync_unsynced` (the gateway's timer calls it every `d`) does, once.
+#[test]
+fn sync_unsynced_syncs_what_is_pending_once_and_counts_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let every = Duration::from_secs(3600);
+    let s = SpoolSettings {
+        fsync: Fsync::Every(every),
+        ..settings(dir.path())
+    };
+    let (spool, _) = open(&s);
+    assert_eq!(spool.sync_period(), Some(every));
+    assert!(!spool.sync_unsynced().unwrap(), "nothing written yet");
+    spool.append(&batch(1), 1).unwrap();
+    spool.append(&batch(2), 2).unwrap();
+    assert_eq!(spool.syncs(), 0, "within the period appends do not sync");
+    assert!(spool.sync_unsynced().unwrap());
+    assert_eq!(spool.syncs(), 1);
+    assert!(!spool.sync_unsynced().unwrap(), "already synced");
+    let b = spool.take().unwrap().unwrap();
+    assert!(
+        spool.sync_unsynced().unwrap(),
+        "the in-flight mark is a state write"
+    );
+    spool.ack(b.id).unwrap();
+    assert!(spool.sync_unsynced().unwrap());
+    assert_eq!(spool.syncs(), 3);
+    for fsync in [Fsync::Always, Fsync::Never] {
+        let dir = tempfile::tempdir().unwrap();
+        let (spool, _) = open(&SpoolSettings {
+            fsync,
+            ..settings(dir.path())
+        });
+        assert_eq!(spool.sync_period(), None, "no timer for {fsync:?}");
+    }
+}
+
+/// Guards issue 11 (9): the halves of a replayed batch refused with 413 lived only in memory
+/// once the record was acked; `replace` puts them on disk first.
+#[test]
+fn replace_stores_the_halves_then_acks_the_original_across_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = settings(dir.path());
+    let (spool, _) = open(&s);
+    spool.append(&batch(1), 10).unwrap();
+    spool.append(&batch(2), 20).unwrap();
+    let taken = spool.take().unwrap().unwrap();
+    assert_eq!(number(&taken), 1);
+    spool
+        .replace(taken.id, [&batch(3), &batch(4)], taken.created_ms)
+        .unwrap();
+    assert_eq!(spool.pending_batches(), 3);
+    assert_eq!(spool.pending_metrics(), metrics_of([2, 3, 4]));
+    drop(spool);
+    let (spool, rec) = open(&s);
+    assert_eq!((rec.batches, rec.in_flight_batches), (3, 0));
+    let mut seen = Vec::new();
+    while let Some(b) = spool.take().unwrap() {
+        seen.push((number(&b), b.created_ms));
+        spool.ack(b.id).unwrap();
+    }
+    assert_eq!(
+        seen,
+        [(2, 20), (3, 10), (4, 10)],
+        "halves keep the original's age"
+    );
+}
+
+/// Guards issue 11 (6): segments and the state file were 0644 in a 0755 directory.
+#[test]
+fn files_are_private_and_the_directory_is_created_0700() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("spool");
+    let (spool, _) = open(&settings(&dir));
+    spool.append(&batch(1), 1).unwrap();
+    let b = spool.take().unwrap().unwrap();
+    let _ = spool.release(b.id);
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dir), 0o700);
+    let files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 2, "a segment and the state: {files:?}");
+    for f in files {
+        assert_eq!(mode(&f), 0o600, "{}", f.display());
+    }
+}
+
 #[test]
 fn spool_is_send_and_sync() {
     fn check<T: Send + Sync>() {}

@@ -453,6 +453,11 @@ fn encode_forward(enc: &mut DescriptorEncoder<'_>, t: &Telemetry) -> Result {
             f.spool_corrupt_bytes.load(Relaxed),
         ),
         (
+            "spool_syncs",
+            "Times the disk spool's unsynced writes were forced to stable storage (fsync)",
+            f.spool_syncs.load(Relaxed),
+        ),
+        (
             "forward_possible_duplicates",
             "Metrics sent again because they were in flight at a crash or at the end of the grace period",
             f.possible_duplicates.load(Relaxed),

@@ -6,4 +6,5 @@
 mod common;
 mod http;
 mod service;
+mod spool;
 mod upstream;
