@@ -13,7 +13,7 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --no-create-home --shell /usr/sbin/nologin statsgate \
- && mkdir -p /var/lib/statsgate && chown statsgate /var/lib/statsgate
+ && mkdir -p /var/lib/statsgate && chown statsgate /var/lib/statsgate && chmod 0700 /var/lib/statsgate
 COPY --from=build /src/target/release/statsgate /usr/local/bin/statsgate
 COPY config/statsgate.yaml /etc/statsgate/statsgate.yaml
 # Inside a container the wildcard is the point; the published ports decide who reaches them.
