@@ -49,6 +49,9 @@ reasons! {
         NegativeSample => "negative_sample",
         /// `@rate` not in (0, 1].
         BadSampleRate => "bad_sample_rate",
+        /// `@rate` below 1e-6 (a weight over a million per sample): such weights overflow
+        /// the counts they feed and no client samples that sparsely.
+        SampleRateTooSmall => "sample_rate_too_small",
         /// A name that is empty, longer than 255 chars or has a character Monasca refuses.
         BadName => "bad_name",
         /// Malformed dimensions, or a key or value Monasca would refuse.
@@ -81,6 +84,10 @@ reasons! {
         SinkFailed => "sink_failed",
         /// A gauge beyond `aggregate.max_series` persisted gauges, not carried over.
         SeriesLimit => "series_limit",
+        /// A rate base (the last sample of an `r` series, where its next rate starts)
+        /// beyond `aggregate.max_series` kept, not carried over: that series' next interval
+        /// needs two samples for a rate.
+        RateBaseLimit => "rate_base_limit",
     }
 }
 

@@ -28,7 +28,9 @@ mod state;
 
 pub use budget::{NameReport, SeriesBudget, TOP_NAMES};
 pub use key::SeriesKey;
-pub use state::{Counter, GaugeUpdate, RateSamples, Recycle, Set, TIMER_VALUE_SCALE, Timer};
+pub use state::{
+    Counter, GaugeUpdate, HistogramSpec, RateSamples, Recycle, Set, TIMER_VALUE_SCALE, Timer,
+};
 
 use crate::parse::{GaugeOp, Kind, Line};
 use crate::reason::Reject;
@@ -51,7 +53,8 @@ pub struct Settings {
     /// Live series allowed in total and per name, shared by every reader.
     pub budget: std::sync::Arc<SeriesBudget>,
     pub max_set_members: usize,
-    pub histogram_precision: u8,
+    /// Timer histograms' precision and range (`aggregate.histogram_*`).
+    pub histogram: HistogramSpec,
 }
 
 impl Default for Settings {
@@ -60,7 +63,7 @@ impl Default for Settings {
             default_dimensions: Vec::new(),
             budget: std::sync::Arc::default(),
             max_set_members: 10_000,
-            histogram_precision: 2,
+            histogram: HistogramSpec::default(),
         }
     }
 }
@@ -323,8 +326,8 @@ impl Aggregator {
                 }
             }
             Kind::Timer | Kind::Histogram | Kind::Distribution => {
-                let precision = s.histogram_precision;
-                let (i, t) = slot(&mut shard.timers, key, room, || Timer::new(precision))?;
+                let spec = s.histogram;
+                let (i, t) = slot(&mut shard.timers, key, room, || Timer::new(spec))?;
                 for v in line.values.numbers() {
                     t.record(v, line.sample_rate);
                 }

@@ -10,10 +10,54 @@ use hdrhistogram::Histogram;
 /// values keep their precision in the integer HDR histogram.
 pub const TIMER_VALUE_SCALE: f64 = 1000.0;
 /// HDR counts are integers; a sample of weight `1/rate` is recorded `round(SCALE / rate)`
-/// times so fractional weights shape the percentiles too (to 0.1%).
+/// times so fractional weights shape the percentiles too (to 0.1%). Sample rates below
+/// 1e-6 are refused at parse, so one sample is at most 1e9 counts.
 const TIMER_WEIGHT_SCALE: f64 = 1000.0;
-/// Keeps scaled values inside what the histogram can track; exact min/max are kept apart.
-const TIMER_MAX_SCALED: f64 = 1e15;
+
+/// What sizes a timer's histogram, from the configuration (`aggregate.histogram_precision`
+/// and `aggregate.histogram_max_value`) and nothing else: the histogram tracks
+/// `0..=max_scaled` (thousandths of the samples' unit), so no sample can make it grow past
+/// [`HistogramSpec::max_bytes`]. A larger sample is recorded at `max_scaled` (its rank in
+/// the percentiles is clamped) and counted; count, sum, min and max stay exact.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HistogramSpec {
+    pub precision: u8,
+    pub max_scaled: u64,
+}
+
+impl HistogramSpec {
+    /// `max_value` in the samples' unit (validated to 1..=1e12 at config load).
+    pub fn new(precision: u8, max_value: f64) -> Self {
+        let max_scaled = (max_value * TIMER_VALUE_SCALE).round().clamp(1.0, 1e15) as u64;
+        HistogramSpec {
+            precision,
+            max_scaled,
+        }
+    }
+
+    /// The most heap one series' histogram holds: every count of the range, 64-bit (the
+    /// widest a histogram gets). The hdrhistogram crate lays out (buckets + 1) × half a
+    /// bucket's sub-buckets counts, a bucket per doubling of the range above the first;
+    /// `histogram_sizes_are_what_the_spec_says` checks this against the crate.
+    pub fn max_bytes(&self) -> u64 {
+        let digits = u32::from(self.precision.clamp(1, 5));
+        let sub_buckets = (2 * 10u64.pow(digits)).next_power_of_two();
+        let mut buckets = 1u64;
+        let mut untrackable = sub_buckets;
+        while untrackable <= self.max_scaled {
+            untrackable <<= 1;
+            buckets += 1;
+        }
+        (buckets + 1) * (sub_buckets / 2) * std::mem::size_of::<u64>() as u64
+    }
+}
+
+impl Default for HistogramSpec {
+    /// The configuration's defaults: 2 digits, values up to 1e9.
+    fn default() -> Self {
+        HistogramSpec::new(2, 1e9)
+    }
+}
 
 /// A series' state across intervals: a shard is reused after its flush, keeping every series
 /// a line touched (and its position, which the line memo relies on) with the state reset.
@@ -120,7 +164,9 @@ pub struct Timer {
     pub min: f64,
     pub max: f64,
     samples: Samples,
-    precision: u8,
+    spec: HistogramSpec,
+    /// Samples recorded into the histogram at `spec.max_scaled` because they were larger.
+    clamped: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -143,17 +189,22 @@ impl Hdr {
         Hdr::Narrow(new_histogram(precision))
     }
 
-    fn record(&mut self, value: f64, weight: f64) {
-        let scaled = (value * TIMER_VALUE_SCALE)
-            .clamp(0.0, TIMER_MAX_SCALED)
-            .round() as u64;
-        let times = (TIMER_WEIGHT_SCALE * weight).round().max(1.0) as u64;
+    /// Records `value` (clamped to `0..=max_scaled`); answers whether it was clamped.
+    fn record(&mut self, value: f64, weight: f64, max_scaled: u64) -> bool {
+        let scaled = (value * TIMER_VALUE_SCALE).max(0.0).round();
+        let clamped = scaled > max_scaled as f64;
+        let scaled = if clamped { max_scaled } else { scaled as u64 };
+        // At most 1e9 with the parser's sample-rate floor; bounded anyway, so no weight can
+        // overflow a count (hdrhistogram saturates its 64-bit counts and total).
+        let times = (TIMER_WEIGHT_SCALE * weight)
+            .round()
+            .clamp(1.0, f64::from(u32::MAX)) as u64;
         if let Hdr::Narrow(h) = self
-            && u64::from(h.count_at(scaled)) + times > u64::from(u32::MAX)
+            && u64::from(h.count_at(scaled)).saturating_add(times) > u64::from(u32::MAX)
         {
             self.widen();
         }
-        // Auto-resizing histograms with a clamped value: recording cannot fail.
+        // Auto-resizing histograms, grown at most to `max_scaled`: recording cannot fail.
         match self {
             Hdr::Narrow(h) => {
                 let _ = h.record_n(scaled, times as u32);
@@ -162,6 +213,7 @@ impl Hdr {
                 let _ = h.record_n(scaled, times);
             }
         }
+        clamped
     }
 
     /// Copies the counts into a 64-bit histogram of the same precision.
@@ -208,15 +260,21 @@ impl Hdr {
 }
 
 impl Timer {
-    pub fn new(precision: u8) -> Self {
+    pub fn new(spec: HistogramSpec) -> Self {
         Timer {
             count: 0.0,
             sum: 0.0,
             min: f64::INFINITY,
             max: f64::NEG_INFINITY,
             samples: Samples::Exact(Vec::new()),
-            precision,
+            spec,
+            clamped: 0,
         }
+    }
+
+    /// Samples whose percentile rank was clamped to `aggregate.histogram_max_value`.
+    pub fn clamped(&self) -> u64 {
+        self.clamped
     }
 
     pub fn record(&mut self, value: f64, sample_rate: f64) {
@@ -231,28 +289,38 @@ impl Timer {
                 self.switch_to_hdr();
                 self.record_hdr(value, weight);
             }
-            Samples::Hdr(h) => h.record(value, weight),
+            Samples::Hdr(h) => {
+                if h.record(value, weight, self.spec.max_scaled) {
+                    self.clamped += 1;
+                }
+            }
         }
     }
 
     fn record_hdr(&mut self, value: f64, weight: f64) {
-        if let Samples::Hdr(h) = &mut self.samples {
-            h.record(value, weight);
+        if let Samples::Hdr(h) = &mut self.samples
+            && h.record(value, weight, self.spec.max_scaled)
+        {
+            self.clamped += 1;
         }
     }
 
-    /// Moves exact samples into a histogram (once a series outgrows them).
+    /// Moves exact samples into a histogram (once a series outgrows them). Exact samples
+    /// were not clamped; those moved past the range are counted now.
     fn switch_to_hdr(&mut self) {
         if let Samples::Exact(v) = &self.samples {
-            let mut h = Box::new(Hdr::new(self.precision));
+            let mut h = Box::new(Hdr::new(self.spec.precision));
             for &(value, weight) in v {
-                h.record(value, weight);
+                if h.record(value, weight, self.spec.max_scaled) {
+                    self.clamped += 1;
+                }
             }
             self.samples = Samples::Hdr(h);
         }
     }
 
     pub fn merge(&mut self, other: &Timer) {
+        self.clamped += other.clamped;
         self.count += other.count;
         self.sum += other.sum;
         self.min = self.min.min(other.min);
@@ -301,6 +369,33 @@ impl Timer {
         }
     }
 
+    /// The median as statsd servers report it (Etsy's `median`): while the samples are
+    /// exact, the mean of the two middle samples when the weight splits evenly between them
+    /// (an even count of unit weights), else the middle sample; from the histogram, its 0.5
+    /// quantile.
+    pub fn median(&self) -> f64 {
+        let Samples::Exact(v) = &self.samples else {
+            return self.quantile(0.5);
+        };
+        let mut sorted = v.clone();
+        sorted.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let total: f64 = sorted.iter().map(|s| s.1).sum();
+        let half = total / 2.0;
+        let mut cumulative = 0.0;
+        for (i, &(value, weight)) in sorted.iter().enumerate() {
+            cumulative += weight;
+            if cumulative >= half {
+                // Exactly half below and half above: between this sample and the next.
+                let even = (cumulative - half).abs() <= total * 1e-12;
+                return match sorted.get(i + 1) {
+                    Some(&(next, _)) if even => (value + next) / 2.0,
+                    _ => value,
+                };
+            }
+        }
+        self.max
+    }
+
     /// Bytes held beyond the struct, for the memory budget.
     pub fn heap_bytes(&self) -> usize {
         match &self.samples {
@@ -321,6 +416,7 @@ impl Recycle for Timer {
     fn reset(&mut self) {
         self.count = 0.0;
         self.sum = 0.0;
+        self.clamped = 0;
         self.min = f64::INFINITY;
         self.max = f64::NEG_INFINITY;
         match &mut self.samples {
@@ -446,7 +542,7 @@ mod tests {
 
     #[test]
     fn timer_weights_and_percentiles() {
-        let mut t = Timer::new(2);
+        let mut t = Timer::new(HistogramSpec::default());
         for v in 1..=100 {
             t.record(f64::from(v), 1.0);
         }
@@ -457,7 +553,7 @@ mod tests {
         assert!((p50 - 50.0).abs() <= 50.0 * 0.01, "p50 = {p50}");
 
         // One sample at rate 0.1 weighs ten.
-        let mut w = Timer::new(2);
+        let mut w = Timer::new(HistogramSpec::default());
         w.record(10.0, 0.1);
         w.record(20.0, 1.0);
         assert_eq!((w.count, w.sum), (11.0, 120.0));
@@ -469,28 +565,119 @@ mod tests {
 
     #[test]
     fn few_samples_give_exact_percentiles() {
-        let mut t = Timer::new(2);
+        let mut t = Timer::new(HistogramSpec::default());
         t.record(12.0, 1.0);
         t.record(30.0, 1.0);
         assert_eq!((t.quantile(0.5), t.quantile(0.95)), (12.0, 30.0));
         assert!(t.heap_bytes() < 1024);
     }
 
+    /// Guards: the median of 12 and 30 was 12 (nearest rank); statsd reports 21.
+    #[test]
+    fn median_of_an_even_count_is_the_mean_of_the_middle_two() {
+        let timer = |samples: &[(f64, f64)]| {
+            let mut t = Timer::new(HistogramSpec::default());
+            samples.iter().for_each(|&(v, rate)| t.record(v, rate));
+            t
+        };
+        assert_eq!(timer(&[(30.0, 1.0), (12.0, 1.0)]).median(), 21.0);
+        assert_eq!(timer(&[(1.0, 1.0), (5.0, 1.0), (9.0, 1.0)]).median(), 5.0);
+        assert_eq!(
+            timer(&[(1.0, 1.0), (2.0, 1.0), (3.0, 1.0), (10.0, 1.0)]).median(),
+            2.5
+        );
+        assert_eq!(timer(&[(7.0, 1.0)]).median(), 7.0);
+        // Weights: 10 at rate 0.5 weighs 2, as much as 20 and 30 together.
+        assert_eq!(
+            timer(&[(10.0, 0.5), (20.0, 1.0), (30.0, 1.0)]).median(),
+            15.0
+        );
+        assert_eq!(timer(&[(10.0, 0.1), (20.0, 1.0)]).median(), 10.0);
+        // Percentiles stay nearest rank.
+        assert_eq!(timer(&[(12.0, 1.0), (30.0, 1.0)]).quantile(0.5), 12.0);
+        // From the histogram (past the exact samples): the 0.5 quantile.
+        let many: Vec<_> = (1..=100).map(|v| (f64::from(v), 1.0)).collect();
+        let m = timer(&many).median();
+        assert!((m - 50.0).abs() <= 0.5, "{m}");
+    }
+
+    /// Per-series bytes with adversarial samples at each precision, against the bound the
+    /// configuration sets (`HistogramSpec::max_bytes`). Guards: the histogram grew to the
+    /// largest sample (1e12 → ~23 KB at precision 2, ~17 MB at 5).
+    #[test]
+    fn histogram_sizes_are_what_the_spec_says() {
+        for precision in 1..=5u8 {
+            for max_value in [1.0, 1000.0, 3.6e6, 1e9] {
+                let spec = HistogramSpec::new(precision, max_value);
+                let mut t = Timer::new(spec);
+                // Past the exact samples, then huge, tiny and zero values; the weight at
+                // the sample-rate floor widens the counts to 64 bits (the worst case).
+                for _ in 0..65 {
+                    t.record(1e12, 1.0);
+                }
+                for v in [f64::MAX, 1e300, 1e-300, 0.0, max_value] {
+                    t.record(v, 1e-6);
+                }
+                for _ in 0..10 {
+                    t.record(max_value, 1e-6);
+                }
+                let Samples::Hdr(h) = &t.samples else {
+                    panic!("past the exact samples")
+                };
+                assert!(matches!(**h, Hdr::Wide(_)), "widened");
+                let bytes = t.heap_bytes() as u64;
+                assert_eq!(
+                    bytes,
+                    spec.max_bytes(),
+                    "precision {precision} max {max_value}"
+                );
+                assert_eq!(t.clamped(), 65 + 2, "1e12 × 65, f64::MAX, 1e300");
+                assert_eq!((t.min, t.max), (0.0, f64::MAX), "exact");
+                // The heavy samples sit at the range's top: so does the 99th percentile.
+                let p99 = t.quantile(0.99);
+                assert!((p99 / max_value - 1.0).abs() < 0.1, "p99 {p99}");
+                if max_value == 1e9 {
+                    eprintln!("precision {precision}: {bytes} B per series at most");
+                }
+            }
+        }
+        // The default configuration: 34 KiB; precision 5 over the same range: 24 MiB.
+        assert_eq!(HistogramSpec::default().max_bytes(), 34 * 1024);
+        assert_eq!(HistogramSpec::new(5, 1e9).max_bytes(), 24 * 1024 * 1024);
+    }
+
+    /// Guards: a weight of 1e300 (`|@1e-300`) overflowed the narrow count check (a panic in
+    /// debug) once a series used its histogram. The parser refuses such rates; the
+    /// histogram saturates anyway.
+    #[test]
+    fn enormous_weights_do_not_overflow_counts() {
+        let mut t = Timer::new(HistogramSpec::default());
+        for _ in 0..100 {
+            t.record(5.0, 1e-300);
+        }
+        assert_eq!(t.max, 5.0);
+        assert!((t.median() - 5.0).abs() < 0.1);
+        assert!(t.count.is_finite());
+    }
+
     #[test]
     fn many_samples_switch_to_the_histogram_and_merge_either_way() {
-        let mut big = Timer::new(2);
+        let mut big = Timer::new(HistogramSpec::default());
         for v in 1..=1000 {
             big.record(f64::from(v), 1.0);
         }
         assert!(matches!(big.samples, Samples::Hdr(_)));
-        let mut small = Timer::new(2);
+        let mut small = Timer::new(HistogramSpec::default());
         small.record(5000.0, 1.0);
         small.merge(&big);
         assert_eq!((small.count, small.max), (1001.0, 5000.0));
         let p50 = small.quantile(0.5);
         assert!((p50 - 501.0).abs() <= 501.0 * 0.01, "p50 {p50}");
         // Two exact halves stay exact.
-        let (mut a, mut b) = (Timer::new(2), Timer::new(2));
+        let (mut a, mut b) = (
+            Timer::new(HistogramSpec::default()),
+            Timer::new(HistogramSpec::default()),
+        );
         (1..=30).for_each(|v| a.record(f64::from(v), 1.0));
         (31..=60).for_each(|v| b.record(f64::from(v), 1.0));
         a.merge(&b);
@@ -515,7 +702,7 @@ mod tests {
         assert!(g.touched());
         g.reset();
         assert!(!g.touched() && g.set.is_none());
-        let mut t = Timer::new(2);
+        let mut t = Timer::new(HistogramSpec::default());
         (1..=1000).for_each(|v| t.record(f64::from(v), 1.0));
         assert!(t.touched());
         t.reset();
@@ -535,10 +722,11 @@ mod tests {
 
     #[test]
     fn narrow_counts_widen_before_they_saturate() {
+        const MAX: u64 = 1_000_000_000_000;
         let mut h = Hdr::new(2);
         // Each sample weighs TIMER_WEIGHT_SCALE counts: 5 million of them overflow u32.
         for _ in 0..5_000_000u32 / 1000 {
-            h.record(7.0, 1000.0);
+            h.record(7.0, 1000.0, MAX);
         }
         assert!(matches!(h, Hdr::Wide(_)), "widened");
         if let Hdr::Wide(w) = &h {
@@ -548,8 +736,8 @@ mod tests {
         // Adding two narrow halves that together would overflow widens too.
         let (mut a, mut b) = (Hdr::new(2), Hdr::new(2));
         for _ in 0..3_000 {
-            a.record(1.0, 1000.0);
-            b.record(1.0, 1000.0);
+            a.record(1.0, 1000.0, MAX);
+            b.record(1.0, 1000.0, MAX);
         }
         assert!(matches!(a, Hdr::Narrow(_)));
         a.add(&b);
@@ -559,7 +747,7 @@ mod tests {
 
     #[test]
     fn fractional_weights_are_not_truncated() {
-        let mut t = Timer::new(2);
+        let mut t = Timer::new(HistogramSpec::default());
         t.record(4.0, 0.3);
         assert!((t.count - 1.0 / 0.3).abs() < 1e-12);
         assert!((t.sum - 4.0 / 0.3).abs() < 1e-12);

@@ -865,6 +865,18 @@ mod tests {
                 "aggregate.histogram_precision",
             ),
             (
+                "aggregate:\n  histogram_max_value: 0.5\n",
+                "aggregate.histogram_max_value",
+            ),
+            (
+                "aggregate:\n  histogram_max_value: 1e13\n",
+                "aggregate.histogram_max_value",
+            ),
+            (
+                "aggregate:\n  histogram_max_value: .nan\n",
+                "aggregate.histogram_max_value",
+            ),
+            (
                 "aggregate:\n  max_set_members: 0\n",
                 "aggregate.max_set_members",
             ),
@@ -899,13 +911,44 @@ mod tests {
         );
     }
 
+    /// Guards: precision 5 under the default `max_series` let timers take 24 TiB (24 MiB
+    /// per series); a precision or range must not allow more than the defaults' worst case.
+    #[test]
+    fn unaffordable_histograms_are_refused() {
+        let text = refused(
+            "aggregate:\n  histogram_precision: 5\n",
+            "aggregate.histogram_precision",
+        );
+        assert!(
+            text.contains("aggregate.max_series to 1383 or less"),
+            "{text}"
+        );
+        refused(
+            "aggregate:\n  histogram_precision: 3\n",
+            "aggregate.histogram_precision",
+        );
+        refused(
+            "aggregate:\n  histogram_max_value: 1e12\n",
+            "aggregate.histogram_precision",
+        );
+        for yaml in [
+            "aggregate:\n  histogram_precision: 5\n  max_series: 1383\n",
+            "aggregate:\n  histogram_precision: 3\n  max_series: 100000\n",
+            "aggregate:\n  histogram_precision: 3\n  histogram_max_value: 1000\n  max_series: 300000\n",
+            "aggregate:\n  histogram_precision: 1\n  histogram_max_value: 1e12\n",
+        ] {
+            from_yaml(yaml).unwrap_or_else(|e| panic!("{yaml}: {e}"));
+        }
+    }
+
     #[test]
     fn edge_values_are_accepted() {
         let c = from_yaml(
             "statsd:\n  max_datagram: 512B\n  max_line: 64B\n  max_dimensions: 64\n  \
              readers: 256\n  recv_buffer: 1GiB\n\
              flush:\n  interval: 100ms\n  idle_expiry: 100ms\n\
-             aggregate:\n  timer_aggregates: []\n  histogram_precision: 5\n  \
+             aggregate:\n  timer_aggregates: []\n  histogram_precision: 5\n  max_series: 1000\n  \
+             histogram_max_value: 1\n  \
              hostname: web-01.example.org\n\
              admin:\n  listen: ''\n\
              log:\n  level: 'statsgate=debug,warn'\n\

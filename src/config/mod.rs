@@ -110,7 +110,14 @@ pub struct AggregateConfig {
     /// `0.999` → `name.99_9percentile`. Default `[0.95]`.
     pub percentiles: Vec<f64>,
     /// HDR histogram precision in significant decimal digits, 1–5. Default `2` (1% error).
+    /// Each digit costs about 8× the memory per busy timer series: a precision whose worst
+    /// case under `max_series` exceeds the defaults' (~33 GiB) is refused.
     pub histogram_precision: u8,
+    /// Largest sample the timer histograms track, in the samples' own unit (ms for `ms`),
+    /// 1 to 1e12. Larger samples count in the percentiles as this value (counted,
+    /// `timer_samples_clamped_total`); count, sum, min, max and avg stay exact. It sets
+    /// the most memory a timer series' histogram can take. Default `1e9`.
+    pub histogram_max_value: f64,
     /// Distinct members counted per set series per interval and reader thread; beyond it
     /// members are dropped and counted (`set_member_limit`). Default `10000`.
     pub max_set_members: usize,
@@ -547,6 +554,7 @@ impl Default for AggregateConfig {
             timer_aggregates: vec![Count, Sum, Min, Max, Avg, Median],
             percentiles: vec![0.95],
             histogram_precision: 2,
+            histogram_max_value: 1e9,
             max_set_members: 10_000,
             max_series: 1_000_000,
             max_series_per_name: 100_000,

@@ -110,6 +110,13 @@ pub(super) fn validate(c: &Config) -> Result<(), Invalid> {
             format!("must be between 1 and 5 (got {})", a.histogram_precision),
         )?;
     }
+    if !(a.histogram_max_value >= 1.0 && a.histogram_max_value <= 1e12) {
+        bad(
+            "aggregate.histogram_max_value",
+            format!("must be between 1 and 1e12 (got {})", a.histogram_max_value),
+        )?;
+    }
+    timer_memory(a)?;
     if a.max_set_members == 0 {
         bad("aggregate.max_set_members", "must be at least 1 (got 0)")?;
     }
@@ -218,6 +225,41 @@ fn log_level(key: &str, level: &str) -> Result<(), Invalid> {
                 ),
             );
         }
+    }
+    Ok(())
+}
+
+/// Refuses a histogram precision and range whose worst case under `aggregate.max_series`
+/// (every series a timer past its exact samples, each histogram at its most) exceeds what
+/// the default configuration allows (1,000,000 series × 34 KiB ≈ 33 GiB): a higher
+/// precision or a wider range must come with fewer series, so no setting is an
+/// unaffordable surprise (precision 5 over the default range is 24 MiB per series).
+fn timer_memory(a: &super::AggregateConfig) -> Result<(), Invalid> {
+    use crate::aggregate::HistogramSpec;
+    let defaults = super::AggregateConfig::default();
+    let spec = |precision, max_value| HistogramSpec::new(precision, max_value).max_bytes();
+    let allowed = defaults.max_series as u64
+        * spec(defaults.histogram_precision, defaults.histogram_max_value);
+    let per_series = spec(a.histogram_precision, a.histogram_max_value);
+    let worst = (a.max_series as u64).saturating_mul(per_series);
+    if worst > allowed {
+        let gib = |b: u64| b as f64 / f64::from(1u32 << 30);
+        bad(
+            "aggregate.histogram_precision",
+            format!(
+                "{} digits over 0..={} cost up to {} KiB per timer series: with \
+                 aggregate.max_series {} timers could take {:.0} GiB, more than the \
+                 defaults' {:.0} GiB; lower aggregate.max_series to {} or less, the \
+                 precision, or aggregate.histogram_max_value",
+                a.histogram_precision,
+                a.histogram_max_value,
+                per_series / 1024,
+                a.max_series,
+                gib(worst),
+                gib(allowed),
+                allowed / per_series,
+            ),
+        )?;
     }
     Ok(())
 }

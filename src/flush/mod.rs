@@ -39,7 +39,7 @@ pub struct FlushSettings {
     pub timer_outputs: Vec<TimerOutput>,
     /// Added to every metric unless its series has the key; sorted by key.
     pub default_dimensions: Arc<[(String, String)]>,
-    /// Most gauges carried across intervals (`aggregate.max_series`).
+    /// Most gauges, and most rate bases, carried across intervals (`aggregate.max_series`).
     pub max_persisted: usize,
 }
 
@@ -313,12 +313,16 @@ impl Flusher {
             };
             e.emit(&SeriesKey::decode(key), "", value);
         }
+        let mut clamped = 0;
         for (key, t) in merged.timers.iter().filter(|(_, t)| t.touched()) {
             let key = SeriesKey::decode(key);
             for out in &self.settings.timer_outputs {
                 e.emit(&key, &out.suffix, out.value(t));
             }
+            clamped += t.clamped();
         }
+        // Counted here, once per sample: the rendered view holds every shard's samples.
+        self.telemetry.flush.timer_samples_clamped.add(clamped);
         for (key, s) in merged.sets.iter().filter(|(_, s)| s.touched()) {
             e.emit(&SeriesKey::decode(key), "", s.members.len() as f64);
         }
@@ -431,8 +435,12 @@ impl Flusher {
                 sample: r.last,
                 updated_ms: now,
             };
+            let full = self.rate_bases.len() >= self.settings.max_persisted;
             match self.rate_bases.get_mut(key.as_slice()) {
                 Some(b) => *b = base,
+                // Bounded like the gauges: a flood of fresh rate names must not pile up bases
+                // until idle expiry (each interval admits max_series new ones).
+                None if full => e.dropped[EmitDrop::RateBaseLimit as usize] += 1,
                 None => {
                     self.rate_bases.insert(key.clone(), base);
                 }

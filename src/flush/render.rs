@@ -21,6 +21,9 @@ pub enum TimerStat {
     Min,
     Max,
     Avg,
+    /// statsd's median: the mean of the middle two exact samples of an even count.
+    Median,
+    /// Nearest rank.
     Quantile(f64),
 }
 
@@ -36,7 +39,7 @@ impl TimerOutput {
                     TimerAggregate::Min => ("min", TimerStat::Min),
                     TimerAggregate::Max => ("max", TimerStat::Max),
                     TimerAggregate::Avg => ("avg", TimerStat::Avg),
-                    TimerAggregate::Median => ("median", TimerStat::Quantile(0.5)),
+                    TimerAggregate::Median => ("median", TimerStat::Median),
                 };
                 TimerOutput {
                     suffix: format!(".{suffix}"),
@@ -58,6 +61,7 @@ impl TimerOutput {
             TimerStat::Min => t.min,
             TimerStat::Max => t.max,
             TimerStat::Avg => t.sum / t.count,
+            TimerStat::Median => t.median(),
             TimerStat::Quantile(q) => t.quantile(q),
         }
     }

@@ -188,6 +188,49 @@ fn rates_span_the_previous_sample() {
     assert_eq!(value(&r.flush(1_030_000), "rx"), Some(30.0));
 }
 
+/// Guards: rate bases were kept for every `r` series ever seen until idle expiry, with no
+/// bound (8 intervals of 1,000 fresh names under `max_series: 1000` kept 8,000).
+#[test]
+fn rate_bases_are_bounded_and_refusals_counted() {
+    let mut r = rig(false, 3600);
+    r.flusher.settings.max_persisted = 3;
+    for round in 0..4u64 {
+        let lines: Vec<String> = (0..3).map(|i| format!("rx.{round}.{i}:{i}|r")).collect();
+        let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+        r.send(0, &refs, 1_001_000 + round * 10_000);
+        r.flush(1_010_000 + round * 10_000);
+    }
+    assert_eq!(r.flusher.rate_bases.len(), 3, "at most max_series bases");
+    let dropped = &r.flusher.telemetry.flush.dropped;
+    assert_eq!(dropped[EmitDrop::RateBaseLimit as usize].get(), 9);
+    assert_eq!(dropped[EmitDrop::SeriesLimit as usize].get(), 0);
+    // A kept base still serves its series: one sample gives a rate.
+    r.send(1, &["rx.0.2:12|r"], 1_041_000);
+    assert_eq!(value(&r.flush(1_050_000), "rx.0.2"), Some(0.25));
+}
+
+/// Guards: samples above the histogram's range were ranked at the range's end uncounted.
+#[test]
+fn clamped_timer_samples_are_counted_once() {
+    let mut r = rig(false, 300);
+    r.agg = Aggregator::new(Settings {
+        histogram: crate::aggregate::HistogramSpec::new(2, 100.0),
+        ..Settings::default()
+    });
+    let mut lines: Vec<String> = (1..=60).map(|v| format!("lat:{v}|ms")).collect();
+    lines.extend((0..10).map(|_| "lat:1e12|ms".to_owned()));
+    let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+    r.send(0, &refs[..35], 0);
+    r.send(1, &refs[35..], 0);
+    let m = r.flush(1_010_000);
+    assert_eq!(value(&m, "lat.max"), Some(1e12), "exact");
+    assert_eq!(value(&m, "lat.sum"), Some(1830.0 + 1e13), "exact");
+    assert_eq!(r.flusher.telemetry.flush.timer_samples_clamped.get(), 10);
+    r.send(0, &["lat:5|ms"], 0);
+    r.flush(1_020_000);
+    assert_eq!(r.flusher.telemetry.flush.timer_samples_clamped.get(), 10);
+}
+
 #[test]
 fn line_timestamps_become_metric_timestamps() {
     let mut r = rig(false, 300);

@@ -139,7 +139,10 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             default_dimensions: defaults.clone(),
             budget: Arc::clone(&budget),
             max_set_members: config.aggregate.max_set_members,
-            histogram_precision: config.aggregate.histogram_precision,
+            histogram: aggregate::HistogramSpec::new(
+                config.aggregate.histogram_precision,
+                config.aggregate.histogram_max_value,
+            ),
         },
         // Validated at load; an entry that fails here cannot occur.
         allow: AllowList::new(

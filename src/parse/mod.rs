@@ -421,9 +421,14 @@ fn validate_values(raw: &str, kind: Kind) -> Result<Values<'_>, Reject> {
     Ok(Values { raw, first, rest })
 }
 
+/// The smallest sample rate accepted: a sample weighs at most a million, so weighted counts
+/// and histogram counts cannot overflow (`|@1e-300` would weigh 1e300).
+pub const MIN_SAMPLE_RATE: f64 = 1e-6;
+
 fn parse_sample_rate(s: &str) -> Result<f64, Reject> {
     match s.parse::<f64>() {
-        Ok(r) if r > 0.0 && r <= 1.0 => Ok(r),
+        Ok(r) if (MIN_SAMPLE_RATE..=1.0).contains(&r) => Ok(r),
+        Ok(r) if r > 0.0 && r < MIN_SAMPLE_RATE => Err(Reject::SampleRateTooSmall),
         _ => Err(Reject::BadSampleRate),
     }
 }

@@ -86,6 +86,15 @@ fn set_member_keeps_colons() {
 fn sample_rate() {
     assert_eq!(parse("hits:1|c|@0.1").unwrap().sample_rate, 0.1);
     assert_eq!(parse("hits:1|c|@1").unwrap().sample_rate, 1.0);
+    assert_eq!(parse("hits:1|c|@0.000001").unwrap().sample_rate, 1e-6);
+    // Guards: a weight of 1e300 overflowed the histogram's counts (a panic in debug).
+    for tiny in ["@1e-300", "@0.0000009", "@5e-324"] {
+        assert_eq!(
+            parse(&format!("lat:1|ms|{tiny}")),
+            Err(Reject::SampleRateTooSmall),
+            "{tiny}"
+        );
+    }
     for bad in ["@0", "@-0.5", "@1.5", "@x", "@", "@NaN", "@inf"] {
         assert_eq!(
             parse(&format!("hits:1|c|{bad}")),

@@ -92,6 +92,8 @@ pub struct FlushStats {
     pub gauges_persisted: OwnedCounter,
     /// Idle gauges and rate bases freed by `flush.idle_expiry`.
     pub series_expired: OwnedCounter,
+    /// Timer samples above `aggregate.histogram_max_value`, ranked at it in the percentiles.
+    pub timer_samples_clamped: OwnedCounter,
     /// Duration of the last flush, in microseconds.
     pub last_flush_micros: OwnedCounter,
     pub flush_micros_total: OwnedCounter,

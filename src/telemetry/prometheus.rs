@@ -150,6 +150,12 @@ impl Collector for View {
         )?;
         counter(
             &mut enc,
+            "timer_samples_clamped",
+            "Timer samples above aggregate.histogram_max_value, ranked at it in the percentiles",
+            f.timer_samples_clamped.get(),
+        )?;
+        counter(
+            &mut enc,
             "checkpoint_failures",
             "Flushes after which the gauge checkpoint could not be saved",
             f.checkpoint_failures.get(),

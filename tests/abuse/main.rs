@@ -7,4 +7,5 @@ mod common;
 mod http;
 mod service;
 mod spool;
+mod timers;
 mod upstream;
