@@ -84,7 +84,9 @@ fn sighup_keeps_the_gateway_running() {
     gw.wait_for("the line after SIGHUP", Duration::from_secs(10), |g| {
         g.lines_counted() >= 2
     });
-    assert!(gw.stderr.lock().unwrap().contains("SIGHUP"));
+    gw.wait_for("the SIGHUP log line", Duration::from_secs(10), |g| {
+        g.stderr.lock().unwrap().contains("SIGHUP received")
+    });
     let (flushes, status) = gw.stop();
     assert!(status.success(), "{status:?}");
     assert_eq!(sum(&flushes, "abuse.hup"), 7.0);
