@@ -535,3 +535,65 @@ fn healthz_fails_during_a_monasca_outage() {
     );
     assert!(health["forward"]["consecutive_failures"].as_u64().unwrap() >= 3);
 }
+
+/// Issue 11's "done when": 1,000 slow HTTP clients and a timer-memory attack at the
+/// configured limits at once, with 1 s flushes. Peak RSS stays within README's formula for
+/// this configuration and `/healthz` answers 200 within a second throughout.
+#[test]
+fn slow_clients_and_a_timer_attack_together_stay_within_the_formula() {
+    const SERIES: u64 = 1000;
+    const NOFILE: u64 = 1024;
+    raise_own_nofile(2048);
+    let gw = start_with_nofile(
+        &format!("flush:\n  interval: 1s\naggregate:\n  max_series: {SERIES}\n"),
+        Some(NOFILE),
+    );
+    let tx = gw.sender();
+    let mut clients = Vec::new();
+    let mut slowest = Duration::ZERO;
+    let started = Instant::now();
+    let mut round = 0u64;
+    while started.elapsed() < Duration::from_secs(6) {
+        if clients.len() < 1000 {
+            clients.extend(slow_clients(
+                gw.http,
+                100,
+                b"POST /beat HTTP/1.1\r\nHost: x\r\n",
+            ));
+        }
+        // Every series gets the adversarial 65 × 1e12 line again in every interval.
+        for i in 0..SERIES {
+            let _ = tx.send(crate::timers::huge_line(&format!("attack.both{i}")).as_bytes());
+            if i % 100 == 99 {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        dribble(&mut clients);
+        slowest = slowest.max(healthz_within_a_second(&gw));
+        round += 1;
+    }
+    let status = std::fs::read_to_string(format!("/proc/{}/status", gw.pid())).unwrap();
+    let hwm_kib: u64 = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap();
+    // README's formula: 8 MiB + max_series × (230 B + 1 KiB + 3 H) (two readers: the merged
+    // copy; a flush holds the flushed shard) + 250 B per metric emitted (7 per timer series)
+    // + http.body_budget + (http cap + admin cap) × 64 KiB.
+    let h = 8 * crate::timers::hdr_counts(2, 1_000_000_000_000);
+    let http_cap = NOFILE - 66 - 32;
+    let formula_kib = 8 * 1024
+        + SERIES * (230 + 1024 + 3 * h + 7 * 250) / 1024
+        + 16 * 1024
+        + (http_cap + 32) * 64;
+    eprintln!(
+        "{round} rounds, {} clients: peak RSS {hwm_kib} KiB, formula {formula_kib} KiB, slowest /healthz {slowest:?}",
+        clients.len()
+    );
+    assert!(
+        hwm_kib <= formula_kib,
+        "peak RSS {hwm_kib} KiB > formula {formula_kib} KiB"
+    );
+    assert!(gw.counter("statsgate_timer_samples_clamped_total", "") > 0);
+}

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 /// The adversarial timer line: 65 samples (one past the exact-sample list, so the series
 /// switches to its histogram), every one far above any configured range.
-fn huge_line(name: &str) -> String {
+pub(crate) fn huge_line(name: &str) -> String {
     let mut line = name.to_owned();
     for _ in 0..65 {
         line.push_str(":1e12");
@@ -19,7 +19,7 @@ fn huge_line(name: &str) -> String {
 /// Bytes of 32- or 64-bit counts an HDR histogram tracking 0..=`max_scaled` holds at
 /// `precision` digits: (buckets + 1) × sub_buckets / 2 counts (the hdrhistogram crate's
 /// layout, with the lowest discernible value 1).
-fn hdr_counts(precision: u32, max_scaled: u64) -> u64 {
+pub(crate) fn hdr_counts(precision: u32, max_scaled: u64) -> u64 {
     let sub_buckets = (2 * 10u64.pow(precision)).next_power_of_two();
     let mut buckets = 1;
     let mut untrackable = sub_buckets;
