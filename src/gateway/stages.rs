@@ -1,0 +1,328 @@
+//! The stages as the gateway runs them: each starts from its config section and the
+//! [`Shared`] handles and returns a handle whose `stop` ends it within the shutdown deadline.
+//!
+//! Owns: which thread or task each stage runs on and how it is told to stop. Must never:
+//! hold pipeline logic (that lives in each stage's own module) or decide the stop order
+//! (that is `gateway::run`).
+
+use super::{CHECKPOINT_FILE, Shared, optional_addr};
+use crate::aggregate::{self, Shard};
+use crate::allow::AllowList;
+use crate::config::Config;
+use crate::flush::{FlushSettings, Flusher, TimerOutput};
+use crate::forward::Forwarder;
+use crate::listen::{self, Listener, ReaderConfig};
+use crate::parse::Limits;
+use crate::sink::{ConsoleSink, Sink};
+use crate::spool::SpoolDir;
+use crate::{admin, http, shutdown};
+use anyhow::Context;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// How long a stopped HTTP server may take to finish its connections.
+const SERVER_STOP: Duration = Duration::from_millis(500);
+
+/// An address for the start-up log, or `disabled`.
+pub fn shown(addr: Option<SocketAddr>) -> String {
+    addr.map_or("disabled".to_owned(), |a| a.to_string())
+}
+
+/// The statsd sockets, bound first so that a taken port fails start-up before anything runs,
+/// and the shards their readers will fill.
+pub struct Udp {
+    listener: Listener,
+    config: ReaderConfig,
+    pub shards: Vec<Arc<Mutex<Shard>>>,
+}
+
+impl Udp {
+    pub fn bind(config: &Config, shared: &Shared) -> anyhow::Result<Udp> {
+        let s = &config.statsd;
+        let addr: SocketAddr = s
+            .listen
+            .parse()
+            .with_context(|| format!("statsd.listen: {:?} is not an address", s.listen))?;
+        let listener = listen::bind(addr, shared.readers, s.recv_buffer.bytes() as usize)
+            .with_context(|| format!("statsd.listen: cannot bind UDP {addr}"))?;
+        let a = &config.aggregate;
+        let reader_config = ReaderConfig {
+            limits: Limits {
+                max_line: s.max_line.bytes() as usize,
+                max_dimensions: s.max_dimensions,
+            },
+            max_datagram: s.max_datagram.bytes() as usize,
+            aggregate: aggregate::Settings {
+                default_dimensions: shared.defaults.clone(),
+                budget: Arc::clone(&shared.budget),
+                max_set_members: a.max_set_members,
+                histogram: aggregate::HistogramSpec::new(
+                    a.histogram_precision,
+                    a.histogram_max_value,
+                ),
+            },
+            // Validated at load; an entry that fails here cannot occur.
+            allow: AllowList::new(
+                crate::config::networks(&s.allow)
+                    .map_err(|e| anyhow::anyhow!("statsd.allow: {e}"))?,
+            ),
+            heartbeats: Some(Arc::clone(&shared.heartbeats)),
+            // Half the grace: the final flush and its delivery need the rest.
+            drain_for: config.shutdown.grace.get() / 2,
+        };
+        Ok(Udp {
+            listener,
+            config: reader_config,
+            shards: (0..shared.readers).map(|_| Arc::default()).collect(),
+        })
+    }
+
+    /// Starts the reader threads: from here on datagrams are read.
+    pub fn start(self, shared: &Shared) -> anyhow::Result<Readers> {
+        let addr = self.listener.local_addr;
+        let stop = Arc::new(AtomicBool::new(false));
+        let handles = listen::spawn_readers(
+            self.listener,
+            &self.shards,
+            &shared.telemetry,
+            &self.config,
+            &stop,
+        )?;
+        Ok(Readers {
+            addr,
+            stop,
+            handles,
+        })
+    }
+}
+
+/// The running reader threads.
+pub struct Readers {
+    pub addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    handles: Vec<JoinHandle<()>>,
+}
+
+impl Readers {
+    /// Stops reading (after draining what the kernel queued); false if a reader is still
+    /// running at `deadline`.
+    pub fn stop(self, deadline: Instant) -> bool {
+        self.stop.store(true, Ordering::Relaxed);
+        shutdown::join_until(self.handles, deadline)
+    }
+}
+
+/// Where flushed metrics go: the Monasca forwarder (queue, senders, spool) or the console.
+pub struct Output {
+    sink: Mutex<Option<Box<dyn Sink>>>,
+    forwarding: Option<(Arc<Forwarder>, Vec<tokio::task::JoinHandle<()>>)>,
+    pub name: String,
+}
+
+impl Output {
+    pub fn start(config: &Config, shared: &Shared) -> anyhow::Result<Output> {
+        if !config.forwards() {
+            return Ok(Output {
+                sink: Mutex::new(Some(Box::new(ConsoleSink::stdout()))),
+                forwarding: None,
+                name: "console".to_owned(),
+            });
+        }
+        let (sink, forwarder, name) =
+            shared
+                .runtime
+                .block_on(super::forwarding::start_forwarding(
+                    config,
+                    &shared.telemetry,
+                ))?;
+        let senders = shared.runtime.block_on(async { forwarder.spawn() });
+        Ok(Output {
+            sink: Mutex::new(Some(Box::new(sink))),
+            forwarding: Some((forwarder, senders)),
+            name,
+        })
+    }
+
+    fn forwards(&self) -> bool {
+        self.forwarding.is_some()
+    }
+
+    /// The sink, for the flusher (once).
+    fn take_sink(&self) -> Option<Box<dyn Sink>> {
+        self.sink.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+
+    /// Drains the queue (or spools it) until `deadline`; returns the metrics lost so.
+    pub fn stop(self, shared: &Shared, deadline: Instant) -> u64 {
+        match self.forwarding {
+            Some((forwarder, senders)) => shared
+                .runtime
+                .block_on(forwarder.shutdown(senders, deadline)),
+            None => 0,
+        }
+    }
+}
+
+/// The flusher thread: every interval it swaps the shards, renders and hands to the sink.
+pub struct Flush {
+    stop: mpsc::Sender<()>,
+    handle: JoinHandle<()>,
+}
+
+impl Flush {
+    pub fn start(
+        config: &Config,
+        shared: &Shared,
+        spool_dir: Option<&SpoolDir>,
+        shards: &[Arc<Mutex<Shard>>],
+        output: &Output,
+    ) -> anyhow::Result<Flush> {
+        let a = &config.aggregate;
+        let sink = output
+            .take_sink()
+            .context("the output's sink was already taken")?;
+        let flusher = Flusher::new(
+            shards.to_vec(),
+            FlushSettings {
+                interval: config.flush.interval.get(),
+                idle_expiry: config.flush.idle_expiry.get(),
+                counters_as_rate: a.counters_as_rate,
+                timer_outputs: TimerOutput::list(&a.timer_aggregates, &a.percentiles),
+                default_dimensions: shared.defaults.clone().into(),
+                max_persisted: a.max_series,
+            },
+            Arc::clone(&shared.telemetry),
+            sink,
+        )
+        .with_passthrough(
+            Arc::clone(&shared.passthrough),
+            Some((
+                Arc::clone(&shared.heartbeats),
+                config.heartbeat.alive_gauges,
+            )),
+        );
+        let flusher = match spool_dir {
+            Some(d) => flusher.with_checkpoint(d.path().join(CHECKPOINT_FILE)),
+            None => flusher,
+        };
+        // Only alongside real metrics: the console sink keeps printing just what was sent to it.
+        let flusher = if output.forwards() && config.telemetry.self_metrics {
+            flusher.with_self_metrics()
+        } else {
+            flusher
+        };
+        let (stop, stopped) = mpsc::channel::<()>();
+        let handle = std::thread::Builder::new()
+            .name("flush".into())
+            .spawn(move || flusher.run(stopped))?;
+        Ok(Flush { stop, handle })
+    }
+
+    /// The final flush; false if it has not finished at `deadline`.
+    pub fn stop(self, deadline: Instant) -> bool {
+        let _ = self.stop.send(());
+        shutdown::join_until(vec![self.handle], deadline)
+    }
+}
+
+/// A served HTTP listener (admin or ingest), or none when its address is empty.
+struct Server {
+    addr: SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Server {
+    fn stop(self, shared: &Shared) {
+        let _ = self.stop.send(());
+        shared.runtime.block_on(async {
+            let _ = tokio::time::timeout(SERVER_STOP, self.task).await;
+        });
+    }
+}
+
+/// The channel that tells a server to stop, and the future it waits on.
+fn stop_channel() -> (
+    tokio::sync::oneshot::Sender<()>,
+    impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    (tx, async {
+        let _ = rx.await;
+    })
+}
+
+/// The admin port: `/healthz`, `/metrics`, `/api/...`.
+pub struct Admin(Option<Server>);
+
+impl Admin {
+    pub fn start(config: &Config, shared: &Shared, cap: usize) -> anyhow::Result<Admin> {
+        let Some(addr) = optional_addr("admin.listen", &config.admin.listen)? else {
+            return Ok(Admin(None));
+        };
+        let (stop, stopped) = stop_channel();
+        let settings =
+            admin::Settings::from_config(&config.admin, cap, config.flush.interval.get());
+        let (addr, task) = shared
+            .runtime
+            .block_on(admin::serve(
+                addr,
+                Arc::clone(&shared.telemetry),
+                Some(Arc::clone(&shared.heartbeats)),
+                settings,
+                stopped,
+            ))
+            .with_context(|| format!("admin.listen: cannot bind TCP {addr}"))?;
+        Ok(Admin(Some(Server { addr, stop, task })))
+    }
+
+    pub fn addr(&self) -> Option<SocketAddr> {
+        self.0.as_ref().map(|s| s.addr)
+    }
+
+    pub fn stop(self, shared: &Shared) {
+        if let Some(s) = self.0 {
+            s.stop(shared);
+        }
+    }
+}
+
+/// The HTTP ingest listener: `/beat`, `/status`, `/v2.0/metrics`.
+pub struct HttpIngest(Option<Server>);
+
+impl HttpIngest {
+    pub fn start(config: &Config, shared: &Shared, cap: usize) -> anyhow::Result<HttpIngest> {
+        let Some(addr) = optional_addr("http.listen", &config.http.listen)? else {
+            return Ok(HttpIngest(None));
+        };
+        let state = http::HttpState {
+            beats: Arc::clone(&shared.heartbeats),
+            passthrough: Arc::clone(&shared.passthrough),
+            allow: Arc::new(AllowList::new(
+                crate::config::networks(&config.http.allow)
+                    .map_err(|e| anyhow::anyhow!("http.allow: {e}"))?,
+            )),
+            stats: Arc::clone(&shared.telemetry.http),
+        };
+        let (stop, stopped) = stop_channel();
+        let settings = http::Settings::from_config(&config.http, addr, cap);
+        let (addr, task) = shared
+            .runtime
+            .block_on(http::serve(addr, state, settings, stopped))
+            .with_context(|| format!("http.listen: cannot bind TCP {addr}"))?;
+        Ok(HttpIngest(Some(Server { addr, stop, task })))
+    }
+
+    pub fn addr(&self) -> Option<SocketAddr> {
+        self.0.as_ref().map(|s| s.addr)
+    }
+
+    pub fn stop(self, shared: &Shared) {
+        if let Some(s) = self.0 {
+            s.stop(shared);
+        }
+    }
+}
