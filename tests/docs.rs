@@ -223,5 +223,8 @@ fn readme_configuration_table_has_every_key() {
         .into_iter()
         .filter(|k| !documented.contains(k))
         .collect();
-    assert!(missing.is_empty(), "keys missing from README's table: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "keys missing from README's table: {missing:?}"
+    );
 }
