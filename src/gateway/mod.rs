@@ -106,6 +106,10 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let udp_addr = listener.local_addr;
 
     let passthrough = Arc::new(Passthrough::new(config.buffer.max_pending.bytes() as usize));
+    let probes = crate::probes::start(&config.probes, defaults.clone(), Arc::clone(&passthrough))?;
+    if probes.running() {
+        let _ = telemetry.probes.set(Arc::clone(&probes.stats));
+    }
     let hb = &config.heartbeat;
     let liveness = Liveness::new(LivenessSettings {
         expected_interval: hb.expected_interval.get(),
@@ -260,6 +264,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             let _ = tokio::time::timeout(std::time::Duration::from_millis(500), task).await;
         });
     }
+    probes.stop();
     let _ = flush_stop_tx.send(());
     let flushed = shutdown::join_until(vec![flush_handle], deadline);
     let unsent = match forwarding {

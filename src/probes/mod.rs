@@ -244,34 +244,47 @@ pub fn build_groups(c: &ProbesConfig) -> anyhow::Result<Vec<(Box<dyn Group>, Dur
     Ok(groups)
 }
 
-/// The running probes; [`ProbesHandle::stop`] ends the runner.
+/// The running probes (or, with `probes.enabled: false`, none); [`ProbesHandle::stop`] ends
+/// the runner.
 pub struct ProbesHandle {
     stop: mpsc::Sender<()>,
-    thread: std::thread::JoinHandle<()>,
+    thread: Option<std::thread::JoinHandle<()>>,
     pub stats: Arc<ProbeStats>,
 }
 
 impl ProbesHandle {
-    /// Stops the runner and joins it; a group still sampling on its helper thread is left to
-    /// finish alone (it holds nothing the gateway needs).
+    /// Whether a runner thread is collecting.
+    pub fn running(&self) -> bool {
+        self.thread.is_some()
+    }
+
+    /// Stops the runner and joins it (at once: it waits on this channel); a group still
+    /// sampling on its helper thread is left to finish alone (it holds nothing the gateway
+    /// needs, and its result goes nowhere).
     pub fn stop(self) {
         let _ = self.stop.send(());
-        let _ = self.thread.join();
+        if let Some(t) = self.thread {
+            let _ = t.join();
+        }
     }
 }
 
-/// Starts the runner thread when `probes.enabled`; `Ok(None)` when disabled.
+/// Starts the runner thread when `probes.enabled`; disabled, the handle runs nothing.
 pub fn start(
     section: &ProbesConfig,
     defaults: Vec<(String, String)>,
     passthrough: Arc<Passthrough>,
-) -> anyhow::Result<Option<ProbesHandle>> {
-    if !section.enabled {
-        return Ok(None);
-    }
-    let groups = build_groups(section)?;
+) -> anyhow::Result<ProbesHandle> {
     let stats = Arc::new(ProbeStats::default());
     let (stop, stop_rx) = mpsc::channel();
+    if !section.enabled {
+        return Ok(ProbesHandle {
+            stop,
+            thread: None,
+            stats,
+        });
+    }
+    let groups = build_groups(section)?;
     let runner = Runner {
         slots: groups
             .into_iter()
@@ -294,11 +307,11 @@ pub fn start(
     let thread = std::thread::Builder::new()
         .name("probes".into())
         .spawn(move || runner.run(stop_rx))?;
-    Ok(Some(ProbesHandle {
+    Ok(ProbesHandle {
         stop,
-        thread,
+        thread: Some(thread),
         stats,
-    }))
+    })
 }
 
 type Done = (Box<dyn Group>, Out, Result<(), ProbeError>, Duration);

@@ -44,6 +44,9 @@ pub fn start_env(yaml: &str, env: &[(&str, &str)]) -> Gateway {
         .env("STATSGATE_ADMIN__LISTEN", "127.0.0.1:0")
         .env("STATSGATE_HTTP__LISTEN", "127.0.0.1:0")
         .env("STATSGATE_AGGREGATE__HOSTNAME", "test-host")
+        // Host probes would add ~45 metrics to every flush a test counts; tests/probes.rs
+        // turns them back on.
+        .env("STATSGATE_PROBES__ENABLED", "false")
         .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
