@@ -285,25 +285,13 @@ pub fn start(
         });
     }
     let groups = build_groups(section)?;
-    let runner = Runner {
-        slots: groups
-            .into_iter()
-            .map(|(g, period)| Slot {
-                name: g.name(),
-                group: Some(g),
-                period,
-                next: Instant::now(),
-                pending: None,
-                timed_out: false,
-            })
-            .collect(),
-        timeout: section.timeout.get(),
+    let runner = Runner::new(
+        groups,
+        section.timeout.get(),
         defaults,
         passthrough,
-        stats: Arc::clone(&stats),
-        origin: Instant::now(),
-        last_log: BTreeMap::new(),
-    };
+        Arc::clone(&stats),
+    );
     let thread = std::thread::Builder::new()
         .name("probes".into())
         .spawn(move || runner.run(stop_rx))?;
@@ -338,6 +326,34 @@ struct Runner {
 }
 
 impl Runner {
+    fn new(
+        groups: Vec<(Box<dyn Group>, Duration)>,
+        timeout: Duration,
+        defaults: Vec<(String, String)>,
+        passthrough: Arc<Passthrough>,
+        stats: Arc<ProbeStats>,
+    ) -> Self {
+        Runner {
+            slots: groups
+                .into_iter()
+                .map(|(g, period)| Slot {
+                    name: g.name(),
+                    group: Some(g),
+                    period,
+                    next: Instant::now(),
+                    pending: None,
+                    timed_out: false,
+                })
+                .collect(),
+            timeout,
+            defaults,
+            passthrough,
+            stats,
+            origin: Instant::now(),
+            last_log: BTreeMap::new(),
+        }
+    }
+
     fn run(mut self, stop: mpsc::Receiver<()>) {
         loop {
             let now = Instant::now();
@@ -539,6 +555,151 @@ mod tests {
         assert_eq!(m.len(), 1);
         assert_eq!(m[0].dimensions["hostname"], "h");
         assert_eq!(stats.errors_of("cpu", "invalid"), 3);
+    }
+
+    /// A group that answers at once, or hangs for `hang`.
+    struct Fake {
+        name: &'static str,
+        hang: Duration,
+    }
+    impl Group for Fake {
+        fn name(&self) -> &'static str {
+            self.name
+        }
+        fn sample(&mut self, _t: f64, out: &mut Out) -> Result<(), ProbeError> {
+            std::thread::sleep(self.hang);
+            out.push(format!("{}.x", self.name), 1.0);
+            Ok(())
+        }
+    }
+
+    fn spawn(runner: Runner) -> (mpsc::Sender<()>, std::thread::JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel();
+        (tx, std::thread::spawn(move || runner.run(rx)))
+    }
+
+    #[test]
+    fn a_hung_group_is_timed_out_once_and_the_others_keep_their_schedule() {
+        let pt = Arc::new(Passthrough::new(1 << 20));
+        let stats = Arc::new(ProbeStats::default());
+        let runner = Runner::new(
+            vec![
+                (
+                    Box::new(Fake {
+                        name: "disk",
+                        hang: Duration::from_secs(5),
+                    }),
+                    Duration::from_millis(100),
+                ),
+                (
+                    Box::new(Fake {
+                        name: "cpu",
+                        hang: Duration::ZERO,
+                    }),
+                    Duration::from_millis(100),
+                ),
+            ],
+            Duration::from_millis(150),
+            vec![("hostname".into(), "h".into())],
+            Arc::clone(&pt),
+            Arc::clone(&stats),
+        );
+        let (stop, thread) = spawn(runner);
+        std::thread::sleep(Duration::from_millis(700));
+        let started = Instant::now();
+        stop.send(()).unwrap();
+        thread.join().unwrap();
+        assert!(
+            started.elapsed() < Duration::from_millis(500),
+            "stop joins promptly"
+        );
+        assert_eq!(
+            stats.errors_of("disk", "timeout"),
+            1,
+            "counted once, not per period"
+        );
+        let cpu_samples = stats.samples[0].load(Relaxed);
+        assert!(cpu_samples >= 4, "cpu kept its 100ms period: {cpu_samples}");
+        let sent: Vec<Metric> = serde_json::from_slice(&pt.take().to_array()).unwrap();
+        assert!(
+            sent.iter()
+                .all(|m| m.name == "cpu.x" && m.dimensions["hostname"] == "h")
+        );
+        assert_eq!(sent.len() as u64, stats.metrics[0].load(Relaxed));
+    }
+
+    #[test]
+    fn a_full_passthrough_is_a_counted_drop() {
+        let pt = Arc::new(Passthrough::new(10));
+        let stats = Arc::new(ProbeStats::default());
+        let runner = Runner::new(
+            vec![(
+                Box::new(Fake {
+                    name: "mem",
+                    hang: Duration::ZERO,
+                }),
+                Duration::from_secs(60),
+            )],
+            Duration::from_secs(1),
+            vec![],
+            Arc::clone(&pt),
+            Arc::clone(&stats),
+        );
+        let (stop, thread) = spawn(runner);
+        std::thread::sleep(Duration::from_millis(200));
+        stop.send(()).unwrap();
+        thread.join().unwrap();
+        assert_eq!(stats.errors_of("mem", "dropped"), 1);
+        assert!(pt.take().is_empty());
+    }
+
+    #[test]
+    fn start_over_fixture_roots_and_disabled() {
+        let base = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/probes/a");
+        let c = ProbesConfig {
+            proc_path: format!("{base}/proc"),
+            sys_path: format!("{base}/sys"),
+            cgroup_path: format!("{base}/cgroup"),
+            disabled_groups: vec!["disk".into()],
+            ..Default::default()
+        };
+        let pt = Arc::new(Passthrough::new(1 << 20));
+        let h = start(&c, vec![("hostname".into(), "h".into())], Arc::clone(&pt)).unwrap();
+        assert!(h.running());
+        std::thread::sleep(Duration::from_millis(300));
+        let stats = Arc::clone(&h.stats);
+        h.stop();
+        let sent: Vec<Metric> = serde_json::from_slice(&pt.take().to_array()).unwrap();
+        let names: Vec<_> = sent.iter().map(|m| m.name.as_str()).collect();
+        for n in [
+            "mem.total_mb",
+            "load.avg_1_min",
+            "cpu.idle_time",
+            "net.int_status",
+            "net.tcp.connections_count",
+            "container.mem.rss",
+        ] {
+            // disabled_groups replaces the default list, so system and container run too.
+            assert!(names.contains(&n), "{n}: {names:?}");
+        }
+        assert!(!names.iter().any(|n| n.starts_with("disk.")));
+        assert_eq!(
+            stats
+                .errors
+                .iter()
+                .flatten()
+                .map(|a| a.load(Relaxed))
+                .sum::<u64>(),
+            0
+        );
+
+        let off = ProbesConfig {
+            enabled: false,
+            ..Default::default()
+        };
+        let h = start(&off, vec![], Arc::clone(&pt)).unwrap();
+        assert!(!h.running());
+        h.stop();
     }
 
     #[test]
