@@ -107,11 +107,14 @@ pub fn round(x: f64, digits: i32) -> f64 {
     (x * m).round() / m
 }
 
+/// (name, probe dimensions, value).
+pub type Value = (String, Vec<(&'static str, String)>, f64);
+
 /// What a group produced in one sample: values (name, probe dimensions, value) and the errors
 /// it met on the way (a group can be partly read: one mount timed out, the others answered).
 #[derive(Debug, Default)]
 pub struct Out {
-    pub values: Vec<(String, Vec<(&'static str, String)>, f64)>,
+    pub values: Vec<Value>,
     pub errors: Vec<ProbeError>,
 }
 
