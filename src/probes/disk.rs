@@ -185,37 +185,41 @@ impl Disk {
                 });
             }
         }
+        // Marked hung before the call; the helper unmarks the mount when statvfs returns, so a
+        // late answer frees it whatever the timing.
+        self.hung
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(mount_point.to_owned());
         let (tx, rx) = mpsc::channel();
         let (f, mp, hung) = (
             Arc::clone(&self.statfn),
             mount_point.to_owned(),
             Arc::clone(&self.hung),
         );
-        std::thread::Builder::new()
+        let spawned = std::thread::Builder::new()
             .name("probe-statvfs".into())
             .spawn(move || {
                 let r = f(Path::new(&mp));
-                if tx.send(r).is_err() {
-                    // Timed out: the sampler gave up; the mount answers again.
-                    hung.lock().unwrap_or_else(|p| p.into_inner()).remove(&mp);
-                }
-            })
-            .map_err(|e| ProbeError::read(Path::new(mount_point), e))?;
+                hung.lock().unwrap_or_else(|p| p.into_inner()).remove(&mp);
+                let _ = tx.send(r);
+            });
+        if let Err(e) = spawned {
+            self.hung
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(mount_point);
+            return Err(ProbeError::read(Path::new(mount_point), e));
+        }
         match rx.recv_timeout(self.mount_timeout) {
             Ok(r) => r.map_err(|e| ProbeError::read(Path::new(mount_point), e)),
-            Err(_) => {
-                self.hung
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(mount_point.to_owned());
-                Err(ProbeError {
-                    reason: "timeout",
-                    detail: format!(
-                        "statvfs {mount_point}: no answer in {:?}",
-                        self.mount_timeout
-                    ),
-                })
-            }
+            Err(_) => Err(ProbeError {
+                reason: "timeout",
+                detail: format!(
+                    "statvfs {mount_point}: no answer in {:?}",
+                    self.mount_timeout
+                ),
+            }),
         }
     }
 
@@ -379,16 +383,25 @@ impl Group for Disk {
     }
 }
 
-/// Mount points to their fixture `statvfs` answers; `None` hangs for 10 s.
+/// Mount points to their fixture `statvfs` answers; `None` hangs 400 ms the first time, then
+/// answers at once.
 #[cfg(test)]
 pub(crate) fn fake_statfn(
     table: std::collections::BTreeMap<&'static str, Option<FsStat>>,
 ) -> StatFn {
+    let hung_once = std::sync::atomic::AtomicBool::new(false);
     Arc::new(move |p: &Path| match table.get(p.to_str().unwrap_or("")) {
         Some(Some(s)) => Ok(*s),
         Some(None) => {
-            std::thread::sleep(Duration::from_secs(10));
-            Ok(FsStat::default())
+            if !hung_once.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(400));
+            }
+            Ok(FsStat {
+                blocks: 10,
+                bavail: 10,
+                frsize: 4096,
+                ..FsStat::default()
+            })
         }
         None => Err(std::io::Error::from(std::io::ErrorKind::NotFound)),
     })
@@ -524,6 +537,12 @@ mod tests {
         g.sample(1.0, &mut out).unwrap();
         assert!(started.elapsed() < Duration::from_millis(90));
         assert_eq!(out.errors[0].reason, "timeout");
+        // Once it answers, it is reported again.
+        std::thread::sleep(Duration::from_millis(400));
+        let mut out = Out::default();
+        g.sample(2.0, &mut out).unwrap();
+        assert!(out.errors.is_empty(), "{:?}", out.errors);
+        assert_eq!(by_mount(&out, "disk.space_used_perc").len(), 4);
     }
 
     #[test]
