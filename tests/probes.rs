@@ -105,6 +105,12 @@ fn one_flush_carries_every_default_name_with_its_dimensions() {
     if nonzero("Slab:") {
         want.push("mem.used_slab_mb");
     }
+    // Where the kernel reports a current frequency, as lscpu's `CPU MHz:` line did.
+    if std::fs::read_to_string("/proc/cpuinfo").is_ok_and(|t| t.contains("cpu MHz")) {
+        want.push("cpu.frequency_mhz");
+    }
+    // probes.md §2.7: 44 system names on by default, five of them only when non-zero.
+    assert!(want.len() <= 44, "{want:?}");
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut best: Vec<String> = Vec::new();
     let mut found = None;
