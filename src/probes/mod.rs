@@ -28,8 +28,9 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-/// Every group, in sampling order; also the `group` label values.
-pub const GROUPS: [&str; 7] = ["cpu", "mem", "load", "disk", "net", "system", "container"];
+/// Every group, in sampling order; also the `group` label values (the config checks names
+/// against the same list).
+pub const GROUPS: [&str; 7] = crate::config::PROBE_GROUPS;
 /// The `reason` label values of `statsgate_probe_errors_total`.
 pub const REASONS: [&str; 6] = ["read", "parse", "timeout", "invalid", "dropped", "limit"];
 
