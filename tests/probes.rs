@@ -372,3 +372,59 @@ fn agrees_with_psutil_over_the_same_window() {
     eprintln!("{}", report.join("\n"));
     assert!(ok, "{}", report.join("\n"));
 }
+
+/// Rainbow's extras and the container group read this machine's real trees without errors.
+#[test]
+fn extras_and_containers_read_this_machine() {
+    let cgroup = ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).join("cgroup.controllers").is_file());
+    let roots = Roots {
+        proc: "/proc".into(),
+        sys: "/sys".into(),
+        cgroup: cgroup.unwrap_or("/sys/fs/cgroup").into(),
+    };
+    let c = ProbesConfig {
+        extras: true,
+        ..Default::default()
+    };
+    let t0 = Instant::now();
+    let mut groups: Vec<Box<dyn Group>> = vec![
+        Box::new(cpu::Cpu::new(roots.clone(), &c)),
+        Box::new(mem::Mem::new(roots.clone()).with_extras(true)),
+        Box::new(statsgate::probes::system::System::new(roots.clone())),
+    ];
+    if cgroup.is_some() {
+        groups.push(Box::new(statsgate::probes::container::Containers::new(
+            roots.clone(),
+            &c,
+        )));
+    } else {
+        eprintln!("no cgroup v2 tree here: the container group is not exercised");
+    }
+    for g in &mut groups {
+        sample(g.as_mut(), t0);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let mut names = Vec::new();
+    for g in &mut groups {
+        let out = sample(g.as_mut(), t0);
+        assert!(
+            out.errors.iter().all(|e| e.reason == "limit"),
+            "{}: {:?}",
+            g.name(),
+            out.errors
+        );
+        names.extend(out.names().into_iter().map(str::to_owned));
+    }
+    for n in [
+        "cpu.core.percent",
+        "mem.committed_mb",
+        "mem.kernel_mb",
+        "cpu.ctx_switches_sec",
+        "net.tcp.in_segments_sec",
+        "net.ipv4.sockets_count",
+    ] {
+        assert!(names.iter().any(|x| x == n), "{n} missing from {names:?}");
+    }
+}

@@ -125,6 +125,18 @@ impl Group for Containers {
             .and_then(|t| procfs::Meminfo::from_read(t.as_bytes()).ok())
             .map(|m| m.mem_total)
             .unwrap_or(u64::MAX);
+        // cgroup v1 trees (and hybrid hosts' /sys/fs/cgroup) also have cgroup.procs, but none
+        // of the v2 files: refuse them by name rather than send zeros.
+        let marker = self.roots.cgroup.join("cgroup.controllers");
+        if !marker.is_file() {
+            return Err(ProbeError::read(
+                &marker,
+                std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "not a cgroup v2 root (set probes.cgroup_path, e.g. /sys/fs/cgroup/unified)",
+                ),
+            ));
+        }
         let (mut groups, truncated) = find_groups(&self.roots.cgroup);
         if truncated || groups.len() > self.max {
             out.errors.push(ProbeError {
@@ -345,6 +357,13 @@ mod tests {
         assert_eq!(
             container_name(Path::new("/x/docker-xyz.scope")),
             "docker-xyz.scope"
+        );
+        let e = Containers::new(roots("old"), &ProbesConfig::default())
+            .sample(0.0, &mut Out::default())
+            .unwrap_err();
+        assert_eq!(
+            e.reason, "read",
+            "a tree without cgroup.controllers is not cgroup v2"
         );
     }
 }
