@@ -34,6 +34,7 @@ pub mod loadgen;
 pub mod metric;
 pub mod parse;
 pub mod passthrough;
+pub mod probes;
 pub mod reason;
 pub mod secret;
 pub mod shutdown;

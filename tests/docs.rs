@@ -68,7 +68,8 @@ fn served_metrics(text: &str) -> BTreeSet<String> {
 
 #[test]
 fn readme_lists_exactly_the_metrics_the_admin_port_serves() {
-    // Forwarding, a spool and heartbeats on: every family the gateway can serve is there.
+    // Forwarding, a spool, heartbeats and the probes on: every family the gateway can serve
+    // is there.
     let fake = Fake::start();
     let spool = tempfile::tempdir().unwrap();
     let yaml = format!(
@@ -77,7 +78,7 @@ fn readme_lists_exactly_the_metrics_the_admin_port_serves() {
         fake.password_yaml(),
         spool.path().display()
     );
-    let gw = common::start(&yaml);
+    let gw = common::start_env(&yaml, &[("STATSGATE_PROBES__ENABLED", "true")]);
     gw.sender().send(b"docs.check:1|c").unwrap();
     gw.wait_for("the line", Duration::from_secs(10), |g| {
         g.lines_counted() >= 1

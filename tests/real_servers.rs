@@ -149,6 +149,46 @@ fn real_keystone_and_monasca_api() {
     a_hundred_thousand_series_in_one_flush_arrive_exactly_once(&kit);
 }
 
+/// Issue 12: the host probes' default names reach the real monasca-api, with their dimensions.
+/// Its own kit, so it runs alone (`cargo test --test real_servers probe`).
+#[test]
+fn real_monasca_api_stores_probe_metrics() {
+    let Some(kit) = Kit::start() else { return };
+    let gw = common::start_env(
+        &format!(
+            "flush:\n  interval: 1s\nprobes:\n  period: 1s\n{}",
+            kit.password_yaml()
+        ),
+        &[("STATSGATE_PROBES__ENABLED", "true")],
+    );
+    let want = [
+        ("cpu.user_perc", vec![]),
+        ("cpu.idle_perc", vec![]),
+        ("mem.usable_perc", vec![]),
+        ("load.avg_1_min", vec![]),
+        ("disk.space_used_perc", vec![("mount_point", "/")]),
+        ("io.read_req_sec", vec![("mount_point", "/")]),
+        ("net.in_bytes_sec", vec![]),
+        ("net.int_status", vec![]),
+    ];
+    let stored = |name: &str, dims: &[(&str, &str)]| {
+        kit.published().into_iter().any(|e| {
+            let m = &e["metric"];
+            m["name"] == name
+                && m["dimensions"]["hostname"] == "test-host"
+                && dims.iter().all(|(k, v)| m["dimensions"][*k] == *v)
+                && (!name.starts_with("net.") || m["dimensions"]["device"].is_string())
+                && (!name.starts_with("disk.") || m["dimensions"]["device"].is_string())
+        })
+    };
+    wait_until(
+        "the probes' default names stored",
+        Duration::from_secs(60),
+        || want.iter().all(|(n, d)| stored(n, d)),
+    );
+    drop(gw);
+}
+
 fn scripted_datagrams_arrive_metric_by_metric(kit: &Kit) {
     let gw = start(&format!("flush:\n  interval: 1s\n{}", kit.password_yaml()));
     let sender = gw.sender();

@@ -8,12 +8,14 @@
 mod ingest;
 mod load;
 mod openstack;
+mod probes;
 mod units;
 mod validate;
 
 pub use ingest::{ConnectionCaps, connection_caps, fd_limit, networks};
 pub use load::{ConfigError, Loaded, load, load_reporting};
 pub use openstack::OPENRC;
+pub use probes::{GROUP_NAMES as PROBE_GROUPS, ProbesConfig, prefix_regex};
 pub use units::{ByteSize, Duration};
 // `SpoolFsync` is defined below, next to the buffer section that uses it.
 
@@ -38,6 +40,7 @@ pub struct Config {
     pub http: HttpConfig,
     pub heartbeat: HeartbeatConfig,
     pub telemetry: TelemetryConfig,
+    pub probes: ProbesConfig,
 }
 
 impl Config {

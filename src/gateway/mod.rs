@@ -87,6 +87,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let admin = stages::Admin::start(&config, &shared, caps.admin)?;
     let http = stages::HttpIngest::start(&config, &shared, caps.http)?;
     let readers = udp.start(&shared)?;
+    let probes = stages::start_probes(&config, &shared)?;
 
     let signals = shared
         .runtime
@@ -106,7 +107,8 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!(signal, grace = %humantime::format_duration(grace), "shutting down: final flush");
 
     let readers_done = readers.stop(deadline);
-    // No new beats or client metrics once the final flush is under way.
+    // No new beats, client or probe metrics once the final flush is under way.
+    probes.stop();
     http.stop(&shared);
     let flushed = flush.stop(deadline);
     let unsent = output.stop(&shared, deadline);

@@ -116,6 +116,8 @@ pub struct Telemetry {
     pub auth: std::sync::OnceLock<std::sync::Arc<crate::auth::Auth>>,
     /// The live-series budget, and its top names in the last flushed interval.
     pub budget: std::sync::OnceLock<std::sync::Arc<crate::aggregate::SeriesBudget>>,
+    /// Set when the probes stage runs, for its error, sample and duration counters.
+    pub probes: std::sync::OnceLock<std::sync::Arc<crate::probes::ProbeStats>>,
     pub top_names: Mutex<Vec<crate::aggregate::NameReport>>,
     /// Inodes of the statsd sockets, to find their drop counts in `/proc/net/udp*`.
     socket_inodes: Mutex<Vec<u64>>,
@@ -132,6 +134,7 @@ impl Telemetry {
             heartbeats: std::sync::OnceLock::new(),
             auth: std::sync::OnceLock::new(),
             budget: std::sync::OnceLock::new(),
+            probes: std::sync::OnceLock::new(),
             top_names: Mutex::new(Vec::new()),
             socket_inodes: Mutex::new(Vec::new()),
             started: std::time::Instant::now(),

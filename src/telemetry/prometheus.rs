@@ -174,6 +174,7 @@ impl Collector for View {
         )?;
         encode_forward(&mut enc, t)?;
         encode_ingest(&mut enc, t)?;
+        encode_probes(&mut enc, t)?;
         gauge(
             &mut enc,
             "readers",
@@ -523,9 +524,84 @@ fn encode_forward(enc: &mut DescriptorEncoder<'_>, t: &Telemetry) -> Result {
     Ok(())
 }
 
+/// The probes' counters, when the probes stage runs (`probes.enabled`).
+fn encode_probes(enc: &mut DescriptorEncoder<'_>, t: &Telemetry) -> Result {
+    use crate::probes::{GROUPS, REASONS};
+    use prometheus_client::metrics::MetricType;
+    use std::sync::atomic::Ordering::Relaxed;
+    let Some(p) = t.probes.get() else {
+        return Ok(());
+    };
+    let mut family = enc.encode_descriptor(
+        "probe_errors",
+        "Probe reads that failed, timed out, or whose metrics were invalid or dropped",
+        None,
+        MetricType::Counter,
+    )?;
+    for (g, group) in GROUPS.iter().enumerate() {
+        for (r, reason) in REASONS.iter().enumerate() {
+            let labels = [("group", *group), ("reason", *reason)];
+            ConstCounter::new(p.errors[g][r].load(Relaxed))
+                .encode(family.encode_family(&labels)?)?;
+        }
+    }
+    let stats: &crate::probes::ProbeStats = p;
+    labelled_counter(
+        enc,
+        "probe_metrics",
+        "Probe metrics handed to the passthrough, by group",
+        "group",
+        GROUPS
+            .iter()
+            .zip(stats.metrics.iter())
+            .map(|(g, n)| (*g, n.load(Relaxed))),
+    )?;
+    labelled_counter(
+        enc,
+        "probe_samples",
+        "Probe samples completed, by group",
+        "group",
+        GROUPS
+            .iter()
+            .zip(stats.samples.iter())
+            .map(|(g, n)| (*g, n.load(Relaxed))),
+    )?;
+    let mut family = enc.encode_descriptor(
+        "probe_duration_seconds",
+        "Duration of the group's last sample",
+        None,
+        MetricType::Gauge,
+    )?;
+    for (group, us) in GROUPS.iter().zip(stats.duration_us.iter()) {
+        let labels = [("group", *group)];
+        ConstGauge::new(us.load(Relaxed) as f64 / 1e6).encode(family.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn renders_probe_counters_once_probes_run() {
+        let t = Arc::new(Telemetry::new(1));
+        assert!(!render(&t).contains("probe_"));
+        let stats = Arc::new(crate::probes::ProbeStats::default());
+        stats.count_error("disk", "timeout");
+        stats.duration_us[0].store(1500, std::sync::atomic::Ordering::Relaxed);
+        let _ = t.probes.set(stats);
+        let text = render(&t);
+        assert!(
+            text.contains("statsgate_probe_errors_total{group=\"disk\",reason=\"timeout\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("statsgate_probe_duration_seconds{group=\"cpu\"} 0.0015\n"),
+            "{text}"
+        );
+        assert!(text.contains("statsgate_probe_metrics_total{group=\"net\"} 0\n"));
+    }
 
     #[test]
     fn renders_labelled_counters() {

@@ -71,6 +71,9 @@ fn start_with(yaml: &str, env: &[(&str, &str)], nofile: Option<u64>) -> Gateway 
         .env("STATSGATE_ADMIN__LISTEN", "127.0.0.1:0")
         .env("STATSGATE_HTTP__LISTEN", "127.0.0.1:0")
         .env("STATSGATE_AGGREGATE__HOSTNAME", "test-host")
+        // Host probes would add ~45 metrics to every flush a test counts; tests/probes.rs
+        // turns them back on.
+        .env("STATSGATE_PROBES__ENABLED", "false")
         .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
