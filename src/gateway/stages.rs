@@ -329,7 +329,10 @@ impl HttpIngest {
 
 /// The host and container probes (`probes`), on their own thread; their metrics join each
 /// flush through the passthrough.
-pub fn start_probes(config: &Config, shared: &Shared) -> anyhow::Result<crate::probes::ProbesHandle> {
+pub fn start_probes(
+    config: &Config,
+    shared: &Shared,
+) -> anyhow::Result<crate::probes::ProbesHandle> {
     let probes = crate::probes::start(
         &config.probes,
         shared.defaults.clone(),
