@@ -506,9 +506,7 @@ fn client_metrics_endpoint_has_its_own_switch_and_token() {
 /// 503 and a reason, so the image's HEALTHCHECK sees it. Before: always 200 "ok".
 #[test]
 fn healthz_fails_during_a_monasca_outage() {
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = closed.local_addr().unwrap().port();
-    drop(closed);
+    let port = crate::common::closed_port();
     let gw = start(&format!(
         "flush:\n  interval: 200ms\nmonasca:\n  url: http://127.0.0.1:{port}/v2.0\n  \
          backoff_initial: 50ms\n  backoff_max: 200ms\n  timeout: 1s\n"

@@ -133,9 +133,7 @@ fn datagrams_queued_at_sigterm_are_drained_into_the_final_flush() {
 /// then "stopped cleanly", and exited 0.
 #[test]
 fn unsent_metrics_at_the_end_of_the_grace_exit_1() {
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = closed.local_addr().unwrap().port();
-    drop(closed);
+    let port = crate::common::closed_port();
     let gw = start(&format!(
         "flush:\n  interval: 1s\nmonasca:\n  url: http://127.0.0.1:{port}/v2.0\nshutdown:\n  grace: 1s\n"
     ));
@@ -206,9 +204,7 @@ fn bench_reads_the_gateways_configuration_and_names_addresses() {
     assert_eq!(report["target"], gw.udp.to_string());
     assert_eq!(report["accepted_lines"], 2000, "{report}");
 
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let admin = closed.local_addr().unwrap();
-    drop(closed);
+    let admin = std::net::SocketAddr::from(([127, 0, 0, 1], crate::common::closed_port()));
     let out = Command::new(env!("CARGO_BIN_EXE_statsgate"))
         .args(["bench", "--lines", "10", "--target", &gw.udp.to_string()])
         .env("STATSGATE_ADMIN__LISTEN", admin.to_string())

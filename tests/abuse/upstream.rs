@@ -327,9 +327,7 @@ fn no_ca_store_is_fine_for_http_and_named_for_https() {
 /// connection errors.
 #[test]
 fn credentials_in_urls_are_never_printed() {
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = closed.local_addr().unwrap().port();
-    drop(closed);
+    let port = crate::common::closed_port();
     let yaml = format!(
         "{FAST}  url: http://statsgate:pw-in-url-9f3@127.0.0.1:{port}/v2.0\n  timeout: 1s\n"
     );

@@ -281,3 +281,10 @@ pub fn value(metrics: &[Value], name: &str, dims: &[(&str, &str)]) -> f64 {
         .as_f64()
         .expect("numeric value")
 }
+
+/// A loopback TCP port that nothing listens on (bound, then released): a Monasca or admin
+/// address that refuses connections.
+pub fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("local address").port()
+}
