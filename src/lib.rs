@@ -40,6 +40,7 @@ pub mod secret;
 pub mod shutdown;
 pub mod sink;
 pub mod spool;
+pub mod sys;
 pub mod telemetry;
 pub mod upstream;
 pub mod validate;

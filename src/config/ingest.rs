@@ -22,19 +22,9 @@ pub struct ConnectionCaps {
     pub admin: usize,
 }
 
-/// This process's open-files limit (soft RLIMIT_NOFILE); `u64::MAX` when unlimited or
-/// unreadable, so that nothing is refused on a platform without it.
+/// This process's open-files limit (soft RLIMIT_NOFILE); `u64::MAX` when unlimited.
 pub fn fd_limit() -> u64 {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes only into the struct it is given.
-    let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
-    if rc != 0 || limit.rlim_cur == libc::RLIM_INFINITY {
-        return u64::MAX;
-    }
-    limit.rlim_cur
+    crate::sys::open_files_limit()
 }
 
 /// The caps for `nofile` open files: an explicit `http.max_connections` is checked, `0`

@@ -215,13 +215,6 @@ impl SendBatch {
     }
 }
 
-/// `sysconf(_SC_CLK_TCK)`: the unit of the CPU times in `/proc/<pid>/stat`.
-pub fn clock_ticks_per_second() -> u64 {
-    // SAFETY: sysconf has no preconditions and only reads system configuration.
-    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if t > 0 { t as u64 } else { 100 }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -64,7 +64,7 @@ pub fn proc_sample(pid: u32) -> Option<ProcSample> {
     // Fields 14 and 15 of the full line (utime, stime) are 11 and 12 after `comm`.
     let utime: u64 = fields.get(11)?.parse().ok()?;
     let stime: u64 = fields.get(12)?.parse().ok()?;
-    let ticks = crate::listen::mmsg::clock_ticks_per_second() as f64;
+    let ticks = crate::sys::clock_ticks_per_second() as f64;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let kib = |key: &str| {
         status

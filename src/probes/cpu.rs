@@ -98,9 +98,7 @@ pub fn cpu_count(stat: &Stat) -> usize {
 
 /// USER_HZ; the kernel's ABI value (100) when sysconf cannot say.
 pub fn user_hz() -> f64 {
-    // SAFETY: sysconf reads a constant and has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if hz > 0 { hz as f64 } else { 100.0 }
+    crate::sys::clock_ticks_per_second() as f64
 }
 
 /// The psutil percentages of one window: (user, system, wait, idle, stolen, percent).

@@ -20,37 +20,13 @@ use std::time::Duration;
 
 const MIB: f64 = 1_048_576.0;
 
-/// The `statvfs` fields used.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct FsStat {
-    pub blocks: u64,
-    pub bfree: u64,
-    pub bavail: u64,
-    pub frsize: u64,
-    pub files: u64,
-    pub ffree: u64,
-}
+pub use crate::sys::FsStat;
 
 pub type StatFn = Arc<dyn Fn(&Path) -> std::io::Result<FsStat> + Send + Sync>;
 
 /// The real `statvfs(2)`.
 pub fn statvfs(path: &Path) -> std::io::Result<FsStat> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
-    // SAFETY: `c` is a valid NUL-terminated path and `st` a properly sized out-parameter.
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(FsStat {
-        blocks: st.f_blocks as u64,
-        bfree: st.f_bfree as u64,
-        bavail: st.f_bavail as u64,
-        frsize: st.f_frsize as u64,
-        files: st.f_files as u64,
-        ffree: st.f_ffree as u64,
-    })
+    crate::sys::statvfs(path)
 }
 
 /// One line of `/proc/self/mounts`.

@@ -1,0 +1,77 @@
+//! Sys: the few system calls outside socket batching (`listen::mmsg`) that std does not
+//! wrap: the open-files limit, USER_HZ and `statvfs(2)`.
+//!
+//! Owns: every `unsafe` block outside `listen::mmsg`, one per call, each with its safety
+//! argument. Must never: keep state, or hand a raw pointer out.
+
+use std::path::Path;
+
+/// This process's open-files limit (soft RLIMIT_NOFILE); `u64::MAX` when unlimited or
+/// unreadable, so that nothing is refused on a platform without it.
+pub fn open_files_limit() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes only into the struct it is given, which we own.
+    let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
+    if rc != 0 || limit.rlim_cur == libc::RLIM_INFINITY {
+        return u64::MAX;
+    }
+    limit.rlim_cur
+}
+
+/// USER_HZ, the unit of `/proc` CPU times; the kernel's ABI value (100) when sysconf cannot say.
+pub fn clock_ticks_per_second() -> u64 {
+    // SAFETY: sysconf has no preconditions and only reads system configuration.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 { t as u64 } else { 100 }
+}
+
+/// The `statvfs` fields the disk probe uses.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct FsStat {
+    pub blocks: u64,
+    pub bfree: u64,
+    pub bavail: u64,
+    pub frsize: u64,
+    pub files: u64,
+    pub ffree: u64,
+}
+
+/// `statvfs(2)` of `path` (it may block on a hung network mount: call it off any thread
+/// that must not wait).
+pub fn statvfs(path: &Path) -> std::io::Result<FsStat> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    // SAFETY: an all-zero `statvfs` is a valid value of this plain C struct of integers.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a valid NUL-terminated path that outlives the call, and `st` is a
+    // properly sized, writable out-parameter we own.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(FsStat {
+        blocks: st.f_blocks as u64,
+        bfree: st.f_bfree as u64,
+        bavail: st.f_bavail as u64,
+        frsize: st.f_frsize as u64,
+        files: st.f_files as u64,
+        ffree: st.f_ffree as u64,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_this_machine() {
+        assert!(open_files_limit() > 0);
+        assert!(clock_ticks_per_second() > 0);
+        let root = statvfs(Path::new("/")).unwrap();
+        assert!(root.blocks > 0 && root.frsize > 0);
+        assert!(statvfs(Path::new("/nonexistent/statsgate")).is_err());
+    }
+}
