@@ -223,3 +223,35 @@ fn a_bad_catalog_interface_is_refused_even_without_keystone() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("keystone.interface"), "{stderr}");
 }
+
+/// Guards: on a dual-stack `[::]` socket IPv4 senders arrive as `::ffff:a.b.c.d` and never
+/// matched an IPv4 network of `statsd.allow` or `http.allow`: every IPv4 sender was refused.
+#[test]
+fn ipv4_senders_on_a_dual_stack_socket_match_ipv4_allow_lists() {
+    if std::net::UdpSocket::bind("[::]:0").is_err() {
+        eprintln!("SKIPPED: this machine has no IPv6 wildcard socket");
+        return;
+    }
+    let gw = start_env(
+        "flush:\n  interval: 1h\n  idle_expiry: 1h\nstatsd:\n  allow: [127.0.0.0/8]\nhttp:\n  allow: [127.0.0.0/8]\n",
+        &[
+            ("STATSGATE_STATSD__LISTEN", "[::]:0"),
+            ("STATSGATE_HTTP__LISTEN", "[::]:0"),
+        ],
+    );
+    let v4 = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let udp = std::net::SocketAddr::from(([127, 0, 0, 1], gw.udp.port()));
+    for _ in 0..5 {
+        v4.send_to(b"abuse.dual:1|c", udp).unwrap();
+    }
+    gw.wait_for(
+        "five lines from an IPv4 sender",
+        Duration::from_secs(10),
+        |g| g.lines_counted() == 5,
+    );
+    assert_eq!(gw.counter("statsgate_source_denied_total", ""), 0);
+    let http = std::net::SocketAddr::from(([127, 0, 0, 1], gw.http.port()));
+    let beat = r#"{"ID":"c1","Enabler_ID":"orion","Enabler_Version":"1","Timestamp":"0"}"#;
+    let (status, body) = crate::common::curl_post(http, "/beat", beat);
+    assert_eq!(status, 200, "{body}");
+}
