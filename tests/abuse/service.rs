@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 /// Runs the binary to its exit with `yaml` as its config and `env` added.
-fn run_to_exit(yaml: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
+pub(crate) fn run_to_exit(yaml: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("statsgate.yaml");
     std::fs::write(&path, yaml).unwrap();

@@ -3,13 +3,13 @@
 
 use crate::common::fake_openstack::{Fake, PASSWORD};
 use crate::common::{start, start_env};
+use crate::service::run_to_exit;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use std::net::SocketAddr;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -299,22 +299,11 @@ fn no_ca_store_is_fine_for_http_and_named_for_https() {
     });
     drop(gw);
 
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("statsgate.yaml");
-    std::fs::write(
-        &path,
+    let out = run_to_exit(
         "keystone:\n  auth_url: https://keystone.example:5000/v3\n  username: u\n  password: p\n  project_name: service\n",
-    )
-    .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_statsgate"))
-        .arg("--config")
-        .arg(&path)
-        .envs(no_roots)
-        .env("STATSGATE_STATSD__LISTEN", "127.0.0.1:0")
-        .env("STATSGATE_ADMIN__LISTEN", "127.0.0.1:0")
-        .env("STATSGATE_HTTP__LISTEN", "127.0.0.1:0")
-        .output()
-        .unwrap();
+        &["run"],
+        &no_roots,
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
@@ -344,15 +333,7 @@ fn credentials_in_urls_are_never_printed() {
     assert!(!stderr.contains("pw-in-url-9f3"), "{stderr}");
     drop(gw);
 
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("statsgate.yaml");
-    std::fs::write(&path, &yaml).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_statsgate"))
-        .arg("--config")
-        .arg(&path)
-        .arg("check-config")
-        .output()
-        .unwrap();
+    let out = run_to_exit(&yaml, &["check-config"], &[]);
     let printed = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
