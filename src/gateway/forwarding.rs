@@ -22,7 +22,7 @@ pub async fn start_forwarding(
     telemetry: &Arc<Telemetry>,
 ) -> anyhow::Result<(ForwardSink, Arc<Forwarder>, String)> {
     let (m, k) = (&config.monasca, &config.keystone);
-    let client = upstream::client(&[&k.ca_file, &m.ca_file], &[&k.auth_url, &m.url])?;
+    let client = http_client(config)?;
     let auth = (!k.auth_url.is_empty()).then(|| Arc::new(Auth::new(client.clone(), k.clone())));
     if let Some(a) = &auth {
         let _ = telemetry.auth.set(Arc::clone(a));
@@ -185,10 +185,7 @@ pub fn check_online(config: &Config) -> anyhow::Result<String> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let client = upstream::client(
-            &[&k.ca_file, &config.monasca.ca_file],
-            &[&k.auth_url, &config.monasca.url],
-        )?;
+        let client = http_client(config)?;
         let auth = Auth::new(client, k.clone());
         let token = auth.token().await.context("keystone")?;
         let report = check_roles(
@@ -221,4 +218,11 @@ pub fn check_online(config: &Config) -> anyhow::Result<String> {
         }
         Ok(out)
     })
+}
+
+/// The client for Keystone and Monasca: their CA bundles, and their URLs to check that
+/// HTTPS can be verified.
+fn http_client(config: &Config) -> anyhow::Result<reqwest::Client> {
+    let (k, m) = (&config.keystone, &config.monasca);
+    upstream::client(&[&k.ca_file, &m.ca_file], &[&k.auth_url, &m.url])
 }

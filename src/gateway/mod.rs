@@ -80,8 +80,15 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let spool_dir = lock_spool_dir(&config)?;
     let shared = Shared::new(&config)?;
     let udp = stages::Udp::bind(&config, &shared)?;
-    let output = stages::Output::start(&config, &shared)?;
-    let flush = stages::Flush::start(&config, &shared, spool_dir.as_ref(), &udp.shards, &output)?;
+    let (output, sink) = stages::Output::start(&config, &shared)?;
+    let flush = stages::Flush::start(
+        &config,
+        &shared,
+        spool_dir.as_ref(),
+        &udp.shards,
+        &output,
+        sink,
+    )?;
     let caps = crate::config::connection_caps(&config, crate::config::fd_limit())
         .map_err(|(key, message)| anyhow::anyhow!("{key}: {message}"))?;
     let admin = stages::Admin::start(&config, &shared, caps.admin)?;

@@ -117,19 +117,19 @@ impl Readers {
 
 /// Where flushed metrics go: the Monasca forwarder (queue, senders, spool) or the console.
 pub struct Output {
-    sink: Mutex<Option<Box<dyn Sink>>>,
     forwarding: Option<(Arc<Forwarder>, Vec<tokio::task::JoinHandle<()>>)>,
     pub name: String,
 }
 
 impl Output {
-    pub fn start(config: &Config, shared: &Shared) -> anyhow::Result<Output> {
+    /// The output and the sink the flusher hands its batches to.
+    pub fn start(config: &Config, shared: &Shared) -> anyhow::Result<(Output, Box<dyn Sink>)> {
         if !config.forwards() {
-            return Ok(Output {
-                sink: Mutex::new(Some(Box::new(ConsoleSink::stdout()))),
+            let output = Output {
                 forwarding: None,
                 name: "console".to_owned(),
-            });
+            };
+            return Ok((output, Box::new(ConsoleSink::stdout())));
         }
         let (sink, forwarder, name) =
             shared
@@ -139,20 +139,15 @@ impl Output {
                     &shared.telemetry,
                 ))?;
         let senders = shared.runtime.block_on(async { forwarder.spawn() });
-        Ok(Output {
-            sink: Mutex::new(Some(Box::new(sink))),
+        let output = Output {
             forwarding: Some((forwarder, senders)),
             name,
-        })
+        };
+        Ok((output, Box::new(sink)))
     }
 
     fn forwards(&self) -> bool {
         self.forwarding.is_some()
-    }
-
-    /// The sink, for the flusher (once).
-    fn take_sink(&self) -> Option<Box<dyn Sink>> {
-        self.sink.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 
     /// Drains the queue (or spools it) until `deadline`; returns the metrics lost so.
@@ -179,11 +174,9 @@ impl Flush {
         spool_dir: Option<&SpoolDir>,
         shards: &[Arc<Mutex<Shard>>],
         output: &Output,
+        sink: Box<dyn Sink>,
     ) -> anyhow::Result<Flush> {
         let a = &config.aggregate;
-        let sink = output
-            .take_sink()
-            .context("the output's sink was already taken")?;
         let flusher = Flusher::new(
             shards.to_vec(),
             FlushSettings {

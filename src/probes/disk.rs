@@ -24,11 +24,6 @@ pub use crate::sys::FsStat;
 
 pub type StatFn = Arc<dyn Fn(&Path) -> std::io::Result<FsStat> + Send + Sync>;
 
-/// The real `statvfs(2)`.
-pub fn statvfs(path: &Path) -> std::io::Result<FsStat> {
-    crate::sys::statvfs(path)
-}
-
 /// One line of `/proc/self/mounts`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Mount {
@@ -113,7 +108,7 @@ impl Disk {
             .map_err(|e| anyhow::anyhow!("probes.device_blacklist_re: {e}"))?;
         Ok(Disk {
             roots,
-            statfn: Arc::new(statvfs),
+            statfn: Arc::new(crate::sys::statvfs),
             mount_timeout: c.mount_timeout.get(),
             ignore_types: c.ignore_filesystem_types.clone(),
             blacklist,
