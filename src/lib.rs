@@ -22,6 +22,7 @@ pub mod aggregate;
 pub mod allow;
 pub mod auth;
 pub mod batch;
+pub mod checks;
 pub mod clock;
 pub mod config;
 pub mod flush;

@@ -5,6 +5,7 @@
 //! semantic checks that refuse a bad value at start-up with a message naming the key.
 //! Must never: read sockets or touch the pipeline; print a secret.
 
+mod checks;
 mod ingest;
 mod load;
 mod openstack;
@@ -12,6 +13,10 @@ mod probes;
 mod units;
 mod validate;
 
+pub use checks::{
+    AliveMode, CHECK_KINDS, CheckInstance, CheckKind, ChecksConfig, HostAliveCheck, HttpCheck,
+    NAGIOS_PATH, NagiosCheck, ProcessCheck, TcpCheck, executable, split_host_port,
+};
 pub use ingest::{ConnectionCaps, connection_caps, fd_limit, networks};
 pub use load::{ConfigError, Loaded, load, load_reporting};
 pub use openstack::OPENRC;
@@ -41,6 +46,7 @@ pub struct Config {
     pub heartbeat: HeartbeatConfig,
     pub telemetry: TelemetryConfig,
     pub probes: ProbesConfig,
+    pub checks: ChecksConfig,
 }
 
 impl Config {
@@ -54,6 +60,14 @@ impl Config {
         ] {
             if !s.is_empty() {
                 *s = Secret::new("***");
+            }
+        }
+        for check in &mut c.checks.instances {
+            if let CheckKind::Http(h) = &mut check.kind {
+                if !h.password.is_empty() {
+                    h.password = Secret::new("***");
+                }
+                h.url = crate::secret::redact_url(&h.url).into_owned();
             }
         }
         for url in [&mut c.keystone.auth_url, &mut c.monasca.url] {

@@ -146,6 +146,7 @@ pub(super) fn validate(c: &Config) -> Result<(), Invalid> {
     super::openstack::validate(c)?;
     super::ingest::validate(c)?;
     super::probes::validate(c)?;
+    super::checks::validate(c)?;
     between(
         "shutdown.grace",
         c.shutdown.grace,

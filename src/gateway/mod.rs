@@ -95,6 +95,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let http = stages::HttpIngest::start(&config, &shared, caps.http)?;
     let readers = udp.start(&shared)?;
     let probes = stages::start_probes(&config, &shared)?;
+    let checks = stages::start_checks(&config, &shared)?;
 
     let signals = shared
         .runtime
@@ -116,6 +117,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let readers_done = readers.stop(deadline);
     // No new beats, client or probe metrics once the final flush is under way.
     probes.stop();
+    checks.stop();
     http.stop(&shared);
     let flushed = flush.stop(deadline);
     let unsent = output.stop(&shared, deadline);
@@ -147,6 +149,8 @@ pub struct Shared {
     pub passthrough: Arc<Passthrough>,
     pub heartbeats: Arc<Heartbeats>,
     pub budget: Arc<aggregate::SeriesBudget>,
+    /// Rainbow's user-defined metrics counters: the files intake and the HTTP route share them.
+    pub rainbow: Arc<crate::checks::rainbow::RainbowStats>,
     pub runtime: tokio::runtime::Runtime,
 }
 
@@ -194,6 +198,7 @@ impl Shared {
             passthrough,
             heartbeats,
             budget,
+            rainbow: Default::default(),
             runtime,
         })
     }

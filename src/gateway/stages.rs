@@ -299,9 +299,14 @@ impl HttpIngest {
                     .map_err(|e| anyhow::anyhow!("http.allow: {e}"))?,
             )),
             stats: Arc::clone(&shared.telemetry.http),
+            rainbow: Arc::clone(&shared.rainbow),
         };
         let (stop, stopped) = stop_channel();
-        let settings = http::Settings::from_config(&config.http, addr, cap);
+        let mut settings = http::Settings::from_config(&config.http, addr, cap);
+        let c = &config.checks;
+        if !c.rainbow_path.is_empty() && http::metrics_endpoint_on(c.rainbow_endpoint, addr) {
+            settings.rainbow_path = Some(c.rainbow_path.clone());
+        }
         let (addr, task) = shared
             .runtime
             .block_on(http::serve(addr, state, settings, stopped))
@@ -335,4 +340,32 @@ pub fn start_probes(
         let _ = shared.telemetry.probes.set(Arc::clone(&probes.stats));
     }
     Ok(probes)
+}
+
+/// The active checks and Rainbow's files intake (`checks`), on their own thread and runtime;
+/// their metrics join each flush through the passthrough.
+pub fn start_checks(
+    config: &Config,
+    shared: &Shared,
+) -> anyhow::Result<crate::checks::ChecksHandle> {
+    let hostname = shared
+        .defaults
+        .iter()
+        .find(|(k, _)| k == "hostname")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_else(|| gethostname::gethostname().to_string_lossy().into_owned());
+    let ctx = crate::checks::Context {
+        hostname,
+        auth: shared.telemetry.auth.get().cloned(),
+        proc_path: config.probes.proc_path.clone().into(),
+    };
+    let checks = crate::checks::start(
+        &config.checks,
+        &ctx,
+        shared.defaults.clone(),
+        Arc::clone(&shared.passthrough),
+        Arc::clone(&shared.rainbow),
+    )?;
+    let _ = shared.telemetry.checks.set(Arc::clone(&checks.stats));
+    Ok(checks)
 }

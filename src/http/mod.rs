@@ -54,6 +54,8 @@ pub struct HttpState {
     pub passthrough: Arc<Passthrough>,
     pub allow: Arc<AllowList>,
     pub stats: Arc<HttpStats>,
+    /// Rainbow's user-defined metrics counters (`checks.rainbow_path`).
+    pub rainbow: Arc<crate::checks::rainbow::RainbowStats>,
 }
 
 /// The HTTP listener's settings, from `http.*` and the connection cap in force.
@@ -65,6 +67,8 @@ pub struct Settings {
     /// `POST /v2.0/metrics` is served at all.
     pub metrics_endpoint: bool,
     pub metrics_token: Secret,
+    /// Where Rainbow's SDK posts its records (`checks.rainbow_path`), when served.
+    pub rainbow_path: Option<String>,
     pub limits: Limits,
 }
 
@@ -76,6 +80,7 @@ impl Settings {
             body_timeout: c.body_timeout.get(),
             metrics_endpoint: metrics_endpoint_on(c.metrics_endpoint, addr),
             metrics_token: c.metrics_token.clone(),
+            rainbow_path: None,
             limits: Limits {
                 max_connections,
                 header_timeout: c.header_timeout.get(),

@@ -118,6 +118,8 @@ pub struct Telemetry {
     pub budget: std::sync::OnceLock<std::sync::Arc<crate::aggregate::SeriesBudget>>,
     /// Set when the probes stage runs, for its error, sample and duration counters.
     pub probes: std::sync::OnceLock<std::sync::Arc<crate::probes::ProbeStats>>,
+    /// Set when the checks stage starts, for its run, duration and metric counters.
+    pub checks: std::sync::OnceLock<std::sync::Arc<crate::checks::CheckStats>>,
     pub top_names: Mutex<Vec<crate::aggregate::NameReport>>,
     /// Inodes of the statsd sockets, to find their drop counts in `/proc/net/udp*`.
     socket_inodes: Mutex<Vec<u64>>,
@@ -135,6 +137,7 @@ impl Telemetry {
             auth: std::sync::OnceLock::new(),
             budget: std::sync::OnceLock::new(),
             probes: std::sync::OnceLock::new(),
+            checks: std::sync::OnceLock::new(),
             top_names: Mutex::new(Vec::new()),
             socket_inodes: Mutex::new(Vec::new()),
             started: std::time::Instant::now(),

@@ -175,6 +175,7 @@ impl Collector for View {
         encode_forward(&mut enc, t)?;
         encode_ingest(&mut enc, t)?;
         encode_probes(&mut enc, t)?;
+        encode_checks(&mut enc, t)?;
         gauge(
             &mut enc,
             "readers",
@@ -576,6 +577,87 @@ fn encode_probes(enc: &mut DescriptorEncoder<'_>, t: &Telemetry) -> Result {
         let labels = [("group", *group)];
         ConstGauge::new(us.load(Relaxed) as f64 / 1e6).encode(family.encode_family(&labels)?)?;
     }
+    Ok(())
+}
+
+/// The checks' counters and the Rainbow intake's, once the checks stage has started.
+fn encode_checks(enc: &mut DescriptorEncoder<'_>, t: &Telemetry) -> Result {
+    use crate::checks::OUTCOMES;
+    use prometheus_client::metrics::MetricType;
+    use std::sync::atomic::Ordering::Relaxed;
+    let Some(c) = t.checks.get() else {
+        return Ok(());
+    };
+    let mut family = enc.encode_descriptor(
+        "check_runs",
+        "Check runs by outcome: ok, failed (the thing checked is down), timeout (cut at the check's timeout), skipped (the previous run or every concurrency slot was still busy)",
+        None,
+        MetricType::Counter,
+    )?;
+    for (name, counters) in &c.checks {
+        for (i, outcome) in OUTCOMES.iter().enumerate() {
+            let labels = [("check", name.as_str()), ("outcome", *outcome)];
+            ConstCounter::new(counters.runs[i].load(Relaxed))
+                .encode(family.encode_family(&labels)?)?;
+        }
+    }
+    let mut family = enc.encode_descriptor(
+        "check_duration_seconds",
+        "Duration of the check's last run",
+        None,
+        MetricType::Gauge,
+    )?;
+    for (name, counters) in &c.checks {
+        let labels = [("check", name.as_str())];
+        ConstGauge::new(counters.duration_us.load(Relaxed) as f64 / 1e6)
+            .encode(family.encode_family(&labels)?)?;
+    }
+    labelled_counter(
+        enc,
+        "check_metrics",
+        "Check metrics handed to the passthrough",
+        "check",
+        c.checks
+            .iter()
+            .map(|(name, n)| (name.as_str(), n.metrics.load(Relaxed))),
+    )?;
+    let mut family = enc.encode_descriptor(
+        "check_metrics_dropped",
+        "Check metrics dropped: invalid for Monasca, or buffer.max_pending full",
+        None,
+        MetricType::Counter,
+    )?;
+    for (name, counters) in &c.checks {
+        for (reason, n) in [("invalid", &counters.invalid), ("full", &counters.full)] {
+            let labels = [("check", name.as_str()), ("reason", reason)];
+            ConstCounter::new(n.load(Relaxed)).encode(family.encode_family(&labels)?)?;
+        }
+    }
+    let r = &c.rainbow;
+    let mut family = enc.encode_descriptor(
+        "user_metrics",
+        "Rainbow user-defined metric records, by source (file, http) and outcome (accepted, invalid)",
+        None,
+        MetricType::Counter,
+    )?;
+    for (source, outcome, n) in [
+        ("file", "accepted", &r.file_records),
+        ("file", "invalid", &r.file_invalid),
+        ("http", "accepted", &r.http_records),
+        ("http", "invalid", &r.http_invalid),
+    ] {
+        let labels = [("source", source), ("outcome", outcome)];
+        ConstCounter::new(n.load(Relaxed)).encode(family.encode_family(&labels)?)?;
+    }
+    labelled_counter(
+        enc,
+        "user_metric_files",
+        "Files of checks.files_dir read whole and removed (read), or left in place (failed: too large, unreadable, buffer full)",
+        "outcome",
+        [("read", &r.files_read), ("failed", &r.files_failed)]
+            .into_iter()
+            .map(|(o, n)| (o, n.load(Relaxed))),
+    )?;
     Ok(())
 }
 
