@@ -1,0 +1,1 @@
+//! `kind: host_alive` checks against real things on loopback.

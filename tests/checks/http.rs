@@ -1,0 +1,1 @@
+//! `kind: http` checks against real things on loopback.

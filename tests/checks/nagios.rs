@@ -1,0 +1,1 @@
+//! `kind: nagios` checks against real things on loopback.

@@ -1,0 +1,1 @@
+//! `kind: process` checks against real things on loopback.

@@ -1,0 +1,1 @@
+//! Rainbow user-defined metrics: the JSONL directory and the SDK HTTP call.

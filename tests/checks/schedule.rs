@@ -1,0 +1,1 @@
+//! The schedule: periods, the concurrency bound, timeouts, stop.

@@ -1,0 +1,1 @@
+//! `kind: tcp` checks against real things on loopback.
