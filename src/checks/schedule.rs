@@ -8,7 +8,7 @@
 
 use super::{Check, Context, Outcome, Report, Sample, rainbow, to_metric};
 use crate::clock::now_ms;
-use crate::config::ChecksConfig;
+use crate::config::{CheckInstance, ChecksConfig};
 use crate::passthrough::Passthrough;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -92,16 +92,35 @@ pub fn start(
             .map_err(|e| anyhow::anyhow!("checks.instances[{i}] ({:?}): {e:#}", instance.name))?;
         built.push((instance.clone(), check));
     }
+    let files = (!section.files_dir.is_empty()).then(|| rainbow::FilesIntake {
+        dir: section.files_dir.clone().into(),
+        period: section.files_period.get(),
+        max_bytes: section.files_max_bytes.bytes(),
+    });
+    let out = Out {
+        defaults: Arc::new(defaults),
+        passthrough,
+    };
+    spawn(built, section.max_concurrent, files, out, rainbow_stats)
+}
+
+/// Runs `built` (and the files intake) on the checks thread.
+fn spawn(
+    built: Vec<(CheckInstance, Box<dyn Check>)>,
+    max_concurrent: usize,
+    files: Option<rainbow::FilesIntake>,
+    out: Out,
+    rainbow_stats: Arc<rainbow::RainbowStats>,
+) -> anyhow::Result<ChecksHandle> {
     let stats = Arc::new(CheckStats {
-        checks: section
-            .instances
+        checks: built
             .iter()
-            .map(|c| (c.name.clone(), CheckCounters::default()))
+            .map(|(c, _)| (c.name.clone(), CheckCounters::default()))
             .collect(),
         rainbow: rainbow_stats,
     });
     let (stop, stop_rx) = watch::channel(false);
-    if built.is_empty() && section.files_dir.is_empty() {
+    if built.is_empty() && files.is_none() {
         return Ok(ChecksHandle {
             stop,
             thread: None,
@@ -113,16 +132,7 @@ pub fn start(
         .max_blocking_threads(4)
         .thread_name("statsgate-check")
         .build()?;
-    let out = Out {
-        defaults: Arc::new(defaults),
-        passthrough,
-    };
-    let files = (!section.files_dir.is_empty()).then(|| rainbow::FilesIntake {
-        dir: section.files_dir.clone().into(),
-        period: section.files_period.get(),
-        max_bytes: section.files_max_bytes.bytes(),
-    });
-    let permits = Arc::new(Semaphore::new(section.max_concurrent));
+    let permits = Arc::new(Semaphore::new(max_concurrent));
     let task_stats = Arc::clone(&stats);
     let thread = std::thread::Builder::new()
         .name("checks".into())
@@ -131,7 +141,6 @@ pub fn start(
                 let mut tasks = tokio::task::JoinSet::new();
                 let n = built.len().max(1) as u32;
                 for (i, (instance, check)) in built.into_iter().enumerate() {
-                    let stats = Arc::clone(&task_stats);
                     // Spread the first runs over a second so that a hundred checks do not
                     // open a hundred sockets in the same millisecond.
                     let first = Duration::from_millis(1000) * i as u32 / n;
@@ -142,7 +151,7 @@ pub fn start(
                         first,
                         Arc::clone(&permits),
                         out.clone(),
-                        stats,
+                        Arc::clone(&task_stats),
                         stop_rx.clone(),
                     ));
                 }
@@ -170,7 +179,7 @@ pub fn start(
 #[allow(clippy::too_many_arguments)]
 async fn run_check(
     index: usize,
-    instance: crate::config::CheckInstance,
+    instance: CheckInstance,
     mut check: Box<dyn Check>,
     first: Duration,
     permits: Arc<Semaphore>,
@@ -257,6 +266,152 @@ fn deliver(
         }
         Err(_) => {
             counters.full.fetch_add(metrics.len() as u64, Relaxed);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The schedule with instrumented checks: each records when its runs start and end, so
+    //! the bound, the timeout and the periods are observed, not assumed.
+    use super::*;
+    use crate::checks::{BoxFuture, Report};
+    use std::sync::Mutex;
+
+    /// Sleeps `busy` per run and logs (name, start, end) on a shared timeline.
+    struct Busy {
+        name: &'static str,
+        busy: Duration,
+        log: Arc<Mutex<Vec<(&'static str, Instant, Option<Instant>)>>>,
+    }
+
+    impl Check for Busy {
+        fn run(&mut self) -> BoxFuture<'_, Report> {
+            Box::pin(async move {
+                let i = {
+                    let mut log = self.log.lock().unwrap();
+                    log.push((self.name, Instant::now(), None));
+                    log.len() - 1
+                };
+                tokio::time::sleep(self.busy).await;
+                self.log.lock().unwrap()[i].2 = Some(Instant::now());
+                Report::ok(vec![Sample::new(format!("{}.up", self.name), 0.0)])
+            })
+        }
+        fn timed_out(&mut self, _: Duration) -> Vec<Sample> {
+            vec![Sample::new(format!("{}.up", self.name), 1.0)]
+        }
+    }
+
+    fn instance(name: &str, period_ms: u64, timeout_ms: u64) -> CheckInstance {
+        let yaml = format!(
+            "name: {name}\nkind: tcp\naddress: 127.0.0.1:9\nperiod: {period_ms}ms\ntimeout: {timeout_ms}ms\n"
+        );
+        serde_saphyr::from_str(&yaml).unwrap()
+    }
+
+    type Log = Arc<Mutex<Vec<(&'static str, Instant, Option<Instant>)>>>;
+
+    fn run_for(
+        checks: Vec<(CheckInstance, Duration, &'static str)>,
+        max_concurrent: usize,
+        for_: Duration,
+    ) -> (Log, Arc<CheckStats>, Vec<crate::metric::Metric>) {
+        let log: Log = Arc::default();
+        let built = checks
+            .into_iter()
+            .map(|(i, busy, name)| {
+                let c: Box<dyn Check> = Box::new(Busy {
+                    name,
+                    busy,
+                    log: Arc::clone(&log),
+                });
+                (i, c)
+            })
+            .collect();
+        let passthrough = Arc::new(Passthrough::new(1 << 20));
+        let out = Out {
+            defaults: Arc::new(vec![("hostname".into(), "h".into())]),
+            passthrough: Arc::clone(&passthrough),
+        };
+        let handle = spawn(built, max_concurrent, None, out, Arc::default()).unwrap();
+        std::thread::sleep(for_);
+        let stats = Arc::clone(&handle.stats);
+        let stopping = Instant::now();
+        handle.stop();
+        assert!(
+            stopping.elapsed() < Duration::from_millis(500),
+            "stop waits for no run"
+        );
+        let metrics = serde_json::from_slice(&passthrough.take().to_array()).unwrap();
+        (log, stats, metrics)
+    }
+
+    #[test]
+    fn at_most_max_concurrent_runs_at_once() {
+        let checks = (0..4)
+            .map(|i| {
+                let name: &'static str = ["a", "b", "c", "d"][i];
+                (instance(name, 1000, 900), Duration::from_millis(300), name)
+            })
+            .collect();
+        let (log, stats, _) = run_for(checks, 2, Duration::from_millis(1900));
+        let log = log.lock().unwrap();
+        let mut most = 0;
+        for (_, start, _) in log.iter() {
+            let overlapping = log
+                .iter()
+                .filter(|(_, s, e)| s <= start && e.is_none_or(|e| e > *start))
+                .count();
+            most = most.max(overlapping);
+        }
+        assert_eq!(most, 2, "{log:?}");
+        // Every check still ran in its first period: a bounded wait, not a skip.
+        for (name, c) in &stats.checks {
+            assert!(c.runs_of("ok") >= 1, "{name} never ran");
+        }
+    }
+
+    #[test]
+    fn a_hung_check_is_cut_at_its_timeout_and_does_not_delay_another() {
+        let checks = vec![
+            (instance("hung", 1000, 200), Duration::from_secs(60), "hung"),
+            (
+                instance("quick", 200, 100),
+                Duration::from_millis(1),
+                "quick",
+            ),
+        ];
+        let (_, stats, metrics) = run_for(checks, 2, Duration::from_millis(1500));
+        let (hung, quick) = (&stats.checks[0].1, &stats.checks[1].1);
+        assert!(hung.runs_of("timeout") >= 1);
+        assert_eq!(hung.runs_of("ok"), 0);
+        // quick's period is 200 ms: about 7 runs in 1.5 s, however long hung hangs.
+        assert!(quick.runs_of("ok") >= 5, "{}", quick.runs_of("ok"));
+        assert!(
+            metrics
+                .iter()
+                .any(|m| m.name == "hung.up" && m.value == 1.0 && m.dimensions["hostname"] == "h"),
+            "the timed-out report is sent"
+        );
+    }
+
+    #[test]
+    fn a_run_longer_than_its_period_skips_the_missed_runs() {
+        let checks = vec![(
+            instance("slow", 200, 1000),
+            Duration::from_millis(500),
+            "slow",
+        )];
+        let (log, stats, _) = run_for(checks, 1, Duration::from_millis(1300));
+        let c = &stats.checks[0].1;
+        assert!(c.runs_of("skipped") >= 2, "{}", c.runs_of("skipped"));
+        let log = log.lock().unwrap();
+        for pair in log.windows(2) {
+            assert!(
+                pair[0].2.is_some_and(|end| end <= pair[1].1),
+                "never two at once: {log:?}"
+            );
         }
     }
 }
