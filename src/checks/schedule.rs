@@ -278,11 +278,13 @@ mod tests {
     use crate::checks::{BoxFuture, Report};
     use std::sync::Mutex;
 
+    type Log = Arc<Mutex<Vec<(&'static str, Instant, Option<Instant>)>>>;
+
     /// Sleeps `busy` per run and logs (name, start, end) on a shared timeline.
     struct Busy {
         name: &'static str,
         busy: Duration,
-        log: Arc<Mutex<Vec<(&'static str, Instant, Option<Instant>)>>>,
+        log: Log,
     }
 
     impl Check for Busy {
@@ -309,8 +311,6 @@ mod tests {
         );
         serde_saphyr::from_str(&yaml).unwrap()
     }
-
-    type Log = Arc<Mutex<Vec<(&'static str, Instant, Option<Instant>)>>>;
 
     fn run_for(
         checks: Vec<(CheckInstance, Duration, &'static str)>,
