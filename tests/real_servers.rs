@@ -149,19 +149,65 @@ fn real_keystone_and_monasca_api() {
     a_hundred_thousand_series_in_one_flush_arrive_exactly_once(&kit);
 }
 
-/// Issue 12: the host probes' default names reach the real monasca-api, with their dimensions.
-/// Its own kit, so it runs alone (`cargo test --test real_servers probe`).
+/// Issues 12 and 13: the host probes' default names and every kind of check reach the real
+/// monasca-api under monasca-agent's names, with their dimensions. Its own kit, so it runs
+/// alone (`cargo test --test real_servers probe`).
 #[test]
-fn real_monasca_api_stores_probe_metrics() {
+fn real_monasca_api_stores_probe_and_check_metrics() {
+    use std::os::unix::fs::PermissionsExt;
     let Some(kit) = Kit::start() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plugin = dir.path().join("check_e2e");
+    std::fs::write(
+        &plugin,
+        "#!/bin/sh\necho 'WARNING - e2e|queue=7;5;10'\nexit 1\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&plugin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let files = dir.path().join("rainbow");
+    std::fs::create_dir(&files).unwrap();
+    // What the Rainbow SDK appends with in_files=True (seed-apis.md §2).
+    let record = format!(
+        "{{\"name\": \"rainbow_e2e_depth\", \"units\": \"items\", \"desc\": \"e2e\", \"timestamp\": {}, \"val\": 12.5, \"higherIsBetter\": true, \"minVal\": 0, \"maxVal\": 100, \"group\": \"AppLevelMetrics\"}}\n",
+        now_ms() / 1000
+    );
+    std::fs::write(files.join("rainbow.metrics.jsonl"), record).unwrap();
+    // The process check finds the real monasca-api by a piece of its command line.
+    let monasca_pid = kit.info["pids"]["monasca"].as_u64().expect("monasca pid");
+    let cmdline = std::fs::read(format!("/proc/{monasca_pid}/cmdline")).expect("cmdline");
+    let marker = cmdline
+        .split(|b| *b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .max_by_key(String::len)
+        .expect("an argument");
+    let keystone = kit.s("keystone_url");
+    let keystone_port = keystone
+        .trim_start_matches("http://")
+        .split(['/', ':'])
+        .nth(1)
+        .expect("keystone port")
+        .to_owned();
+    let checks = format!(
+        "checks:\n  files_dir: {files}\n  files_period: 500ms\n  instances:\n\
+         \x20   - {{name: monasca-api, kind: http, period: 2s, url: '{monasca}', keystone: true}}\n\
+         \x20   - {{name: keystone-port, kind: tcp, period: 2s, address: '127.0.0.1:{keystone_port}'}}\n\
+         \x20   - {{name: loopback, kind: host_alive, period: 2s, host: localhost, target: 127.0.0.1, mode: ping}}\n\
+         \x20   - {{name: monasca-api-proc, kind: process, period: 2s, search: ['{marker}'], exact: false}}\n\
+         \x20   - {{name: nagios.e2e, kind: nagios, period: 2s, command: ['{plugin}']}}\n",
+        files = files.display(),
+        monasca = kit.s("monasca_url"),
+        plugin = plugin.display(),
+    );
     let gw = common::start_env(
         &format!(
-            "flush:\n  interval: 1s\nprobes:\n  period: 1s\n{}",
+            "flush:\n  interval: 1s\nprobes:\n  period: 1s\n{checks}{}",
             kit.password_yaml()
         ),
         &[("STATSGATE_PROBES__ENABLED", "true")],
     );
-    let want = [
+    let sock = gw.sender();
+    let want: [(&str, Vec<(&str, &str)>); 18] = [
         ("cpu.user_perc", vec![]),
         ("cpu.idle_perc", vec![]),
         ("mem.usable_perc", vec![]),
@@ -170,22 +216,67 @@ fn real_monasca_api_stores_probe_metrics() {
         ("io.read_req_sec", vec![("mount_point", "/")]),
         ("net.in_bytes_sec", vec![]),
         ("net.int_status", vec![]),
+        ("http_status", vec![]),
+        ("http_response_time", vec![]),
+        ("network.tcp.response_time", vec![]),
+        ("network.tcp.status", vec![]),
+        (
+            "host_alive_status",
+            vec![("observer_host", "test-host"), ("test_type", "ping")],
+        ),
+        (
+            "process.pid_count",
+            vec![("process_name", "monasca-api-proc")],
+        ),
+        (
+            "process.mem.rss_mbytes",
+            vec![("process_name", "monasca-api-proc")],
+        ),
+        (
+            "nagios.e2e",
+            vec![("observer_host", "test-host"), ("target_host", "test-host")],
+        ),
+        ("nagios.e2e.queue", vec![]),
+        ("rainbow_e2e_depth", vec![]),
     ];
     let stored = |name: &str, dims: &[(&str, &str)]| {
-        kit.published().into_iter().any(|e| {
+        kit.published().into_iter().find(|e| {
             let m = &e["metric"];
             m["name"] == name
-                && m["dimensions"]["hostname"] == "test-host"
+                && (m["dimensions"]["hostname"] == "test-host" || name == "host_alive_status")
                 && dims.iter().all(|(k, v)| m["dimensions"][*k] == *v)
                 && (!name.starts_with("net.") || m["dimensions"]["device"].is_string())
                 && (!name.starts_with("disk.") || m["dimensions"]["device"].is_string())
         })
     };
     wait_until(
-        "the probes' default names stored",
+        "the probes' default names and every check's metrics stored",
         Duration::from_secs(60),
-        || want.iter().all(|(n, d)| stored(n, d)),
+        || {
+            // Rainbow's DiffMetric as a statsd line: 100 then 150 is +50 %.
+            let _ = sock.send_to(b"rainbow_e2e_change:100|pc", gw.udp);
+            let _ = sock.send_to(b"rainbow_e2e_change:150|pc", gw.udp);
+            want.iter().all(|(n, d)| stored(n, d).is_some())
+                && stored("rainbow_e2e_change", &[]).is_some()
+        },
     );
+    let value =
+        |name: &str, dims: &[(&str, &str)]| stored(name, dims).unwrap()["metric"]["value"].as_f64();
+    let url = kit.s("monasca_url");
+    assert_eq!(
+        value("http_status", &[("url", &url)]),
+        Some(0.0),
+        "monasca-api answers its own token"
+    );
+    assert_eq!(value("network.tcp.status", &[]), Some(0.0));
+    assert!(value("process.pid_count", &[]).unwrap() >= 1.0);
+    assert_eq!(value("nagios.e2e", &[]), Some(1.0), "WARNING is 1");
+    let nagios = stored("nagios.e2e", &[]).unwrap();
+    assert_eq!(nagios["metric"]["value_meta"]["detail"], "WARNING - e2e");
+    assert_eq!(value("nagios.e2e.queue", &[]), Some(7.0));
+    assert_eq!(value("rainbow_e2e_depth", &[]), Some(12.5));
+    let host = stored("host_alive_status", &[]).unwrap();
+    assert_eq!(host["metric"]["dimensions"]["hostname"], "localhost");
     drop(gw);
 }
 
