@@ -1,5 +1,5 @@
 //! Sys: the few system calls outside socket batching (`listen::mmsg`) that std does not
-//! wrap: the open-files limit, USER_HZ and `statvfs(2)`.
+//! wrap: the open-files limit, USER_HZ, the effective gid and `statvfs(2)`.
 //!
 //! Owns: every `unsafe` block outside `listen::mmsg`, one per call, each with its safety
 //! argument. Must never: keep state, or hand a raw pointer out.
@@ -26,6 +26,13 @@ pub fn clock_ticks_per_second() -> u64 {
     // SAFETY: sysconf has no preconditions and only reads system configuration.
     let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     if t > 0 { t as u64 } else { 100 }
+}
+
+/// This process's effective gid: the group `net.ipv4.ping_group_range` is checked against
+/// when an unprivileged ICMP socket is opened (named in `host_alive`'s refusal message).
+pub fn effective_gid() -> u32 {
+    // SAFETY: getegid has no preconditions, cannot fail and touches no memory of ours.
+    unsafe { libc::getegid() }
 }
 
 /// The `statvfs` fields the disk probe uses.
@@ -70,6 +77,10 @@ mod tests {
     fn reads_this_machine() {
         assert!(open_files_limit() > 0);
         assert!(clock_ticks_per_second() > 0);
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let gid_line = status.lines().find(|l| l.starts_with("Gid:")).unwrap();
+        let egid: u32 = gid_line.split_whitespace().nth(2).unwrap().parse().unwrap();
+        assert_eq!(effective_gid(), egid);
         let root = statvfs(Path::new("/")).unwrap();
         assert!(root.blocks > 0 && root.frsize > 0);
         assert!(statvfs(Path::new("/nonexistent/statsgate")).is_err());

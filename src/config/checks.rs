@@ -424,6 +424,15 @@ fn validate_kind(
                     "is the hostname dimension and must be a valid Monasca dimension value",
                 )?;
             }
+            if !h.target.is_empty() && crate::validate::dimension_value(&h.target).is_err() {
+                bad(
+                    key("target"),
+                    "is the target_hostname dimension and must be a valid Monasca dimension value",
+                )?;
+            }
+            if h.mode == AliveMode::Ssh && h.port == 0 {
+                bad(key("port"), "must be 1 to 65535")?;
+            }
         }
         CheckKind::Process(p) => {
             if p.search.is_empty() == p.user.is_empty() {
@@ -431,6 +440,12 @@ fn validate_kind(
             }
             if p.search.iter().any(|s| s.is_empty()) {
                 bad(key("search"), "entries must not be empty")?;
+            }
+            if !p.user.is_empty() && crate::validate::dimension_value(&p.user).is_err() {
+                bad(
+                    key("user"),
+                    "is the process_user dimension and must be a valid Monasca dimension value",
+                )?;
             }
         }
         CheckKind::Nagios(n) => {
