@@ -114,7 +114,10 @@ impl CheckKind {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct HttpCheck {
-    /// `http://` or `https://` URL, required.
+    /// `http://` or `https://` URL, required (defaulted only so that its absence is refused
+    /// naming `url`). Userinfo (`user:password@`) is the Basic credential unless `username`
+    /// is set, and never part of the `url` dimension.
+    #[serde(default)]
     pub url: String,
     /// Request method. Default `GET`.
     #[serde(default = "default_method")]
@@ -352,6 +355,17 @@ pub fn validate(c: &super::Config) -> Result<(), Invalid> {
             }
         }
         validate_kind(&check.kind, &check.name, &key)?;
+        // The token is statsgate's own: without an identity there is none to send.
+        if let CheckKind::Http(h) = &check.kind
+            && h.keystone
+            && c.keystone.auth_url.is_empty()
+        {
+            bad(
+                key("keystone"),
+                "needs keystone.auth_url (the token sent is statsgate's own), which is not \
+                 configured",
+            )?;
+        }
     }
     Ok(())
 }
