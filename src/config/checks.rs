@@ -174,7 +174,9 @@ fn yes() -> bool {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct TcpCheck {
-    /// `host:port` (a name, an IPv4 address or a bracketed IPv6 one), required.
+    /// `host:port` (a name, an IPv4 address or a bracketed IPv6 one), required (refused by
+    /// validation, which names the key, rather than by the parser).
+    #[serde(default)]
     pub address: String,
     /// Send `network.tcp.response_time` (monasca-agent `collect_response_time`). Default `true`.
     #[serde(default = "yes")]
@@ -187,6 +189,7 @@ pub struct TcpCheck {
 pub struct HostAliveCheck {
     /// The host reported on (monasca-agent `host_name`): the `hostname` dimension, and the
     /// address contacted unless `target` is set. Required.
+    #[serde(default)]
     pub host: String,
     /// `ping` (ICMP echo) or `ssh` (connect and expect an `SSH-` banner) (monasca-agent
     /// `alive_test`). Default `ping`.
@@ -252,6 +255,7 @@ pub struct ProcessCheck {
 pub struct NagiosCheck {
     /// The plugin and its arguments, one list element each (no shell), required. With
     /// `shell: true`, one element: a `/bin/sh -c` script.
+    #[serde(default)]
     pub command: Vec<String>,
     /// Run `command` through `/bin/sh -c`. Default `false`.
     #[serde(default)]
