@@ -1,5 +1,6 @@
 //! Sys: the few system calls outside socket batching (`listen::mmsg`) that std does not
-//! wrap: the open-files limit, USER_HZ, the effective gid and `statvfs(2)`.
+//! wrap: the open-files limit, USER_HZ, the effective gid, `statvfs(2)` and killing a process
+//! group.
 //!
 //! Owns: every `unsafe` block outside `listen::mmsg`, one per call, each with its safety
 //! argument. Must never: keep state, or hand a raw pointer out.
@@ -69,6 +70,27 @@ pub fn statvfs(path: &Path) -> std::io::Result<FsStat> {
     })
 }
 
+/// SIGKILL to every process of group `pgid` (a Nagios plugin and whatever it spawned).
+/// Refuses the ids that mean something else to `kill(2)`: 0 (our own group) and 1 (with the
+/// minus sign: every process we may signal). `ESRCH` (the group is already gone) is `Ok`.
+pub fn kill_process_group(pgid: u32) -> std::io::Result<()> {
+    let Ok(id) = libc::pid_t::try_from(pgid) else {
+        return Err(std::io::Error::from(std::io::ErrorKind::InvalidInput));
+    };
+    if id <= 1 {
+        return Err(std::io::Error::from(std::io::ErrorKind::InvalidInput));
+    }
+    // SAFETY: kill takes plain integers and touches no memory of ours; `-id` with id > 1
+    // names exactly one process group, never our own group or all processes.
+    if unsafe { libc::kill(-id, libc::SIGKILL) } != 0 {
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::ESRCH) {
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -84,5 +106,21 @@ mod tests {
         let root = statvfs(Path::new("/")).unwrap();
         assert!(root.blocks > 0 && root.frsize > 0);
         assert!(statvfs(Path::new("/nonexistent/statsgate")).is_err());
+    }
+
+    #[test]
+    fn group_kill_refuses_the_special_ids_and_reaches_a_whole_group() {
+        assert!(kill_process_group(0).is_err());
+        assert!(kill_process_group(1).is_err());
+        assert!(kill_process_group(u32::MAX).is_err());
+        use std::os::unix::process::CommandExt;
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        kill_process_group(child.id()).unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(child.wait().unwrap().signal(), Some(libc::SIGKILL));
     }
 }

@@ -254,7 +254,8 @@ pub struct ProcessCheck {
 #[serde(deny_unknown_fields)]
 pub struct NagiosCheck {
     /// The plugin and its arguments, one list element each (no shell), required. With
-    /// `shell: true`, one element: a `/bin/sh -c` script.
+    /// `shell: true`, one element: a `/bin/sh -c` script. (A serde default only so that a
+    /// missing `command` is refused by `validate`, naming the key.)
     #[serde(default)]
     pub command: Vec<String>,
     /// Run `command` through `/bin/sh -c`. Default `false`.
@@ -267,9 +268,10 @@ pub struct NagiosCheck {
     #[serde(default)]
     pub host: String,
     /// The plugin's environment: only these variables, plus `PATH` (default
-    /// `/usr/lib/nagios/plugins:/usr/local/bin:/usr/bin:/bin`) unless set here. Default empty.
+    /// `/usr/lib/nagios/plugins:/usr/local/bin:/usr/bin:/bin`) unless set here. Values are
+    /// secrets (a plugin's password usually comes this way): never logged. Default empty.
     #[serde(default)]
-    pub env: BTreeMap<String, String>,
+    pub env: BTreeMap<String, Secret>,
     /// The plugin's working directory. Default `/`.
     #[serde(default = "default_workdir")]
     pub workdir: String,
@@ -473,12 +475,15 @@ fn validate_kind(
                     "is required for kind nagios (the plugin and its arguments)",
                 );
             };
+            if n.command.iter().any(|a| a.contains('\0')) {
+                bad(key("command"), "must not contain a NUL character")?;
+            }
             if n.shell {
                 if n.command.len() != 1 {
                     bad(key("command"), "with shell: true, one element: the script")?;
                 }
             } else {
-                executable(program, n.env.get("PATH").map(String::as_str))
+                executable(program, n.env.get("PATH").map(Secret::expose))
                     .map_err(|why| (key("command"), why))?;
             }
             let metric = if n.metric_name.is_empty() {
@@ -495,6 +500,21 @@ fn validate_kind(
                     }),
                     format!("{metric:?} is not a valid Monasca metric name"),
                 )?;
+            }
+            if !n.host.is_empty() && crate::validate::dimension_value(&n.host).is_err() {
+                bad(
+                    key("host"),
+                    "is the target_host dimension and must be a valid Monasca dimension value",
+                )?;
+            }
+            for (k, v) in &n.env {
+                if k.is_empty() || k.contains(['=', '\0']) || v.expose().contains('\0') {
+                    // Never the value: it may be a password.
+                    bad(
+                        format!("{}.{k}", key("env")),
+                        "names must be non-empty without = or NUL, values without NUL",
+                    )?;
+                }
             }
             if !std::path::Path::new(&n.workdir).is_dir() {
                 bad(key("workdir"), format!("{} is not a directory", n.workdir))?;

@@ -70,6 +70,14 @@ impl Config {
                 h.url = crate::secret::redact_url(&h.url).into_owned();
             }
         }
+        // A Nagios plugin's environment is where its passwords go (PGPASSWORD, …).
+        for check in &mut c.checks.instances {
+            if let CheckKind::Nagios(n) = &mut check.kind {
+                for v in n.env.values_mut().filter(|v| !v.is_empty()) {
+                    *v = Secret::new("***");
+                }
+            }
+        }
         for url in [&mut c.keystone.auth_url, &mut c.monasca.url] {
             *url = crate::secret::redact_url(url).into_owned();
         }
