@@ -84,9 +84,10 @@ reasons! {
         SinkFailed => "sink_failed",
         /// A gauge beyond `aggregate.max_series` persisted gauges, not carried over.
         SeriesLimit => "series_limit",
-        /// A rate base (the last sample of an `r` series, where its next rate starts)
-        /// beyond `aggregate.max_series` kept, not carried over: that series' next interval
-        /// needs two samples for a rate.
+        /// A rate base (the last sample of an `r` series, where its next rate starts) or a
+        /// percent change base (the last value of a `pc` series) beyond
+        /// `aggregate.max_series` kept, not carried over: that series' next interval needs
+        /// two samples for a rate, and one `pc` value alone reads as a first one (0).
         RateBaseLimit => "rate_base_limit",
     }
 }

@@ -238,3 +238,50 @@ fn healthz_and_metrics_answer() {
     }
     assert_eq!(gw.get("/nope").0, 404);
 }
+
+/// `pc` (percent change, Rainbow's DiffMetric) over real UDP: each flush that received a
+/// value prints the change between the series' last two values, the previous one possibly
+/// from an earlier interval; the first value ever gives 0, a previous 0 gives 0.
+#[test]
+fn percent_change_lines_print_the_change_between_the_last_two_values() {
+    let gw = start("flush:\n  interval: 1s\n");
+    let sender = gw.sender();
+    // Each step: the lines sent, then the value the next flush holding `depth` must print.
+    let steps: [(&[&str], f64); 5] = [
+        (&["depth:50|pc|#q:a"], 0.0),
+        (&["depth:75|pc|#q:a"], 50.0),
+        (&["depth:10|pc|#q:a\ndepth:40|pc|#q:a"], 300.0),
+        (&["depth:0:5|pc|#q:a"], 0.0),
+        (&["depth:4|pc|@0.5|#q:a"], -20.0),
+    ];
+    for (lines, want) in steps {
+        // Sent just after the previous flush was printed, so a step lands in one interval.
+        for l in lines {
+            sender.send(l.as_bytes()).expect("send");
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(4);
+        let got = loop {
+            let flush = gw.next_flush(Duration::from_secs(3)).expect("a flush");
+            if let Some(m) = find(&flush, "depth", &[("q", "a")]) {
+                break m.clone();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no depth after {lines:?}"
+            );
+        };
+        assert_eq!(got["value"].as_f64(), Some(want), "after {lines:?}: {got}");
+        assert_eq!(got["dimensions"]["hostname"], "test-host");
+        assert!(got.get("value_meta").is_none());
+    }
+    // No value in an interval: nothing printed for the series (an empty flush prints nothing).
+    if let Some(quiet) = gw.next_flush(Duration::from_millis(2500)) {
+        assert!(find(&quiet, "depth", &[]).is_none(), "{quiet:?}");
+    }
+    assert_eq!(
+        gw.counter("statsgate_lines_accepted_total", "type=\"percent_change\""),
+        6
+    );
+    let (_, status) = gw.stop();
+    assert!(status.success());
+}

@@ -29,7 +29,8 @@ mod state;
 pub use budget::{NameReport, SeriesBudget, TOP_NAMES};
 pub use key::SeriesKey;
 pub use state::{
-    Counter, GaugeUpdate, HistogramSpec, RateSamples, Recycle, Set, TIMER_VALUE_SCALE, Timer,
+    Counter, GaugeUpdate, HistogramSpec, PercentSamples, RateSamples, Recycle, Set,
+    TIMER_VALUE_SCALE, Timer,
 };
 
 use crate::parse::{GaugeOp, Kind, Line};
@@ -79,6 +80,8 @@ pub struct Shard {
     pub timers: SeriesMap<Timer>,
     pub sets: SeriesMap<Set>,
     pub rates: SeriesMap<RateSamples>,
+    /// `pc` series: like rates, timed by the receive clock and carried by the flusher.
+    pub percents: SeriesMap<PercentSamples>,
     /// Repeated lines → series positions in the maps above; recycled with them.
     memo: LineMemo,
 }
@@ -91,6 +94,7 @@ impl Shard {
             + touched_in(&self.timers)
             + touched_in(&self.sets)
             + self.rates.len()
+            + self.percents.len()
     }
 
     /// Series the shard holds, touched or not (what it costs in memory and budget).
@@ -100,6 +104,7 @@ impl Shard {
             + self.timers.len()
             + self.sets.len()
             + self.rates.len()
+            + self.percents.len()
     }
 
     /// Lines remembered by the memo.
@@ -112,6 +117,7 @@ impl Shard {
         let keys = self.counters.keys().chain(self.gauges.keys());
         let keys = keys.chain(self.timers.keys()).chain(self.sets.keys());
         keys.chain(self.rates.keys())
+            .chain(self.percents.keys())
             .map(|k| SeriesKey::decode(k).name)
     }
 
@@ -122,6 +128,7 @@ impl Shard {
         merge_map(&mut self.timers, &other.timers, Timer::merge);
         merge_map(&mut self.sets, &other.sets, Set::merge);
         merge_map(&mut self.rates, &other.rates, RateSamples::merge);
+        merge_map(&mut self.percents, &other.percents, PercentSamples::merge);
     }
 
     /// Readies a flushed shard for another interval: series touched in the one just flushed
@@ -136,6 +143,7 @@ impl Shard {
         let sets = keep_touched(&mut self.sets);
         // Rates are timed by the receive clock and never memoized: nothing to keep.
         self.rates.clear();
+        self.percents.clear();
         let moved = |remap: &Option<Vec<u32>>, series: u32| match remap {
             None => Some(series),
             Some(to) => to.get(series as usize).copied().filter(|&n| n != FREED),
@@ -285,8 +293,9 @@ impl Aggregator {
         line: &Line<'_>,
         now_ms: u64,
     ) -> Result<Option<(usize, Op)>, Reject> {
-        // A rate's `|T` times its sample; for every other type it makes a point of its own.
-        let timestamp = if line.kind == Kind::Rate {
+        // A rate's (and a percent change's) `|T` times its sample; for every other type it
+        // makes a point of its own.
+        let timestamp = if matches!(line.kind, Kind::Rate | Kind::PercentChange) {
             None
         } else {
             line.timestamp
@@ -350,6 +359,24 @@ impl Aggregator {
                 r.record(at, first);
                 values.for_each(|v| r.record(at, v));
                 // Timed by the receive clock: never replayed.
+                None
+            }
+            Kind::PercentChange => {
+                // The sample rate is ignored, as for gauges and rates: a sampled series'
+                // last two values are still its last two values.
+                let at = line.timestamp.map_or(now_ms, |t| t.saturating_mul(1000));
+                let mut values = line.values.numbers();
+                let first = values.next().unwrap_or(0.0);
+                let mut created = false;
+                let (_, p) = slot(&mut shard.percents, key, room, || {
+                    created = true;
+                    PercentSamples::new(at, first)
+                })?;
+                // A series just created holds `first` already; an existing one records it.
+                if !created {
+                    p.record(at, first);
+                }
+                values.for_each(|v| p.record(at, v));
                 None
             }
         };

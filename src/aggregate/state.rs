@@ -510,6 +510,60 @@ impl RateSamples {
     }
 }
 
+/// `pc`: the interval's last two samples by time (ms), later ones replacing earlier ones;
+/// `prev` is `None` until a second one arrives (the flusher then uses the previous interval's
+/// last value). Equal times keep arrival order: packed values share one receive time.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PercentSamples {
+    pub last: (u64, f64),
+    pub prev: Option<(u64, f64)>,
+}
+
+/// Never carried: a recycled shard clears them, as it does rates (see `Shard::recycle`).
+impl Recycle for PercentSamples {
+    fn touched(&self) -> bool {
+        true
+    }
+
+    fn reset(&mut self) {}
+}
+
+impl PercentSamples {
+    pub fn new(at_ms: u64, v: f64) -> Self {
+        PercentSamples {
+            last: (at_ms, v),
+            prev: None,
+        }
+    }
+
+    pub fn record(&mut self, at_ms: u64, v: f64) {
+        if at_ms >= self.last.0 {
+            self.prev = Some(self.last);
+            self.last = (at_ms, v);
+        } else if self.prev.is_none_or(|p| at_ms >= p.0) {
+            // Older than the last (another shard's sample, or a `|T` one): second newest.
+            self.prev = Some((at_ms, v));
+        }
+    }
+
+    /// Folds a concurrent shard's samples in: the two newest of both remain.
+    pub fn merge(&mut self, other: &PercentSamples) {
+        if let Some((at, v)) = other.prev {
+            self.record(at, v);
+        }
+        self.record(other.last.0, other.last.1);
+    }
+
+    /// Rainbow's DiffMetric: `(cur − prev) / prev × 100`, 0 when `prev` is 0 (the SDK's
+    /// ZeroDivisionError branch) or there is no previous value (its first update).
+    pub fn percent(prev: Option<f64>, cur: f64) -> f64 {
+        match prev {
+            Some(p) if p != 0.0 => (cur - p) / p * 100.0,
+            _ => 0.0,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -761,6 +815,47 @@ mod tests {
         assert_eq!(s.insert(1, 2), Ok(()), "a known member is always fine");
         assert_eq!(s.insert(3, 2), Err(Reject::SetMemberLimit));
         assert_eq!(s.members.len(), 2);
+    }
+
+    #[test]
+    fn percent_samples_keep_the_two_newest_in_order() {
+        let mut p = PercentSamples::new(1000, 10.0);
+        assert_eq!(p.prev, None);
+        p.record(1000, 12.0);
+        assert_eq!((p.prev, p.last), (Some((1000, 10.0)), (1000, 12.0)));
+        p.record(2000, 15.0);
+        assert_eq!((p.prev, p.last), (Some((1000, 12.0)), (2000, 15.0)));
+        // Older than both: ignored. Between them: the new second newest.
+        p.record(500, 1.0);
+        assert_eq!(p.prev, Some((1000, 12.0)));
+        p.record(1500, 14.0);
+        assert_eq!((p.prev, p.last), (Some((1500, 14.0)), (2000, 15.0)));
+        // Another shard's newer pair replaces both; an older one changes nothing.
+        let mut other = PercentSamples::new(3000, 20.0);
+        other.record(4000, 30.0);
+        let mut merged = p;
+        merged.merge(&other);
+        assert_eq!(
+            (merged.prev, merged.last),
+            (Some((3000, 20.0)), (4000, 30.0))
+        );
+        let mut older = other;
+        older.merge(&PercentSamples::new(100, 99.0));
+        assert_eq!(older, other);
+        // One sample each: the newer is last, the older prev.
+        let mut a = PercentSamples::new(2000, 2.0);
+        a.merge(&PercentSamples::new(1000, 1.0));
+        assert_eq!((a.prev, a.last), (Some((1000, 1.0)), (2000, 2.0)));
+    }
+
+    #[test]
+    fn percent_change_is_the_sdks_diff_metric() {
+        assert_eq!(PercentSamples::percent(None, 42.0), 0.0, "first value");
+        assert_eq!(PercentSamples::percent(Some(0.0), 5.0), 0.0, "prev 0");
+        assert_eq!(PercentSamples::percent(Some(50.0), 75.0), 50.0);
+        assert_eq!(PercentSamples::percent(Some(200.0), 50.0), -75.0);
+        // As the SDK: a negative previous value flips the sign (no abs()).
+        assert_eq!(PercentSamples::percent(Some(-10.0), -5.0), -50.0);
     }
 
     #[test]

@@ -169,6 +169,55 @@ fn rates_use_line_timestamps_as_sample_times() {
 }
 
 #[test]
+fn percent_changes_keep_the_last_two_values_in_order() {
+    let mut agg = Aggregator::new(Settings::default());
+    let mut shard = Shard::default();
+    // A new series holds its first value once (not twice: that would read as 0% change).
+    feed(&mut agg, &mut shard, &["depth:10|pc|@0.5"]);
+    let depth = |s: &Shard| s.percents.get(&b"depth"[..]).map(|p| (p.prev, p.last));
+    assert_eq!(depth(&shard), Some((None, (5_000, 10.0))));
+    feed(&mut agg, &mut shard, &["depth:20:30|pc"]);
+    assert_eq!(depth(&shard), Some((Some((5_000, 20.0)), (5_000, 30.0))));
+    // `|T` times the sample and does not split the series; an older one is the second newest.
+    feed(
+        &mut agg,
+        &mut shard,
+        &["t:1|pc|T1700000005", "t:2|pc|T1700000001"],
+    );
+    assert_eq!(
+        shard.percents.get(&b"t"[..]).map(|p| (p.prev, p.last)),
+        Some((Some((1_700_000_001_000, 2.0)), (1_700_000_005_000, 1.0)))
+    );
+    assert_eq!(shard.percents.len(), 2);
+    assert_eq!(shard.series(), 2);
+    // Another reader's later values win the merge; its series are added.
+    let mut other = Shard::default();
+    let line = parse_line(b"depth:40|pc", &Limits::default()).unwrap();
+    agg.add(&mut other, &line, 6_000).unwrap();
+    shard.merge(&other);
+    assert_eq!(depth(&shard), Some((Some((5_000, 30.0)), (6_000, 40.0))));
+    shard.recycle();
+    assert_eq!(
+        shard.slots(),
+        0,
+        "percent changes are carried by the flusher"
+    );
+}
+
+#[test]
+fn percent_change_series_count_against_the_budget() {
+    let budget = std::sync::Arc::new(SeriesBudget::new(1, 1));
+    let mut agg = Aggregator::new(Settings {
+        budget,
+        ..Settings::default()
+    });
+    let mut shard = Shard::default();
+    let got = feed(&mut agg, &mut shard, &["a:1|pc", "a:2|pc", "b:1|pc"]);
+    assert_eq!(got[..2], [Ok(()), Ok(())]);
+    assert!(got[2].is_err(), "{:?}", got[2]);
+}
+
+#[test]
 fn gauges_follow_sets_and_deltas() {
     let mut agg = Aggregator::new(Settings::default());
     let mut shard = Shard::default();
@@ -281,6 +330,10 @@ fn the_line_memo_changes_nothing_but_the_cost() {
     };
     assert_eq!(sorted(&memo.sets, set), sorted(&plain.sets, set));
     assert_eq!(sorted(&memo.rates, |r| *r), sorted(&plain.rates, |r| *r));
+    assert_eq!(
+        sorted(&memo.percents, |p| *p),
+        sorted(&plain.percents, |p| *p)
+    );
     assert_eq!(memo.series(), plain.series());
 }
 
@@ -316,6 +369,9 @@ fn touched_view(shard: &Shard) -> Vec<(Vec<u8>, String)> {
     add(&mut out, &shard.rates, |r| {
         format!("r {:?}", (r.first, r.last))
     });
+    add(&mut out, &shard.percents, |p| {
+        format!("pc {:?}", (p.prev, p.last))
+    });
     out.sort();
     out
 }
@@ -326,7 +382,16 @@ fn a_recycled_shard_keeps_steady_series_and_its_memo_stays_right() {
     // fresh shard fed by the parser holds, while series come and go (freed series shift the
     // positions the memo remembers).
     let all = [
-        "a:1|c", "b:2|c", "c:3|c", "q:5|g", "q:+1|g", "lat:7|ms", "u:x|s", "rx:1|r", "d:1|c",
+        "a:1|c",
+        "b:2|c",
+        "c:3|c",
+        "q:5|g",
+        "q:+1|g",
+        "lat:7|ms",
+        "u:x|s",
+        "rx:1|r",
+        "d:1|c",
+        "depth:4|pc",
     ];
     let intervals: [&[&str]; 5] = [
         &all,
@@ -358,12 +423,16 @@ fn a_recycled_shard_keeps_steady_series_and_its_memo_stays_right() {
         assert_eq!(recycled.series(), fresh.series());
         recycled.recycle();
         assert_eq!(recycled.series(), 0, "nothing is touched after recycling");
-        // Only what this interval touched stays (rates never do).
-        let rates = lines.iter().filter(|l| l.ends_with("|r")).count();
+        // Only what this interval touched stays (rates and percent changes never do).
+        let rates = lines
+            .iter()
+            .filter(|l| l.ends_with("|r") || l.ends_with("|pc"))
+            .count();
         assert_eq!(recycled.slots(), fresh.slots() - rates, "interval {n}");
         if n == 0 {
             assert!(
-                recycled.memo_len() >= all.len() - 1,
+                // Every line but the `r` and `pc` ones (timed by the receive clock).
+                recycled.memo_len() >= all.len() - 2,
                 "the memo survives recycling"
             );
         }

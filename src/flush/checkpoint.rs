@@ -1,4 +1,4 @@
-//! The state that outlives an interval (gauge values, rate bases), saved after every flush
+//! The state that outlives an interval (gauge values, rate and percent change bases), saved after every flush
 //! and loaded at start, so a restart neither resets a gauge that receives only deltas nor
 //! loses a rate's base.
 //!
@@ -23,6 +23,9 @@ pub struct Checkpoint {
     pub gauges: Vec<(String, f64, u64)>,
     /// (series key, sample time in ms, sample value, last update in ms)
     pub rates: Vec<(String, u64, f64, u64)>,
+    /// (series key, last `pc` value, last update in ms); absent from older checkpoints.
+    #[serde(default)]
+    pub percents: Vec<(String, f64, u64)>,
 }
 
 impl Checkpoint {
@@ -88,6 +91,7 @@ mod tests {
         let mut c = Checkpoint::new();
         c.gauges.push(("g\u{1f}k\u{1e}v".into(), 2.5, 1000));
         c.rates.push(("r".into(), 5, 7.0, 1000));
+        c.percents.push(("p".into(), 4.0, 1000));
         save(&path, &c).unwrap();
         assert_eq!(load(&path), Ok(Some(c)));
         let empty = Checkpoint::new();
@@ -118,6 +122,15 @@ mod tests {
         assert!(!dir.path().join("gauges.json.tmp").exists());
         assert_eq!(std::fs::read(&target).unwrap(), b"precious");
         assert_eq!(load(&path), Ok(Some(Checkpoint::new())));
+    }
+
+    #[test]
+    fn a_checkpoint_from_before_percent_changes_still_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gauges.json");
+        std::fs::write(&path, br#"{"version":1,"gauges":[["g",2.0,5]],"rates":[]}"#).unwrap();
+        let c = load(&path).unwrap().unwrap();
+        assert_eq!((c.gauges.len(), c.percents.len()), (1, 0));
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Flush: every `flush.interval`, on wall-clock multiples, swap each reader's shard for its
 //! recycled one, merge them, and hand the interval's metrics to the sink.
 //!
-//! Owns: interval timing, the state that outlives an interval (gauge values, rate bases) and
+//! Owns: interval timing, the state that outlives an interval (gauge values, rate and percent
+//! change bases) and
 //! its idle expiry, recycling flushed shards (a reader gets back the shard it filled the
 //! interval before last, its steady series reset in place), and the final flush at shutdown.
 //! Must never: hold a reader's lock for more than the O(1) swap, or do per-series work on a
@@ -57,11 +58,19 @@ struct RateBase {
     updated_ms: u64,
 }
 
+/// The last value of a `pc` series: the previous value of its next one.
+#[derive(Debug, Clone, Copy)]
+struct PercentBase {
+    value: f64,
+    updated_ms: u64,
+}
+
 pub struct Flusher {
     shards: Vec<Arc<Mutex<Shard>>>,
     settings: FlushSettings,
     gauges: HashMap<Vec<u8>, PersistedGauge>,
     rate_bases: HashMap<Vec<u8>, RateBase>,
+    percent_bases: HashMap<Vec<u8>, PercentBase>,
     telemetry: Arc<Telemetry>,
     sink: Box<dyn Sink>,
     interval_start_ms: u64,
@@ -121,6 +130,7 @@ impl Flusher {
             settings,
             gauges: HashMap::new(),
             rate_bases: HashMap::new(),
+            percent_bases: HashMap::new(),
             telemetry,
             sink,
             interval_start_ms: now_ms(),
@@ -151,9 +161,14 @@ impl Flusher {
                     };
                     self.rate_bases.insert(key.into_bytes(), base);
                 }
+                for (key, value, updated_ms) in saved.percents {
+                    let base = PercentBase { value, updated_ms };
+                    self.percent_bases.insert(key.into_bytes(), base);
+                }
                 tracing::info!(
                     gauges = self.gauges.len(),
                     rates = self.rate_bases.len(),
+                    percent_changes = self.percent_bases.len(),
                     path = %path.display(),
                     "restored gauge values and rate bases"
                 );
@@ -178,6 +193,11 @@ impl Flusher {
         for (key, b) in &self.rate_bases {
             if let Some(k) = checkpoint::key_text(key) {
                 c.rates.push((k, b.sample.0, b.sample.1, b.updated_ms));
+            }
+        }
+        for (key, b) in &self.percent_bases {
+            if let Some(k) = checkpoint::key_text(key) {
+                c.percents.push((k, b.value, b.updated_ms));
             }
         }
         match checkpoint::save(path, &c) {
@@ -329,6 +349,7 @@ impl Flusher {
         let series = merged.series();
         self.emit_gauges(&mut e, &merged.gauges, timestamp_ms);
         self.emit_rates(&mut e, &merged.rates, timestamp_ms);
+        self.emit_percents(&mut e, &merged.percents, timestamp_ms);
         if let Some((beats, alive_gauges)) = &self.heartbeats {
             beats.liveness.expire(timestamp_ms);
             if *alive_gauges {
@@ -449,6 +470,47 @@ impl Flusher {
         let expired = expire_idle(&mut self.rate_bases, now, self.settings.idle_expiry, |b| {
             b.updated_ms
         });
+        self.telemetry.flush.series_expired.add(expired);
+    }
+
+    /// Percent change (Rainbow's DiffMetric) between a series' last two values: the
+    /// interval's last two, or its only one and the last of an earlier interval. A series'
+    /// first value ever, or a previous value of 0, gives 0, as the SDK does. Emitted only in
+    /// intervals that received a value; bases are bounded and expire like rate bases.
+    fn emit_percents(
+        &mut self,
+        e: &mut Emitter,
+        percents: &crate::aggregate::SeriesMap<crate::aggregate::PercentSamples>,
+        now: u64,
+    ) {
+        for (key, p) in percents {
+            let prev = p
+                .prev
+                .map(|(_, v)| v)
+                .or_else(|| self.percent_bases.get(key.as_slice()).map(|b| b.value));
+            let value = crate::aggregate::PercentSamples::percent(prev, p.last.1);
+            e.emit(&SeriesKey::decode(key), "", value);
+            let base = PercentBase {
+                value: p.last.1,
+                updated_ms: now,
+            };
+            let full = self.percent_bases.len() >= self.settings.max_persisted;
+            match self.percent_bases.get_mut(key.as_slice()) {
+                Some(b) => *b = base,
+                // The same bound and drop reason as rate bases: that series' next single
+                // value reads as a first one (0).
+                None if full => e.dropped[EmitDrop::RateBaseLimit as usize] += 1,
+                None => {
+                    self.percent_bases.insert(key.clone(), base);
+                }
+            }
+        }
+        let expired = expire_idle(
+            &mut self.percent_bases,
+            now,
+            self.settings.idle_expiry,
+            |b| b.updated_ms,
+        );
         self.telemetry.flush.series_expired.add(expired);
     }
 }

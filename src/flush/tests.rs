@@ -209,6 +209,76 @@ fn rate_bases_are_bounded_and_refusals_counted() {
     assert_eq!(value(&r.flush(1_050_000), "rx.0.2"), Some(0.25));
 }
 
+#[test]
+fn percent_changes_follow_the_sdks_diff_metric_across_intervals_and_shards() {
+    let mut r = rig(false, 25);
+    r.send(0, &["depth:50|pc"], 1_001_000);
+    assert_eq!(
+        value(&r.flush(1_010_000), "depth"),
+        Some(0.0),
+        "a first value ever gives 0"
+    );
+    // One value: against the previous interval's last.
+    r.send(1, &["depth:75|pc"], 1_011_000);
+    assert_eq!(value(&r.flush(1_020_000), "depth"), Some(50.0));
+    assert_eq!(
+        value(&r.flush(1_030_000), "depth"),
+        None,
+        "no value this interval: nothing emitted"
+    );
+    // Several values over two readers: the last two by receive time.
+    r.send(0, &["depth:10|pc", "depth:40|pc"], 1_031_000);
+    r.send(1, &["depth:100|pc"], 1_032_000);
+    r.send(1, &["depth:20|pc"], 1_030_500);
+    assert_eq!(value(&r.flush(1_040_000), "depth"), Some(150.0));
+    r.send(0, &["depth:0|pc"], 1_041_000);
+    assert_eq!(value(&r.flush(1_050_000), "depth"), Some(-100.0));
+    r.send(0, &["depth:5|pc"], 1_051_000);
+    assert_eq!(
+        value(&r.flush(1_060_000), "depth"),
+        Some(0.0),
+        "prev 0 gives 0"
+    );
+    // Idle past expiry: the base is freed, so the next value is a first one again.
+    for at in [1_070_000, 1_080_000, 1_090_000] {
+        r.flush(at);
+    }
+    assert!(r.flusher.percent_bases.is_empty());
+    r.send(0, &["depth:9|pc"], 1_091_000);
+    assert_eq!(value(&r.flush(1_100_000), "depth"), Some(0.0));
+}
+
+#[test]
+fn percent_change_bases_are_bounded_and_checkpointed() {
+    let mut r = rig(false, 3600);
+    r.flusher.settings.max_persisted = 2;
+    r.send(0, &["a:1|pc", "b:1|pc", "c:1|pc"], 1_001_000);
+    r.flush(1_010_000);
+    assert_eq!(r.flusher.percent_bases.len(), 2);
+    let dropped = &r.flusher.telemetry.flush.dropped;
+    assert_eq!(dropped[EmitDrop::RateBaseLimit as usize].get(), 1);
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gauges.json");
+    let mut first = rig(false, 3600).flusher.with_checkpoint(path.clone());
+    first.percent_bases.insert(
+        b"q".to_vec(),
+        PercentBase {
+            value: 8.0,
+            updated_ms: 1_000_000,
+        },
+    );
+    first.save_checkpoint();
+    let mut again = rig(false, 3600);
+    again.flusher = again.flusher.with_checkpoint(path);
+    again.send(0, &["q:10|pc"], 1_001_000);
+    assert_eq!(
+        value(&again.flush(1_010_000), "q"),
+        Some(25.0),
+        "a restart keeps the previous value"
+    );
+}
+
 /// Guards: samples above the histogram's range were ranked at the range's end uncounted.
 #[test]
 fn clamped_timer_samples_are_counted_once() {

@@ -306,6 +306,7 @@ impl HttpIngest {
         let c = &config.checks;
         if !c.rainbow_path.is_empty() && http::metrics_endpoint_on(c.rainbow_endpoint, addr) {
             settings.rainbow_path = Some(c.rainbow_path.clone());
+            settings.rainbow_dimensions = shared.defaults.clone();
         }
         let (addr, task) = shared
             .runtime

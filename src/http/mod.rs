@@ -1,7 +1,8 @@
 //! HTTP ingest for local clients (`http.listen`): `POST /beat` exactly as the GE Heartbeat
-//! script sends it, `GET /status`, and `POST /v2.0/metrics` so that clients without
+//! script sends it, `GET /status`, `POST /v2.0/metrics` so that clients without
 //! credentials can post Monasca JSON through statsgate's own token (a switch of its own,
-//! `http.metrics_endpoint`, optionally behind `http.metrics_token`).
+//! `http.metrics_endpoint`, optionally behind `http.metrics_token`), and Rainbow's SDK
+//! records at `POST <checks.rainbow_path>` ([`rainbow`]).
 //!
 //! Owns: those routes, the body-size limit and the shared body budget (a guard on each
 //! route that takes a body), and the serving code both TCP listeners share ([`serve`]:
@@ -12,6 +13,7 @@
 
 mod body;
 mod client_metrics;
+mod rainbow;
 pub mod serve;
 
 pub use client_metrics::validate_metric;
@@ -69,6 +71,8 @@ pub struct Settings {
     pub metrics_token: Secret,
     /// Where Rainbow's SDK posts its records (`checks.rainbow_path`), when served.
     pub rainbow_path: Option<String>,
+    /// The gateway's default dimensions (`hostname` included), given to Rainbow's records.
+    pub rainbow_dimensions: Vec<(String, String)>,
     pub limits: Limits,
 }
 
@@ -81,6 +85,7 @@ impl Settings {
             metrics_endpoint: metrics_endpoint_on(c.metrics_endpoint, addr),
             metrics_token: c.metrics_token.clone(),
             rainbow_path: None,
+            rainbow_dimensions: Vec::new(),
             limits: Limits {
                 max_connections,
                 header_timeout: c.header_timeout.get(),
@@ -107,6 +112,7 @@ struct Shared {
     body: body::Guard,
     metrics_endpoint: bool,
     metrics_token: Arc<Secret>,
+    rainbow_dimensions: Arc<Vec<(String, String)>>,
 }
 
 pub fn router(state: HttpState, settings: &Settings) -> Router {
@@ -121,15 +127,23 @@ pub fn router(state: HttpState, settings: &Settings) -> Router {
         state,
         metrics_endpoint: settings.metrics_endpoint,
         metrics_token: Arc::new(settings.metrics_token.clone()),
+        rainbow_dimensions: Arc::new(settings.rainbow_dimensions.clone()),
     };
     // Each route that takes a body reads it through the guard (size, budget, timeout); the
     // metrics switch and token are checked before it, so a refused client costs no body.
     let guard = axum::middleware::from_fn_with_state(shared.body.clone(), body::guard);
     let gate = axum::middleware::from_fn_with_state(shared.clone(), metrics_gate);
-    Router::new()
+    let mut router = Router::new()
         .route("/beat", post(beat).layer(guard.clone()))
         .route("/status", get(status))
-        .route("/v2.0/metrics", post(metrics).layer(guard).layer(gate))
+        .route(
+            "/v2.0/metrics",
+            post(metrics).layer(guard.clone()).layer(gate),
+        );
+    if let Some(path) = &settings.rainbow_path {
+        router = router.route(path, post(rainbow_store).layer(guard));
+    }
+    router
         .fallback(not_found)
         // The guard has already bounded the body; this only keeps the extractor's own
         // (plain-text) limit from ever being the one that answers.
@@ -205,6 +219,17 @@ async fn beat(
             None,
         ),
     }
+}
+
+/// Rainbow's SDK posts JSON without needing a content type check: none is required.
+async fn rainbow_store(State(shared): State<Shared>, body: Bytes) -> Response {
+    let state = &shared.state;
+    rainbow::store(
+        &body,
+        &shared.rainbow_dimensions,
+        &state.passthrough,
+        &state.rainbow,
+    )
 }
 
 /// Exactly what README promises (and the GE proxy's senders only look at the status).

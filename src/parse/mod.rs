@@ -27,10 +27,12 @@ pub enum Kind {
     Distribution,
     Set,
     Rate,
+    /// `pc`: the percent change between a series' last two values (Rainbow's DiffMetric).
+    PercentChange,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 7] = [
+    pub const ALL: [Kind; 8] = [
         Kind::Counter,
         Kind::Gauge,
         Kind::Timer,
@@ -38,6 +40,7 @@ impl Kind {
         Kind::Distribution,
         Kind::Set,
         Kind::Rate,
+        Kind::PercentChange,
     ];
 
     /// The label on `statsgate_lines_accepted_total{type=...}`.
@@ -50,6 +53,7 @@ impl Kind {
             Kind::Distribution => "distribution",
             Kind::Set => "set",
             Kind::Rate => "rate",
+            Kind::PercentChange => "percent_change",
         }
     }
 
@@ -62,6 +66,7 @@ impl Kind {
             "d" => Kind::Distribution,
             "s" => Kind::Set,
             "r" => Kind::Rate,
+            "pc" => Kind::PercentChange,
             "" => return Err(Reject::MissingType),
             _ => return Err(Reject::UnknownType),
         })

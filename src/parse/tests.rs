@@ -45,9 +45,28 @@ fn every_type_code() {
         ("d", Kind::Distribution),
         ("s", Kind::Set),
         ("r", Kind::Rate),
+        ("pc", Kind::PercentChange),
     ] {
         assert_eq!(parse(&format!("m:1|{code}")).unwrap().kind, kind, "{code}");
     }
+}
+
+#[test]
+fn percent_change_takes_signed_packed_numbers_and_its_fields() {
+    let l = parse("queue_depth:42|pc").unwrap();
+    assert_eq!(
+        (l.name, l.kind, numbers(&l)),
+        ("queue_depth", Kind::PercentChange, vec![42.0])
+    );
+    let l = parse("q:-1.5:0:3|pc|#zone:a|T1700000000").unwrap();
+    assert_eq!(numbers(&l), vec![-1.5, 0.0, 3.0]);
+    assert_eq!(dims_of(&l), pairs(&[("zone", "a")]));
+    assert_eq!(l.timestamp, Some(1_700_000_000));
+    // A sample rate parses (and is ignored by the aggregator, as for gauges and rates).
+    assert_eq!(parse("q:1|pc|@0.5").unwrap().sample_rate, 0.5);
+    assert_eq!(parse("q:abc|pc"), Err(Reject::BadValue));
+    assert_eq!(parse("q:1|p"), Err(Reject::UnknownType));
+    assert_eq!(parse("q:1|pcx"), Err(Reject::UnknownType));
 }
 
 #[test]
@@ -338,6 +357,7 @@ fn code(kind: Kind) -> &'static str {
         Kind::Distribution => "d",
         Kind::Set => "s",
         Kind::Rate => "r",
+        Kind::PercentChange => "pc",
     }
 }
 
