@@ -104,6 +104,47 @@ pub fn dimension_value(s: &str) -> Result<(), Invalid> {
     check(s, &DIMENSION_FORBIDDEN)
 }
 
+/// Most value_meta entries, and the most characters of Python's `json.dumps(value_meta)`
+/// (monasca-common's limits).
+pub const VALUE_META_MAX_ENTRIES: usize = 16;
+pub const VALUE_META_MAX_CHARS: usize = 2048;
+
+/// Characters `c` costs inside a string written by Python's `json.dumps` (what monasca-api
+/// measures): short escapes, `\u00XX` for other control characters, and non-ASCII as
+/// `\uXXXX` (a surrogate pair beyond the BMP).
+pub fn python_json_cost(c: char) -> usize {
+    match c {
+        '"' | '\\' | '\n' | '\r' | '\t' | '\u{8}' | '\u{c}' => 2,
+        c if (c as u32) < 0x20 => 6,
+        c if c.is_ascii() => 1,
+        c => 6 * c.len_utf16(),
+    }
+}
+
+/// The longest prefix of `s` costing at most `room` characters in `json.dumps`, and its cost.
+pub fn cut_to_python_json(s: &str, room: usize) -> (&str, usize) {
+    let mut used = 0;
+    for (i, c) in s.char_indices() {
+        let cost = python_json_cost(c);
+        if used + cost > room {
+            return (&s[..i], used);
+        }
+        used += cost;
+    }
+    (s, used)
+}
+
+/// Length of Python's `json.dumps(meta)`: `{"k": "v", "k2": "v2"}`.
+pub fn value_meta_len<'a>(meta: impl IntoIterator<Item = (&'a str, &'a str)>) -> usize {
+    let quoted = |s: &str| 2 + s.chars().map(python_json_cost).sum::<usize>();
+    let (mut len, mut n) = (2, 0usize);
+    for (k, v) in meta {
+        len += quoted(k) + 2 + quoted(v);
+        n += 1;
+    }
+    len + 2 * n.saturating_sub(1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,5 +208,15 @@ mod tests {
             dimension_key("_k").err().map(|e| e.describe("_k")),
             Some("must not start with '_'")
         );
+    }
+
+    #[test]
+    fn value_meta_is_measured_as_pythons_json_dumps_writes_it() {
+        // json.dumps({"a": "b", "c": "d"}) is 20 characters; {"e": "é\n"} is 17.
+        assert_eq!(value_meta_len([("a", "b")]), r#"{"a": "b"}"#.len());
+        assert_eq!(value_meta_len([("a", "b"), ("c", "d")]), 20);
+        assert_eq!(value_meta_len([("e", "é\n")]), 17);
+        assert_eq!(value_meta_len([("x", "🦀")]), 10 + 12 - 1);
+        assert_eq!(cut_to_python_json("aé\"b", 7), ("aé", 7));
     }
 }

@@ -29,8 +29,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Monasca's value_meta limit: the JSON object's length, in characters (monasca-common).
-pub const VALUE_META_MAX_CHARS: usize = 2048;
+pub use crate::validate::VALUE_META_MAX_CHARS;
 
 /// One measurement of a run.
 #[derive(Debug, Clone, PartialEq)]
@@ -72,29 +71,11 @@ impl Sample {
     }
 }
 
-/// `text` shortened until `{"key": "text"}` (as Python's `json.dumps` writes it, which is
-/// what monasca-api measures) fits [`VALUE_META_MAX_CHARS`].
+/// `text` shortened (on a character boundary) until `{"key": "text"}`, as Python's
+/// `json.dumps` writes it (which is what monasca-api measures), fits [`VALUE_META_MAX_CHARS`].
 pub fn fit_meta(key: &str, text: &str) -> String {
-    let size = |t: &str| {
-        // `{"` + key + `": "` + t + `"}`, with JSON escapes counted.
-        let esc = |s: &str| serde_json::to_string(s).map_or(s.len() + 2, |j| j.chars().count());
-        esc(key) + esc(t) + 4
-    };
-    if size(text) <= VALUE_META_MAX_CHARS {
-        return text.to_owned();
-    }
-    let mut end = text.len().min(VALUE_META_MAX_CHARS);
-    loop {
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        if size(&text[..end]) <= VALUE_META_MAX_CHARS || end == 0 {
-            return text[..end].to_owned();
-        }
-        // Escapes make a character cost up to six: shrink by what is still over.
-        let over = size(&text[..end]) - VALUE_META_MAX_CHARS;
-        end = end.saturating_sub(over.max(1));
-    }
+    let room = VALUE_META_MAX_CHARS.saturating_sub(crate::validate::value_meta_len([(key, "")]));
+    crate::validate::cut_to_python_json(text, room).0.to_owned()
 }
 
 /// How a run ended, as the check saw it (the schedule adds `timeout` and `skipped`).
@@ -207,13 +188,10 @@ mod tests {
     fn value_meta_is_cut_to_monascas_limit_on_a_character_boundary() {
         let long = "é\"".repeat(3000);
         let cut = fit_meta("error", &long);
-        let json = serde_json::to_string(&BTreeMap::from([("error", &cut)])).unwrap();
-        assert!(
-            json.chars().count() <= VALUE_META_MAX_CHARS,
-            "{}",
-            json.len()
-        );
-        assert!(json.chars().count() > VALUE_META_MAX_CHARS - 8);
+        // As monasca-api measures it: é is \u00e9 (6 characters), the quote \" (2).
+        let len = crate::validate::value_meta_len([("error", cut.as_str())]);
+        assert!(len <= VALUE_META_MAX_CHARS, "{len}");
+        assert!(len > VALUE_META_MAX_CHARS - 8, "{len}");
         assert_eq!(fit_meta("error", "short"), "short");
     }
 

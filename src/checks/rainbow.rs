@@ -21,6 +21,7 @@
 use crate::clock::now_ms;
 use crate::metric::Metric;
 use crate::passthrough::Passthrough;
+use crate::validate::cut_to_python_json as cut;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
@@ -117,30 +118,6 @@ pub fn record_to_metric(
         value,
         value_meta: meta(text("units"), text("desc")),
     })
-}
-
-/// Characters `s` costs inside Python's `json.dumps` (what monasca-api measures): escapes,
-/// and non-ASCII as `\uXXXX` (two for a character beyond the BMP).
-fn python_cost(c: char) -> usize {
-    match c {
-        '"' | '\\' | '\n' | '\r' | '\t' | '\u{8}' | '\u{c}' => 2,
-        c if (c as u32) < 0x20 => 6,
-        c if c.is_ascii() => 1,
-        c => 6 * c.len_utf16(),
-    }
-}
-
-/// The longest prefix of `s` costing at most `room` characters, and what it costs.
-fn cut(s: &str, room: usize) -> (&str, usize) {
-    let mut used = 0;
-    for (i, c) in s.char_indices() {
-        let cost = python_cost(c);
-        if used + cost > room {
-            return (&s[..i], used);
-        }
-        used += cost;
-    }
-    (s, used)
 }
 
 /// `{"units": …, "desc": …}` within Monasca's 2048 characters as `json.dumps` writes it:
@@ -609,14 +586,8 @@ mod tests {
         assert!(why(json!({"name": "n", "val": null})).contains("val"));
     }
 
-    /// `json.dumps` length of a value_meta, as monasca-api measures it.
     fn python_len(m: &BTreeMap<String, String>) -> usize {
-        let quoted = |s: &str| 2 + s.chars().map(python_cost).sum::<usize>();
-        2 + m
-            .iter()
-            .map(|(k, v)| quoted(k) + 2 + quoted(v))
-            .sum::<usize>()
-            + 2 * m.len().saturating_sub(1)
+        crate::validate::value_meta_len(m.iter().map(|(k, v)| (k.as_str(), v.as_str())))
     }
 
     #[test]

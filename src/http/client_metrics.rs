@@ -7,24 +7,10 @@ use crate::validate::{self, Invalid};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
-/// Most value_meta entries and its serialized size (monasca-common's limits).
-const VALUE_META_MAX_ENTRIES: usize = 16;
-const VALUE_META_MAX_CHARS: usize = 2048;
+use crate::validate::{VALUE_META_MAX_CHARS, VALUE_META_MAX_ENTRIES};
 
 fn why(what: &str, text: &str, e: Invalid) -> String {
     format!("{what} {text:?} {}", e.describe(text))
-}
-
-/// Length of Python's `json.dumps(meta)`, which monasca-common limits: separators `": "` and
-/// `", "` (one space more per entry and per comma than compact JSON), and non-ASCII escaped as
-/// `\uXXXX` (a surrogate pair beyond the BMP).
-fn python_json_len(meta: &BTreeMap<String, String>) -> usize {
-    let compact = serde_json::to_string(meta).unwrap_or_default();
-    let chars: usize = compact
-        .chars()
-        .map(|c| if c.is_ascii() { 1 } else { 6 * c.len_utf16() })
-        .sum();
-    chars + meta.len() + meta.len().saturating_sub(1)
 }
 
 /// One metric, or the reason it is refused.
@@ -86,7 +72,8 @@ pub fn validate_metric(v: &Value) -> Result<Metric, String> {
                     .ok_or_else(|| format!("value_meta {k:?} must be a string"))?;
                 meta.insert(k.clone(), s.to_owned());
             }
-            let python_len = python_json_len(&meta);
+            let python_len =
+                validate::value_meta_len(meta.iter().map(|(k, v)| (k.as_str(), v.as_str())));
             if python_len > VALUE_META_MAX_CHARS {
                 return Err(format!(
                     "value_meta serializes to {python_len} characters; at most {VALUE_META_MAX_CHARS}"
@@ -168,25 +155,6 @@ mod tests {
                 .contains("17 entries")
         );
         assert!(refused(json!("hello")).contains("object"));
-    }
-
-    #[test]
-    fn python_length_counts_separators_and_escapes() {
-        let m = |pairs: &[(&str, &str)]| {
-            pairs
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect()
-        };
-        assert_eq!(python_json_len(&m(&[("a", "b")])), r#"{"a": "b"}"#.len());
-        assert_eq!(
-            python_json_len(&m(&[("a", "b"), ("c", "d")])),
-            r#"{"a": "b", "c": "d"}"#.len()
-        );
-        assert_eq!(
-            python_json_len(&m(&[("a", "é")])),
-            r#"{"a": "\u00e9"}"#.len()
-        );
     }
 
     #[test]
