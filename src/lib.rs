@@ -29,6 +29,7 @@ pub mod flush;
 pub mod forward;
 pub mod gateway;
 pub mod heartbeat;
+pub mod history;
 pub mod http;
 pub mod listen;
 pub mod loadgen;

@@ -6,6 +6,7 @@
 //! Must never: read sockets or touch the pipeline; print a secret.
 
 mod checks;
+mod history;
 mod ingest;
 mod load;
 mod openstack;
@@ -17,6 +18,7 @@ pub use checks::{
     AliveMode, CHECK_KINDS, CheckInstance, CheckKind, ChecksConfig, HostAliveCheck, HttpCheck,
     NAGIOS_PATH, NagiosCheck, ProcessCheck, TcpCheck, executable, split_host_port,
 };
+pub use history::{DEFAULT_INCLUDE as HISTORY_DEFAULT_INCLUDE, HistoryConfig};
 pub use ingest::{ConnectionCaps, connection_caps, fd_limit, networks};
 pub use load::{ConfigError, Loaded, load, load_reporting};
 pub use openstack::OPENRC;
@@ -47,6 +49,7 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     pub probes: ProbesConfig,
     pub checks: ChecksConfig,
+    pub history: HistoryConfig,
 }
 
 impl Config {

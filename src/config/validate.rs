@@ -147,6 +147,7 @@ pub(super) fn validate(c: &Config) -> Result<(), Invalid> {
     super::ingest::validate(c)?;
     super::probes::validate(c)?;
     super::checks::validate(c)?;
+    super::history::validate(c)?;
     between(
         "shutdown.grace",
         c.shutdown.grace,

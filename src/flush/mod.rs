@@ -376,6 +376,9 @@ impl Flusher {
         for (i, n) in e.dropped.iter().enumerate() {
             stats.dropped[i].add(*n);
         }
+        if let Some(history) = self.telemetry.history.get() {
+            history.observe(&e.metrics);
+        }
         if let Err(err) = self.sink.submit(e.metrics) {
             tracing::error!(error = %err, metrics = emitted, "sink failed; this flush is lost");
             stats.dropped[EmitDrop::SinkFailed as usize].add(emitted);

@@ -185,6 +185,10 @@ impl Shared {
             config.aggregate.max_series_per_name,
         ));
         let _ = telemetry.budget.set(Arc::clone(&budget));
+        if config.history.enabled {
+            let history = crate::history::History::new(&config.history);
+            let _ = telemetry.history.set(Arc::new(history));
+        }
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("statsgate-io")

@@ -300,6 +300,7 @@ impl HttpIngest {
             )),
             stats: Arc::clone(&shared.telemetry.http),
             rainbow: Arc::clone(&shared.rainbow),
+            history: shared.telemetry.history.get().cloned(),
         };
         let (stop, stopped) = stop_channel();
         let mut settings = http::Settings::from_config(&config.http, addr, cap);

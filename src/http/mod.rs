@@ -58,6 +58,8 @@ pub struct HttpState {
     pub stats: Arc<HttpStats>,
     /// Rainbow's user-defined metrics counters (`checks.rainbow_path`).
     pub rainbow: Arc<crate::checks::rainbow::RainbowStats>,
+    /// The local history (`history.enabled`), for liz's `/api/perf` routes.
+    pub history: Option<Arc<crate::history::History>>,
 }
 
 /// The HTTP listener's settings, from `http.*` and the connection cap in force.

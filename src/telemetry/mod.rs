@@ -120,6 +120,8 @@ pub struct Telemetry {
     pub probes: std::sync::OnceLock<std::sync::Arc<crate::probes::ProbeStats>>,
     /// Set when the checks stage starts, for its run, duration and metric counters.
     pub checks: std::sync::OnceLock<std::sync::Arc<crate::checks::CheckStats>>,
+    /// The local history (`history.enabled`): the flusher feeds it, the admin port reads it.
+    pub history: std::sync::OnceLock<std::sync::Arc<crate::history::History>>,
     pub top_names: Mutex<Vec<crate::aggregate::NameReport>>,
     /// Inodes of the statsd sockets, to find their drop counts in `/proc/net/udp*`.
     socket_inodes: Mutex<Vec<u64>>,
@@ -138,6 +140,7 @@ impl Telemetry {
             budget: std::sync::OnceLock::new(),
             probes: std::sync::OnceLock::new(),
             checks: std::sync::OnceLock::new(),
+            history: std::sync::OnceLock::new(),
             top_names: Mutex::new(Vec::new()),
             socket_inodes: Mutex::new(Vec::new()),
             started: std::time::Instant::now(),
