@@ -228,3 +228,23 @@ fn readme_configuration_table_has_every_key() {
         "keys missing from README's table: {missing:?}"
     );
 }
+
+/// `config/checks.example.yaml`, which README points to for one check of every kind, is a
+/// configuration the gateway accepts, and holds every kind.
+#[test]
+fn the_example_checks_file_is_accepted_and_has_every_kind() {
+    let path = format!("{ROOT}/config/checks.example.yaml");
+    let out = Command::new(env!("CARGO_BIN_EXE_statsgate"))
+        .args(["check-config", "--config", &path])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let text = std::fs::read_to_string(&path).unwrap();
+    for kind in ["http", "tcp", "host_alive", "process", "nagios"] {
+        assert!(
+            text.contains(&format!("kind: {kind}\n")),
+            "no {kind} check in {path}"
+        );
+    }
+}
