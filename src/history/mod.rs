@@ -8,6 +8,7 @@
 //! lookup per metric, grow past its bounds, or answer a query by holding its lock while
 //! serializing.
 
+pub mod checkpoint;
 mod latest;
 pub mod liz;
 mod select;
@@ -19,6 +20,7 @@ use crate::batch::Rendered;
 use crate::config::HistoryConfig;
 use serde_json::Value;
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Mutex, MutexGuard};
 use store::{Added, BY_HOUR, BY_MINUTE, Store};
@@ -37,6 +39,7 @@ pub struct History {
     /// Samples of new series not added to the latest values because `max_latest` was reached.
     latest_refused: AtomicU64,
     last_sweep_ms: AtomicU64,
+    checkpoint: checkpoint::Slot,
 }
 
 impl Default for History {
@@ -92,6 +95,7 @@ impl History {
             refused: AtomicU64::new(0),
             latest_refused: AtomicU64::new(0),
             last_sweep_ms: AtomicU64::new(0),
+            checkpoint: checkpoint::Slot::default(),
         }
     }
 
@@ -231,6 +235,85 @@ impl History {
             }
         }
         BY_MINUTE.points(&merged.into_values().collect(), now_sec)
+    }
+
+    /// Loads the checkpoint at `path` (in `buffer.spool_dir`) and saves there from now on. A
+    /// missing file is a first start; a bad one is logged and ignored (the history starts
+    /// empty). Returns the series restored.
+    pub fn restore(&self, path: PathBuf) -> usize {
+        self.restore_at(path, crate::clock::now_ms())
+    }
+
+    pub fn restore_at(&self, path: PathBuf, now_ms: u64) -> usize {
+        checkpoint::remove_stale_temps(&path);
+        let max_series = lock(&self.store).max_series;
+        let restored = match checkpoint::load(&path, checkpoint::max_bytes(max_series)) {
+            Ok(Some(file)) => {
+                let (restored, skipped) = self.load_file(file, now_ms / 1000);
+                tracing::info!(series = restored, skipped, path = %path.display(), "restored the history");
+                restored
+            }
+            Ok(None) => 0,
+            Err(e) => {
+                tracing::error!(error = %e, "history checkpoint ignored; the history starts empty");
+                0
+            }
+        };
+        self.checkpoint.set(path, now_ms);
+        restored
+    }
+
+    /// Adds a checkpoint's series that are still selected, well formed and in a window, up
+    /// to `max_series`; returns (restored, skipped).
+    fn load_file(&self, file: checkpoint::File, now_sec: u64) -> (usize, usize) {
+        let mut store = lock(&self.store);
+        let total = file.series.len();
+        let mut restored = 0;
+        for saved in file.series {
+            if saved.key.len() > checkpoint::MAX_KEY_BYTES {
+                continue;
+            }
+            let Some(head) = select::head(saved.key.as_bytes()) else {
+                continue;
+            };
+            if !self.patterns.selects(head.name.as_bytes()) {
+                continue;
+            }
+            let mut series = store::Series::new(head);
+            series.minutes = checkpoint::restored_minutes(&saved, now_sec);
+            series.hours = checkpoint::restored_hours(&saved, now_sec);
+            if !series.is_empty() && store.insert(saved.key.into_bytes().into(), series) {
+                restored += 1;
+            }
+        }
+        (restored, total - restored)
+    }
+
+    /// Saves the checkpoint if one is set and a minute has passed since the last save (the
+    /// flusher calls this after each flush).
+    pub fn checkpoint_due(&self, now_ms: u64) {
+        self.save_checkpoint(now_ms, false);
+    }
+
+    /// Saves the checkpoint now, if one is set (after the final flush).
+    pub fn checkpoint_now(&self) {
+        self.save_checkpoint(crate::clock::now_ms(), true);
+    }
+
+    fn save_checkpoint(&self, now_ms: u64, force: bool) {
+        let Some(path) = self.checkpoint.due(now_ms, force) else {
+            return;
+        };
+        // Copied under the lock, serialized and written after it.
+        let series: Vec<checkpoint::SavedSeries> = {
+            let store = lock(&self.store);
+            store
+                .iter()
+                .filter_map(|(key, s)| checkpoint::SavedSeries::of(key, s))
+                .collect()
+        };
+        let result = checkpoint::save(&path, &checkpoint::new_file(now_ms, series));
+        self.checkpoint.saved(&path, result);
     }
 
     pub fn stats(&self) -> HistoryStats {

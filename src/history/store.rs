@@ -189,7 +189,7 @@ impl Series {
     }
 
     /// Nothing left in any window: the by-hour window reaches furthest back.
-    fn is_empty(&self) -> bool {
+    pub fn is_empty(&self) -> bool {
         self.minutes.is_empty() && self.hours.is_empty()
     }
 

@@ -297,3 +297,96 @@ fn observe_cost_of_a_100k_series_flush() {
     assert_eq!(h.stats().latest_series, 100_000);
     assert!(times[3] < std::time::Duration::from_secs(2), "{times:?}");
 }
+
+#[test]
+fn checkpoint_round_trip_restores_what_is_still_in_a_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(checkpoint::FILE_NAME);
+    let h = History::new(&config(100, 100));
+    h.observe_at(
+        &flush(&[
+            ("cpu", H, T0 - 30, 1.0),
+            ("cpu", H, T0 - 20, 3.0),
+            ("mem", H, T0 - 3000, 5.0),
+            (
+                "disk.used",
+                &[("hostname", "web-1"), ("device", "sda")],
+                T0 - 30,
+                7.0,
+            ),
+        ]),
+        T0 * 1000,
+    );
+    assert_eq!(h.restore_at(path.clone(), T0 * 1000), 0, "no file yet");
+    h.checkpoint_due(T0 * 1000 + 59_000);
+    assert!(!path.exists(), "not a minute yet");
+    h.checkpoint_due(T0 * 1000 + 60_000);
+    assert!(path.exists());
+    // Restored 40 minutes later: mem's minute has left the by-minute window.
+    let later = T0 + 2400;
+    let back = History::new(&config(100, 100));
+    assert_eq!(back.restore_at(path.clone(), later * 1000), 3);
+    assert_eq!(back.liz("web-1", None, later), h.liz("web-1", None, later));
+    let p = back.minutes_at("cpu", &[], later);
+    assert_eq!(
+        (p[0].samples, p[0].avg, p[0].min, p[0].max),
+        (2, 2.0, 1.0, 3.0)
+    );
+    assert!(back.minutes_at("mem", &[], later).is_empty());
+    assert_eq!(
+        back.liz("web-1", Some("by-hour:mem"), later)
+            .as_object()
+            .unwrap()
+            .len(),
+        1
+    );
+    // It keeps recording into the restored series, and saves at the path it loaded.
+    back.observe_at(&flush(&[("cpu", H, later, 9.0)]), later * 1000);
+    assert_eq!(back.stats().series, 3);
+    std::fs::remove_file(&path).unwrap();
+    back.checkpoint_now();
+    assert!(path.exists(), "saved at shutdown");
+    // A smaller store, or one that no longer selects mem, restores fewer.
+    let narrow = History::new(&HistoryConfig {
+        exclude: vec!["mem".into()],
+        ..config(1, 100)
+    });
+    assert_eq!(narrow.restore_at(path.clone(), later * 1000), 1);
+    // Two days later nothing is in any window.
+    let gone = History::new(&config(100, 100));
+    assert_eq!(gone.restore_at(path, (T0 + 2 * 86_400) * 1000), 0);
+    assert_eq!(gone.stats().series, 0);
+}
+
+#[test]
+fn a_corrupt_or_oversized_checkpoint_is_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(checkpoint::FILE_NAME);
+    std::fs::write(
+        &path,
+        b"{\"version\":1,\"saved_ms\":1,\"series\":[{\"key\":",
+    )
+    .unwrap();
+    let h = History::new(&config(100, 100));
+    assert_eq!(h.restore_at(path.clone(), T0 * 1000), 0);
+    // It still records and overwrites the bad file with a good one.
+    h.observe_at(&flush(&[("cpu", H, T0, 1.0)]), T0 * 1000);
+    h.checkpoint_now();
+    assert_eq!(
+        History::new(&config(100, 100)).restore_at(path.clone(), T0 * 1000),
+        1
+    );
+    // Well-formed JSON whose keys are not series, and a file past the bound for max_series.
+    std::fs::write(
+        &path,
+        br#"{"version":1,"saved_ms":1,"series":[{"key":"not a key","minutes":[],"hours":[]},{"key":"{\"name\":\"cpu\",\"dimensions\":{}","minutes":[[1,1,1.0,1.0,1.0]],"hours":[]}]}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        History::new(&config(100, 100)).restore_at(path.clone(), T0 * 1000),
+        0
+    );
+    let big = vec![b' '; checkpoint::max_bytes(1) as usize + 1];
+    std::fs::write(&path, big).unwrap();
+    assert_eq!(History::new(&config(1, 100)).restore_at(path, T0 * 1000), 0);
+}
