@@ -81,6 +81,9 @@ pub struct Flusher {
     heartbeats: Option<(Arc<Heartbeats>, bool)>,
     /// `statsgate.*` metrics at each flush, and the counters at the last one.
     self_metrics: Option<self_metrics::Totals>,
+    /// Whether the `statsgate.*` metrics go to the sink, or only to the history (an edge node
+    /// on the console sink still charts them; its console prints only what was sent to it).
+    self_metrics_to_sink: bool,
     /// Per reader, the shard it flushed last time, recycled: swapped in at the next flush.
     spares: Vec<Option<Shard>>,
     /// With several readers, their shards merged; kept and recycled like a reader's shard,
@@ -138,6 +141,7 @@ impl Flusher {
             passthrough: None,
             heartbeats: None,
             self_metrics: None,
+            self_metrics_to_sink: false,
             checkpoint: None,
             checkpoint_failing: false,
         }
@@ -219,6 +223,17 @@ impl Flusher {
     /// Also emits the gateway's own counters as `statsgate.*` metrics at each flush.
     pub fn with_self_metrics(mut self) -> Self {
         self.self_metrics = Some(self_metrics::Totals::default());
+        self.self_metrics_to_sink = true;
+        self
+    }
+
+    /// Computes the `statsgate.*` metrics at each flush for the history alone, unless
+    /// `with_self_metrics` already sends them: the sink gets exactly what it got before.
+    pub fn with_history_self_metrics(mut self) -> Self {
+        if self.self_metrics.is_none() {
+            self.self_metrics = Some(self_metrics::Totals::default());
+            self.self_metrics_to_sink = false;
+        }
         self
     }
 
@@ -251,6 +266,9 @@ impl Flusher {
                 Err(RecvTimeoutError::Timeout) => continue,
                 Ok(()) | Err(RecvTimeoutError::Disconnected) => {
                     self.flush(now_ms());
+                    if let Some(history) = self.telemetry.history.get() {
+                        history.checkpoint_now();
+                    }
                     return;
                 }
             }
@@ -305,6 +323,9 @@ impl Flusher {
         self.telemetry.flush.flush_micros_total.add(took);
         self.telemetry.flush.last_flush_micros.set(took);
         self.save_checkpoint();
+        if let Some(history) = self.telemetry.history.get() {
+            history.checkpoint_due(now_ms());
+        }
     }
 
     /// Emits the interval's touched series of `merged`, the persisted gauges, heartbeats and
@@ -365,9 +386,21 @@ impl Flusher {
         if let Some(p) = &self.passthrough {
             e.metrics.append(p.take());
         }
+        let mut history_only = None;
         if let Some(last) = self.self_metrics {
             let live = (series + self.gauges.len()) as u64;
-            self.self_metrics = Some(self_metrics::emit(&mut e, &self.telemetry, last, live));
+            if self.self_metrics_to_sink {
+                self.self_metrics = Some(self_metrics::emit(&mut e, &self.telemetry, last, live));
+            } else {
+                let mut own = Emitter::with_capacity(
+                    Arc::clone(&self.settings.default_dimensions),
+                    timestamp_ms,
+                    Rendered::with_capacity(16, 2048),
+                );
+                let totals = self_metrics::emit(&mut own, &self.telemetry, last, live);
+                self.self_metrics = Some(totals);
+                history_only = Some(own.metrics);
+            }
         }
 
         let stats = &self.telemetry.flush;
@@ -378,6 +411,9 @@ impl Flusher {
         }
         if let Some(history) = self.telemetry.history.get() {
             history.observe(&e.metrics);
+            if let Some(own) = &history_only {
+                history.observe(own);
+            }
         }
         if let Err(err) = self.sink.submit(e.metrics) {
             tracing::error!(error = %err, metrics = emitted, "sink failed; this flush is lost");

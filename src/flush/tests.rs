@@ -396,3 +396,57 @@ fn recycled_shards_emit_only_what_each_interval_touched() {
         assert!(values(&r.flush(at(6))).contains(&("u".into(), 2.0)));
     }
 }
+
+/// The history gets the `statsgate.*` figures even when they are not sent: the sink's
+/// output is unchanged, the history's latest values hold them.
+#[test]
+fn self_metrics_feed_the_history_without_reaching_the_sink() {
+    for to_sink in [false, true] {
+        let r = rig(false, 300);
+        let history = Arc::new(crate::history::History::default());
+        let _ = r.flusher.telemetry.history.set(Arc::clone(&history));
+        let flusher = r.flusher.with_history_self_metrics();
+        let mut r = Rig {
+            flusher: if to_sink {
+                flusher.with_self_metrics().with_history_self_metrics()
+            } else {
+                flusher
+            },
+            ..r
+        };
+        r.send(0, &["hits:1|c"], 0);
+        let now = now_ms();
+        let sent = r.flush(now);
+        let own = sent
+            .iter()
+            .filter(|m| m.name.starts_with("statsgate."))
+            .count();
+        assert_eq!(
+            (sent.len() - own, own > 0),
+            (1, to_sink),
+            "to_sink={to_sink}"
+        );
+        let seen = history.latest("statsgate.", &[], 100);
+        assert_eq!(
+            seen.iter().map(|l| l.name.as_str()).collect::<Vec<_>>(),
+            [
+                "statsgate.datagrams",
+                "statsgate.flush_ms",
+                "statsgate.heartbeats",
+                "statsgate.kernel_drops",
+                "statsgate.lines_accepted",
+                "statsgate.lines_rejected",
+                "statsgate.metrics_dropped",
+                "statsgate.metrics_sent",
+                "statsgate.queue_bytes",
+                "statsgate.series",
+                "statsgate.token_renewals",
+            ]
+        );
+        assert_eq!(seen[0].dimensions["hostname"], "gw");
+        assert!(
+            !history.minutes("statsgate.series", &[]).is_empty(),
+            "selected by default"
+        );
+    }
+}

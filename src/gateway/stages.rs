@@ -201,9 +201,20 @@ impl Flush {
             Some(d) => flusher.with_checkpoint(d.path().join(CHECKPOINT_FILE)),
             None => flusher,
         };
+        let history = shared.telemetry.history.get();
+        // Before the first flush, and under the spool directory's lock.
+        if let (Some(d), Some(h)) = (spool_dir, history) {
+            h.restore(d.path().join(crate::history::checkpoint::FILE_NAME));
+        }
         // Only alongside real metrics: the console sink keeps printing just what was sent to it.
         let flusher = if output.forwards() && config.telemetry.self_metrics {
             flusher.with_self_metrics()
+        } else {
+            flusher
+        };
+        // The status page charts the gateway's own figures even when they are not sent.
+        let flusher = if history.is_some() {
+            flusher.with_history_self_metrics()
         } else {
             flusher
         };

@@ -176,6 +176,7 @@ impl Collector for View {
         encode_ingest(&mut enc, t)?;
         encode_probes(&mut enc, t)?;
         encode_checks(&mut enc, t)?;
+        encode_history(&mut enc, t)?;
         gauge(
             &mut enc,
             "readers",
@@ -580,6 +581,33 @@ fn encode_probes(enc: &mut DescriptorEncoder<'_>, t: &Telemetry) -> Result {
     Ok(())
 }
 
+/// The local history's sizes and refusals, when it is kept (`history.enabled`).
+fn encode_history(enc: &mut DescriptorEncoder<'_>, t: &Telemetry) -> Result {
+    let Some(h) = t.history.get() else {
+        return Ok(());
+    };
+    let s = h.stats();
+    gauge(
+        enc,
+        "history_series",
+        "Series with by-minute and by-hour summaries (history.max_series)",
+        s.series as f64,
+    )?;
+    gauge(
+        enc,
+        "history_latest_series",
+        "Series with a latest value for /api/metrics (history.max_latest)",
+        s.latest_series as f64,
+    )?;
+    labelled_counter(
+        enc,
+        "history_refused",
+        "Samples of new series not kept because the store was full: store=series (history.max_series), store=latest (history.max_latest)",
+        "store",
+        [("series", s.refused), ("latest", s.latest_refused)].into_iter(),
+    )
+}
+
 /// The checks' counters and the Rainbow intake's, once the checks stage has started.
 fn encode_checks(enc: &mut DescriptorEncoder<'_>, t: &Telemetry) -> Result {
     use crate::checks::OUTCOMES;
@@ -683,6 +711,34 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("statsgate_probe_metrics_total{group=\"net\"} 0\n"));
+    }
+
+    #[test]
+    fn renders_the_history_figures_once_it_is_kept() {
+        let t = Arc::new(Telemetry::new(1));
+        assert!(!render(&t).contains("history_"));
+        let h = crate::history::History::new(&crate::config::HistoryConfig {
+            max_series: 1,
+            max_latest: 2,
+            ..Default::default()
+        });
+        let mut r = crate::batch::Rendered::default();
+        let now = crate::clock::now_ms();
+        for name in ["cpu", "mem", "other"] {
+            r.push(name, "", std::iter::empty(), now, 1.0);
+        }
+        h.observe_at(&r, now);
+        let _ = t.history.set(Arc::new(h));
+        let text = render(&t);
+        for line in [
+            "statsgate_history_series 1.0\n",
+            "statsgate_history_latest_series 2.0\n",
+            "statsgate_history_refused_total{store=\"series\"} 1\n",
+            "statsgate_history_refused_total{store=\"latest\"} 1\n",
+            "# TYPE statsgate_history_series gauge\n",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
     }
 
     #[test]
