@@ -90,24 +90,40 @@ fn record(into: &mut BTreeMap<u64, f64>, flush: &[Value], name: &str, host: &str
     }
 }
 
+/// One bucket as the sent values give it: samples, mean, min, max.
+#[derive(Debug, Clone, Copy, Default)]
+struct Bucket {
+    n: u64,
+    avg: f64,
+    min: f64,
+    max: f64,
+}
+
 /// liz's buckets: `(start, start + size]`, from the epoch each sample was recorded at.
-fn expected_buckets(samples: &BTreeMap<u64, f64>, size: u64) -> BTreeMap<u64, (u64, f64)> {
-    let mut sums: BTreeMap<u64, (u64, f64)> = BTreeMap::new();
+fn expected_buckets(samples: &BTreeMap<u64, f64>, size: u64) -> BTreeMap<u64, Bucket> {
+    let mut buckets: BTreeMap<u64, Vec<f64>> = BTreeMap::new();
     for (&ms, &v) in samples {
         let sec = ms / 1000;
-        let start = (sec - 1) / size * size;
-        let e = sums.entry(start).or_default();
-        e.0 += 1;
-        e.1 += v;
+        buckets.entry((sec - 1) / size * size).or_default().push(v);
     }
-    sums.into_iter()
-        .map(|(start, (n, sum))| (start, (n, sum / n as f64)))
+    buckets
+        .into_iter()
+        .map(|(start, vs)| {
+            let b = Bucket {
+                n: vs.len() as u64,
+                avg: vs.iter().sum::<f64>() / vs.len() as f64,
+                min: vs.iter().copied().fold(f64::INFINITY, f64::min),
+                max: vs.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+            };
+            (start, b)
+        })
         .collect()
 }
 
 /// A summary in liz's exact shape, its points equal to `expected` (liz rounds averages to
-/// two decimals).
-fn assert_summary(summary: &Value, size: u64, expected: &BTreeMap<u64, (u64, f64)>, what: &str) {
+/// two decimals). Each point holds liz's five keys with liz's types, plus `min` and `max`
+/// (issue 14's summaries keep them; a liz reader ignores keys it does not know).
+fn assert_summary(summary: &Value, size: u64, expected: &BTreeMap<u64, Bucket>, what: &str) {
     let keys: BTreeSet<&str> = summary
         .as_object()
         .unwrap_or_else(|| panic!("{what}: not an object: {summary}"))
@@ -147,7 +163,9 @@ fn assert_summary(summary: &Value, size: u64, expected: &BTreeMap<u64, (u64, f64
                 "end-sec",
                 "interval-size-sec",
                 "num-samples",
-                "avg"
+                "avg",
+                "min",
+                "max"
             ]),
             "{what}: {p}"
         );
@@ -161,20 +179,24 @@ fn assert_summary(summary: &Value, size: u64, expected: &BTreeMap<u64, (u64, f64
             "{what}: avg stays a float, as liz's: {p}"
         );
         let n = p["num-samples"].as_u64().expect("num-samples");
-        got.insert(s, (n, p["avg"].as_f64().unwrap()));
+        let min = p["min"].as_f64().expect("min");
+        let max = p["max"].as_f64().expect("max");
+        got.insert(s, (n, p["avg"].as_f64().unwrap(), min, max));
     }
     assert_eq!(
         got.keys().collect::<Vec<_>>(),
         expected.keys().collect::<Vec<_>>(),
         "{what}: the buckets"
     );
-    for (s, (n, avg)) in &got {
-        let (en, eavg) = expected[s];
-        assert_eq!(*n, en, "{what}: num-samples of the bucket at {s}");
+    for (s, (n, avg, min, max)) in &got {
+        let e = expected[s];
+        assert_eq!(*n, e.n, "{what}: num-samples of the bucket at {s}");
         assert!(
-            (avg - eavg).abs() <= 0.005 + 1e-9,
-            "{what}: avg of the bucket at {s}: {avg}, sent values give {eavg}"
+            (avg - e.avg).abs() <= 0.005 + 1e-9,
+            "{what}: avg of the bucket at {s}: {avg}, sent values give {}",
+            e.avg
         );
+        assert_eq!((*min, *max), (e.min, e.max), "{what}: min, max at {s}");
     }
 }
 
