@@ -1,10 +1,13 @@
 //! Admin HTTP (`admin.listen`, loopback by default): `/healthz`, `/metrics`,
-//! `/api/heartbeats` (the liveness table) and `/api/limits` (series limits and top names)
-//! for operators.
+//! `/api/heartbeats` (the liveness table), `/api/limits` (series limits and top names),
+//! `/api/metrics` (the history's latest values, [`latest`]) and liz's
+//! `GET /api/perf/<host>[/<label>]` ([`crate::http::liz`]) for operators.
 //!
 //! Owns: the operator-facing HTTP routes and the health verdict of `/healthz`. Must never:
 //! take a lock the readers take, expose a secret, or read a request body (it serves GETs;
 //! the connection handling is [`crate::http::serve`]'s).
+
+mod latest;
 
 use crate::clock::now_ms;
 use crate::config::AdminConfig;
@@ -74,6 +77,10 @@ pub fn router(
         .route("/metrics", get(metrics))
         .route("/api/heartbeats", get(heartbeats_api))
         .route("/api/limits", get(limits_api))
+        .route("/api/metrics", get(latest::metrics_api))
+        .merge(crate::http::liz::admin_routes(
+            telemetry.history.get().cloned(),
+        ))
         .with_state(AdminState {
             telemetry,
             heartbeats,

@@ -316,7 +316,9 @@ pub fn validate(c: &super::Config) -> Result<(), Invalid> {
             ),
         )?;
     }
-    if ["/beat", "/status", "/v2.0/metrics"].contains(&s.rainbow_path.as_str()) {
+    if ["/beat", "/status", "/v2.0/metrics", "/api/perf"].contains(&s.rainbow_path.as_str())
+        || s.rainbow_path.starts_with("/api/perf/")
+    {
         bad(
             "checks.rainbow_path",
             format!("{:?} is already an HTTP listener route", s.rainbow_path),

@@ -416,9 +416,14 @@ pub struct HttpConfig {
     /// `X-Auth-Token: <token>`): 401 without, 403 with another. A secret: never logged.
     /// Default empty (no token).
     pub metrics_token: Secret,
+    /// liz's API on this listener (`POST /api/perf/<host>/<epoch>` publishes gauges under
+    /// the gateway's token, and liz-monitor cannot send a credential; `GET /api/perf/...`
+    /// reads the history): `auto` = on only when `listen` is a loopback address, `on`, or
+    /// `off` (404). The admin port serves the GETs whatever this says. Default `auto`.
+    pub liz_endpoint: MetricsEndpoint,
 }
 
-/// `http.metrics_endpoint`.
+/// `http.metrics_endpoint`, `http.liz_endpoint`.
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum MetricsEndpoint {
@@ -479,6 +484,7 @@ impl Default for HttpConfig {
             body_budget: ByteSize::mib(16),
             metrics_endpoint: MetricsEndpoint::Auto,
             metrics_token: Secret::default(),
+            liz_endpoint: MetricsEndpoint::Auto,
         }
     }
 }

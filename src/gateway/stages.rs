@@ -315,6 +315,8 @@ impl HttpIngest {
         };
         let (stop, stopped) = stop_channel();
         let mut settings = http::Settings::from_config(&config.http, addr, cap);
+        settings.liz_dimensions = shared.defaults.clone();
+        settings.liz_max_skew = config.heartbeat.max_skew.get();
         let c = &config.checks;
         if !c.rainbow_path.is_empty() && http::metrics_endpoint_on(c.rainbow_endpoint, addr) {
             settings.rainbow_path = Some(c.rainbow_path.clone());

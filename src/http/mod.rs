@@ -13,6 +13,7 @@
 
 mod body;
 mod client_metrics;
+pub mod liz;
 mod rainbow;
 pub mod serve;
 
@@ -45,6 +46,10 @@ pub struct HttpStats {
     pub metrics_refused_off: AtomicU64,
     pub metrics_refused_unauthorized: AtomicU64,
     pub metrics_refused_forbidden: AtomicU64,
+    /// liz-monitor's `POST /api/perf/<host>/<epoch>`: accepted (200), refused (the API off,
+    /// a bad body or host, `buffer.max_pending` full).
+    pub liz_posts_accepted: AtomicU64,
+    pub liz_posts_refused: AtomicU64,
     /// The two listeners' connection and timeout counters.
     pub http: Arc<ListenerStats>,
     pub admin: Arc<ListenerStats>,
@@ -75,6 +80,12 @@ pub struct Settings {
     pub rainbow_path: Option<String>,
     /// The gateway's default dimensions (`hostname` included), given to Rainbow's records.
     pub rainbow_dimensions: Vec<(String, String)>,
+    /// liz's API is served (`http.liz_endpoint`).
+    pub liz_endpoint: bool,
+    /// The default dimensions of liz's gauges (`hostname` replaced by the posted host).
+    pub liz_dimensions: Vec<(String, String)>,
+    /// `heartbeat.max_skew`, for liz's posted epochs.
+    pub liz_max_skew: Duration,
     pub limits: Limits,
 }
 
@@ -88,6 +99,9 @@ impl Settings {
             metrics_token: c.metrics_token.clone(),
             rainbow_path: None,
             rainbow_dimensions: Vec::new(),
+            liz_endpoint: metrics_endpoint_on(c.liz_endpoint, addr),
+            liz_dimensions: Vec::new(),
+            liz_max_skew: Duration::from_secs(300),
             limits: Limits {
                 max_connections,
                 header_timeout: c.header_timeout.get(),
@@ -135,13 +149,25 @@ pub fn router(state: HttpState, settings: &Settings) -> Router {
     // metrics switch and token are checked before it, so a refused client costs no body.
     let guard = axum::middleware::from_fn_with_state(shared.body.clone(), body::guard);
     let gate = axum::middleware::from_fn_with_state(shared.clone(), metrics_gate);
+    let liz = liz::Publish {
+        passthrough: Arc::clone(&shared.state.passthrough),
+        dimensions: Arc::new(settings.liz_dimensions.clone()),
+        max_skew_ms: settings.liz_max_skew.as_millis() as u64,
+        stats: Arc::clone(&shared.state.stats),
+    };
     let mut router = Router::new()
         .route("/beat", post(beat).layer(guard.clone()))
         .route("/status", get(status))
         .route(
             "/v2.0/metrics",
             post(metrics).layer(guard.clone()).layer(gate),
-        );
+        )
+        .merge(liz::http_routes(
+            shared.state.history.clone(),
+            liz,
+            settings.liz_endpoint,
+            shared.body.clone(),
+        ));
     if let Some(path) = &settings.rainbow_path {
         router = router.route(path, post(rainbow_store).layer(guard));
     }
@@ -165,6 +191,13 @@ pub async fn serve(
             listen = %addr,
             "http.metrics_endpoint is on for a non-loopback address without http.metrics_token: \
              anyone who reaches it can post metrics under the gateway's token"
+        );
+    }
+    if settings.liz_endpoint && !addr.ip().is_loopback() {
+        tracing::warn!(
+            listen = %addr,
+            "http.liz_endpoint is on for a non-loopback address: anyone who reaches it can \
+             post liz gauges under the gateway's token and read the history"
         );
     }
     let allow = Arc::clone(&state.allow);

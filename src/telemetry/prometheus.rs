@@ -327,6 +327,17 @@ fn encode_ingest(enc: &mut DescriptorEncoder<'_>, t: &Telemetry) -> Result {
         "Metrics POSTed to /v2.0/metrics and refused",
         t.http.metrics_rejected.load(Relaxed),
     )?;
+    labelled_counter(
+        enc,
+        "liz_posts",
+        "liz-monitor posts to POST /api/perf/<host>/<epoch>: accepted (200), refused (http.liz_endpoint off, a bad body or host, buffer.max_pending full)",
+        "outcome",
+        [
+            ("accepted", t.http.liz_posts_accepted.load(Relaxed)),
+            ("refused", t.http.liz_posts_refused.load(Relaxed)),
+        ]
+        .into_iter(),
+    )?;
     let Some(hb) = t.heartbeats.get() else {
         return Ok(());
     };
