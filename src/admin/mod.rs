@@ -1,10 +1,16 @@
 //! Admin HTTP (`admin.listen`, loopback by default): `/healthz`, `/metrics`,
-//! `/api/heartbeats` (the liveness table) and `/api/limits` (series limits and top names)
-//! for operators.
+//! `/api/heartbeats` (the liveness table), `/api/limits` (series limits and top names) and
+//! the status page at `/` ([`status`]) for operators.
 //!
 //! Owns: the operator-facing HTTP routes and the health verdict of `/healthz`. Must never:
 //! take a lock the readers take, expose a secret, or read a request body (it serves GETs;
 //! the connection handling is [`crate::http::serve`]'s).
+
+mod chart;
+mod html;
+mod samples;
+mod sections;
+mod status;
 
 use crate::clock::now_ms;
 use crate::config::AdminConfig;
@@ -70,6 +76,7 @@ pub fn router(
     flush_interval: Duration,
 ) -> Router {
     Router::new()
+        .route("/", get(status::page))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/api/heartbeats", get(heartbeats_api))
@@ -191,13 +198,11 @@ pub fn health_problems(h: &HealthInputs) -> Vec<String> {
     problems
 }
 
-/// 200 `{"status": "ok", ...}`, or 503 `{"status": "failing", "reasons": [...], ...}` when
-/// the pipeline cannot make progress (the container image's HEALTHCHECK reads the status).
-async fn healthz(State(s): State<AdminState>) -> impl IntoResponse {
+/// What `/healthz` and the status page judge, read from the counters at `now` (epoch ms).
+fn health_inputs(s: &AdminState, now: u64) -> HealthInputs {
     let t = &s.telemetry;
     let f = &t.forward;
-    let now = now_ms();
-    let inputs = HealthInputs {
+    HealthInputs {
         now_ms: now,
         started_ms: now.saturating_sub((t.uptime_seconds() * 1e3) as u64),
         flush_interval: s.flush_interval,
@@ -206,7 +211,15 @@ async fn healthz(State(s): State<AdminState>) -> impl IntoResponse {
         last_success_ms: f.last_success_ms.load(Relaxed),
         last_spool_error_ms: f.last_spool_error_ms.load(Relaxed),
         spool_bytes: f.spool_bytes.load(Relaxed),
-    };
+    }
+}
+
+/// 200 `{"status": "ok", ...}`, or 503 `{"status": "failing", "reasons": [...], ...}` when
+/// the pipeline cannot make progress (the container image's HEALTHCHECK reads the status).
+async fn healthz(State(s): State<AdminState>) -> impl IntoResponse {
+    let t = &s.telemetry;
+    let f = &t.forward;
+    let inputs = health_inputs(&s, now_ms());
     let reasons = health_problems(&inputs);
     let (code, status) = if reasons.is_empty() {
         (StatusCode::OK, "ok")
