@@ -65,10 +65,7 @@ pub fn validate(c: &super::Config) -> Result<(), Invalid> {
             format!("must be at most 1000000 (got {})", h.max_series),
         )?;
     }
-    for (key, patterns) in [
-        ("history.include", &h.include),
-        ("history.exclude", &h.exclude),
-    ] {
+    for (key, patterns) in [("history.include", &h.include), ("history.exclude", &h.exclude)] {
         if let Some(p) = patterns.iter().find(|p| p.is_empty() || p.len() > 255) {
             bad(key, format!("{p:?}: a pattern must be 1 to 255 characters"))?;
         }
