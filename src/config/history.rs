@@ -21,6 +21,9 @@ pub struct HistoryConfig {
     pub exclude: Vec<String>,
     /// Most series kept; a new series past it is refused and counted. Default `2000`.
     pub max_series: usize,
+    /// Most series whose latest value is kept for `/api/metrics` (every flushed series, not
+    /// only the selected ones); a new series past it is left out and counted. Default 10000.
+    pub max_latest: usize,
 }
 
 /// What `history.include` holds by default: monasca-agent's probe and check names (README
@@ -53,6 +56,7 @@ impl Default for HistoryConfig {
             include: DEFAULT_INCLUDE.iter().map(|s| (*s).to_owned()).collect(),
             exclude: Vec::new(),
             max_series: 2000,
+            max_latest: 10_000,
         }
     }
 }
@@ -65,7 +69,16 @@ pub fn validate(c: &super::Config) -> Result<(), Invalid> {
             format!("must be at most 1000000 (got {})", h.max_series),
         )?;
     }
-    for (key, patterns) in [("history.include", &h.include), ("history.exclude", &h.exclude)] {
+    if h.max_latest > 1_000_000 {
+        bad(
+            "history.max_latest",
+            format!("must be at most 1000000 (got {})", h.max_latest),
+        )?;
+    }
+    for (key, patterns) in [
+        ("history.include", &h.include),
+        ("history.exclude", &h.exclude),
+    ] {
         if let Some(p) = patterns.iter().find(|p| p.is_empty() || p.len() > 255) {
             bad(key, format!("{p:?}: a pattern must be 1 to 255 characters"))?;
         }

@@ -23,7 +23,10 @@ fn alive_with(marker: &str) -> Vec<i64> {
         };
         let zombie = std::fs::read_to_string(entry.path().join("stat"))
             .ok()
-            .and_then(|s| s.rsplit_once(')').map(|(_, r)| r.trim_start().starts_with('Z')))
+            .and_then(|s| {
+                s.rsplit_once(')')
+                    .map(|(_, r)| r.trim_start().starts_with('Z'))
+            })
             .unwrap_or(true);
         let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
         if !zombie && String::from_utf8_lossy(&cmdline).contains(marker) {
@@ -55,7 +58,10 @@ fn a_hung_plugin_does_not_delay_another_check_and_stop_kills_it() {
     ));
     let deadline = Instant::now() + Duration::from_secs(5);
     while alive_with(&marker).len() < 2 {
-        assert!(Instant::now() < deadline, "the plugin's children never started");
+        assert!(
+            Instant::now() < deadline,
+            "the plugin's children never started"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     // While the plugin hangs (its timeout is 30 s), the tcp check keeps its 1 s period.
@@ -71,7 +77,10 @@ fn a_hung_plugin_does_not_delay_another_check_and_stop_kills_it() {
     }
     assert!(seen >= 3, "{seen} tcp results in 4 s beside a hung plugin");
     assert_eq!(
-        gw.counter("statsgate_check_runs_total", "check=\"hung\",outcome=\"ok\""),
+        gw.counter(
+            "statsgate_check_runs_total",
+            "check=\"hung\",outcome=\"ok\""
+        ),
         0,
         "the plugin is still running"
     );
