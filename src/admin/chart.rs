@@ -76,7 +76,17 @@ pub fn svg(points: &[Point], now_sec: u64) -> String {
         let _ = write!(band, "L{:.1} {:.1}", x(mid), y(p.min));
     }
     let mut line = String::new();
-    for (i, p) in shown.iter().enumerate() {
+    if let [p] = shown {
+        // One point (the first minute): a segment across its minute, or nothing would show.
+        let _ = write!(
+            line,
+            "M{:.1} {y:.1}L{:.1} {y:.1}",
+            x(p.start_sec),
+            x(p.end_sec),
+            y = y(p.avg)
+        );
+    }
+    for (i, p) in shown.iter().enumerate().filter(|_| shown.len() > 1) {
         let mid = p.start_sec / 2 + p.end_sec / 2;
         let _ = write!(
             line,
@@ -158,6 +168,18 @@ mod tests {
         assert!(s.contains(">500</text>"), "{s}");
         let old: Vec<Point> = vec![point(now - 7200, 1.0)];
         assert!(svg(&old, now).contains("no data yet"));
+    }
+
+    #[test]
+    fn a_single_point_is_a_visible_segment() {
+        let now = 1_800_000_030;
+        let s = svg(&[point(now - 30, 5.0)], now);
+        let line = s
+            .split("class=\"line\" d=\"")
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .unwrap();
+        assert_eq!(line.matches('L').count(), 1, "{line}");
     }
 
     #[test]

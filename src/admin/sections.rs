@@ -192,3 +192,72 @@ pub fn charts(out: &mut String, s: &AdminState, now: u64) {
     }
     out.push_str("</div></section>");
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::heartbeat::{Beat, Heartbeats, Liveness, LivenessSettings};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    /// A page over a liveness table filled directly (past ingest's validation, which
+    /// already refuses `<`): escaping must not depend on it.
+    fn page_with_senders(enablers: &[(&str, &str)], per_enabler: usize) -> String {
+        let liveness = Liveness::new(LivenessSettings {
+            expected_interval: Duration::from_secs(60),
+            expire_after: Duration::from_secs(600),
+            max_senders: 10_000,
+        });
+        let now = 1_800_000_000_000;
+        for (enabler, version) in enablers {
+            for i in 0..per_enabler {
+                let beat = Beat {
+                    id: format!("{enabler}-{i}"),
+                    enabler_id: (*enabler).to_owned(),
+                    enabler_version: (*version).to_owned(),
+                    timestamp_ms: None,
+                };
+                liveness.record(&beat, None, now).expect("room");
+            }
+        }
+        let beats = Heartbeats::new(
+            liveness,
+            Arc::new(crate::passthrough::Passthrough::new(1 << 20)),
+            Duration::from_secs(300),
+            false,
+        );
+        let state = super::AdminState {
+            telemetry: Arc::new(crate::telemetry::Telemetry::new(1)),
+            heartbeats: Some(Arc::new(beats)),
+            flush_interval: Duration::from_secs(10),
+        };
+        super::super::status::render(&state, "n0nce", now)
+    }
+
+    #[test]
+    fn sender_values_are_escaped_wherever_they_appear() {
+        let evil = "<script>document.title='x'</script>";
+        let page = page_with_senders(&[(evil, "<img src=x onerror=alert(1)>")], 1);
+        assert!(!page.contains("<script>document"), "{page}");
+        assert!(!page.contains("<img"), "{page}");
+        assert!(page.contains("&lt;script&gt;document.title=&#39;x&#39;&lt;/script&gt;"));
+        assert_eq!(page.matches("<script").count(), 1, "only the page's own");
+    }
+
+    #[test]
+    fn the_liveness_tables_are_cut_and_the_page_bounded() {
+        let long = "e".repeat(255);
+        let enablers: Vec<(String, String)> = (0..40)
+            .map(|i| (format!("{long}{i}"), format!("{long}v")))
+            .collect();
+        let refs: Vec<(&str, &str)> = enablers
+            .iter()
+            .map(|(e, v)| (e.as_str(), v.as_str()))
+            .collect();
+        let page = page_with_senders(&refs, 25);
+        // 40 groups × 25 instances: 30 groups and 50 instances shown.
+        assert!(page.contains("… and 10 more"), "groups");
+        assert!(page.contains("… and 950 more"), "instances");
+        assert_eq!(page.matches("<td class=\"enabler\">").count(), 30 + 50);
+        assert!(page.len() < 96 * 1024, "{} bytes", page.len());
+    }
+}
