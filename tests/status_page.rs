@@ -36,7 +36,10 @@ fn browser_or_skip(test: &str) -> Option<PathBuf> {
             "CI is set but no chromium, chromium-browser or chromium-headless-shell is on PATH \
              (.ci/run installs Debian's chromium)"
         );
-        eprintln!(
+        // Straight to stderr: libtest captures eprintln! of a passing test.
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
             "\n!!!!!!!! SKIPPED {test}: no chromium on PATH (apt-get install chromium) !!!!!!!!\n"
         );
     }

@@ -138,7 +138,8 @@ pub fn heartbeats(out: &mut String, s: &AdminState, samples: &Samples, now: u64)
 }
 
 /// Every family whose name starts with `prefix` (the checks' or probes' counters), as
-/// (labels, value) rows; nothing when the stage does not run.
+/// (labels, value) rows (the error and drop families' non-zero rows only); nothing when the
+/// stage does not run.
 pub fn families(out: &mut String, samples: &Samples, title: &str, prefix: &str) {
     let mut names: Vec<&str> = Vec::new();
     for s in &samples.0 {
@@ -160,9 +161,20 @@ pub fn families(out: &mut String, samples: &Samples, title: &str, prefix: &str) 
             "<table class=\"kv\"><tr><th colspan=\"2\">{}</th></tr>",
             esc(name.trim_start_matches("statsgate_"))
         );
+        // Error and drop families are mostly zeros (a row per group and reason): only the
+        // non-zero rows are worth a line.
+        let sparse = name.contains("errors") || name.contains("dropped");
+        let mut shown = 0;
         for s in samples.family(name) {
+            if sparse && s.value.parse::<f64>().is_ok_and(|v| v == 0.0) {
+                continue;
+            }
+            shown += 1;
             let caption: Vec<String> = s.labels.iter().map(|(_, v)| v.clone()).collect();
             row(out, samples, &caption.join(" · "), name, &s.labels_raw);
+        }
+        if shown == 0 {
+            out.push_str("<tr><td class=\"muted\" colspan=\"2\">none</td></tr>");
         }
         out.push_str("</table>");
     }

@@ -47,10 +47,10 @@ pub fn render(s: &AdminState, nonce: &str, now: u64) -> String {
     forward(&mut main, s, &samples, now);
     token(&mut main, s, &samples, now);
     series(&mut main, s, &samples);
+    sections::charts(&mut main, s, now);
     sections::heartbeats(&mut main, s, &samples, now);
     sections::families(&mut main, &samples, "checks", "statsgate_check_");
     sections::families(&mut main, &samples, "probes", "statsgate_probe_");
-    sections::charts(&mut main, s, now);
     html::document(nonce, &header(s, &samples, now), &main)
 }
 
