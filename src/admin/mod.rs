@@ -1,13 +1,19 @@
 //! Admin HTTP (`admin.listen`, loopback by default): `/healthz`, `/metrics`,
 //! `/api/heartbeats` (the liveness table), `/api/limits` (series limits and top names),
-//! `/api/metrics` (the history's latest values, [`latest`]) and liz's
-//! `GET /api/perf/<host>[/<label>]` ([`crate::http::liz`]) for operators.
+//! `/api/metrics` (the history's latest values, [`latest`]), liz's
+//! `GET /api/perf/<host>[/<label>]` ([`crate::http::liz`]) and the status page at `/`
+//! ([`status`]) for operators.
 //!
 //! Owns: the operator-facing HTTP routes and the health verdict of `/healthz`. Must never:
 //! take a lock the readers take, expose a secret, or read a request body (it serves GETs;
 //! the connection handling is [`crate::http::serve`]'s).
 
+mod chart;
+mod html;
 mod latest;
+mod samples;
+mod sections;
+mod status;
 
 use crate::clock::now_ms;
 use crate::config::AdminConfig;
@@ -73,6 +79,7 @@ pub fn router(
     flush_interval: Duration,
 ) -> Router {
     Router::new()
+        .route("/", get(status::page))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/api/heartbeats", get(heartbeats_api))
@@ -198,13 +205,11 @@ pub fn health_problems(h: &HealthInputs) -> Vec<String> {
     problems
 }
 
-/// 200 `{"status": "ok", ...}`, or 503 `{"status": "failing", "reasons": [...], ...}` when
-/// the pipeline cannot make progress (the container image's HEALTHCHECK reads the status).
-async fn healthz(State(s): State<AdminState>) -> impl IntoResponse {
+/// What `/healthz` and the status page judge, read from the counters at `now` (epoch ms).
+fn health_inputs(s: &AdminState, now: u64) -> HealthInputs {
     let t = &s.telemetry;
     let f = &t.forward;
-    let now = now_ms();
-    let inputs = HealthInputs {
+    HealthInputs {
         now_ms: now,
         started_ms: now.saturating_sub((t.uptime_seconds() * 1e3) as u64),
         flush_interval: s.flush_interval,
@@ -213,7 +218,15 @@ async fn healthz(State(s): State<AdminState>) -> impl IntoResponse {
         last_success_ms: f.last_success_ms.load(Relaxed),
         last_spool_error_ms: f.last_spool_error_ms.load(Relaxed),
         spool_bytes: f.spool_bytes.load(Relaxed),
-    };
+    }
+}
+
+/// 200 `{"status": "ok", ...}`, or 503 `{"status": "failing", "reasons": [...], ...}` when
+/// the pipeline cannot make progress (the container image's HEALTHCHECK reads the status).
+async fn healthz(State(s): State<AdminState>) -> impl IntoResponse {
+    let t = &s.telemetry;
+    let f = &t.forward;
+    let inputs = health_inputs(&s, now_ms());
     let reasons = health_problems(&inputs);
     let (code, status) = if reasons.is_empty() {
         (StatusCode::OK, "ok")

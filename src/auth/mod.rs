@@ -105,6 +105,12 @@ impl Auth {
         }
     }
 
+    /// When the cached token expires: `None` before the first token, or while a renewal
+    /// holds the lock (only tried, so that the status page never waits on Keystone).
+    pub fn expires_at(&self) -> Option<SystemTime> {
+        self.current.try_lock().ok()?.as_ref().map(|t| t.expires_at)
+    }
+
     /// A valid token: the cached one, or a fresh one when it is due. Callers queue on the
     /// lock, so one renewal is in flight however many senders ask.
     pub async fn token(&self) -> Result<Arc<Token>, AuthError> {
