@@ -69,6 +69,13 @@ impl LatestMap {
         before - self.map.len()
     }
 
+    /// An estimate of the heap the map holds (its table and keys).
+    #[cfg(test)]
+    pub fn heap_bytes(&self) -> usize {
+        let entry = std::mem::size_of::<(Box<[u8]>, Entry)>() + 1;
+        self.map.capacity() * 8 / 7 * entry + self.map.keys().map(|k| k.len()).sum::<usize>()
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &Entry)> {
         self.map.iter().map(|(k, e)| (&**k, e))
     }

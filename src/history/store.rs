@@ -330,6 +330,33 @@ impl Store {
         freed.len()
     }
 
+    /// An estimate of the heap the table holds: keys, identities, buckets and both maps'
+    /// tables (what the memory test reports beside the RSS it measures).
+    #[cfg(test)]
+    pub fn heap_bytes(&self) -> usize {
+        use std::mem::size_of;
+        let table = |cap: usize, entry: usize| cap * 8 / 7 * (entry + 1);
+        let mut bytes = table(self.index.capacity(), size_of::<(Box<[u8]>, u32)>())
+            + table(self.hosts.capacity(), size_of::<(Box<str>, Vec<u32>)>())
+            + self.slots.capacity() * size_of::<Option<Series>>()
+            + self.free.capacity() * size_of::<u32>();
+        bytes += self.index.keys().map(|k| k.len()).sum::<usize>();
+        for (host, list) in &self.hosts {
+            bytes += host.len() + list.capacity() * size_of::<u32>();
+        }
+        for s in self.slots.iter().flatten() {
+            bytes += s.name.len()
+                + s.host.as_ref().map_or(0, |h| h.len())
+                + s.others.len() * size_of::<(Box<str>, Box<str>)>()
+                + s.others
+                    .iter()
+                    .map(|(k, v)| k.len() + v.len())
+                    .sum::<usize>()
+                + (s.minutes.capacity() + s.hours.capacity()) * size_of::<Bucket>();
+        }
+        bytes
+    }
+
     /// The series of `host`.
     pub fn of_host<'a>(&'a self, host: &str) -> impl Iterator<Item = &'a Series> + 'a {
         self.hosts

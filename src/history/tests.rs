@@ -390,3 +390,61 @@ fn a_corrupt_or_oversized_checkpoint_is_ignored() {
     std::fs::write(&path, big).unwrap();
     assert_eq!(History::new(&config(1, 100)).restore_at(path, T0 * 1000), 0);
 }
+
+/// Resident memory of this process, from `/proc/self/statm` (Linux).
+fn rss_bytes() -> usize {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: usize = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+/// Memory per series with full windows: 10,000 series (`cpu.user_perc` with a hostname and
+/// one more dimension, the shape of a probe metric) fed one sample a minute for 25 hours, so
+/// each holds 61 minute and 25 hour buckets. Reports the store's heap (estimated from its
+/// capacities) and the RSS delta. Run:
+/// `cargo test --release --lib history_memory -- --ignored --nocapture`
+#[test]
+#[ignore = "slow; run on demand for the README's memory figure"]
+fn history_memory_per_series() {
+    const N: usize = 10_000;
+    let before = rss_bytes();
+    let h = History::new(&config(N, N));
+    let ids: Vec<String> = (0..N).map(|i| format!("web-{i:05}")).collect();
+    let start = T0 - 25 * 3600;
+    let mut r = Rendered::with_capacity(N, N * 128);
+    for minute in 0..=25 * 60 {
+        r = Rendered::with_capacity(N, r.bytes());
+        let sec = start + minute * 60 + 30;
+        for id in &ids {
+            r.push(
+                "cpu.user_perc",
+                "",
+                [("device", "sda1"), ("hostname", id.as_str())].into_iter(),
+                sec * 1000,
+                (minute % 100) as f64,
+            );
+        }
+        h.observe_at(&r, sec * 1000);
+    }
+    drop(r);
+    let after = rss_bytes();
+    let store = lock(&h.store).heap_bytes();
+    let latest = lock(&h.latest).heap_bytes();
+    let s = h.stats();
+    assert_eq!((s.series, s.latest_series), (N as u64, N as u64));
+    let full = lock(&h.store)
+        .iter()
+        .all(|(_, s)| s.minutes.len() >= 61 && s.hours.len() >= 25);
+    assert!(full, "every series has full windows");
+    println!(
+        "history memory, {N} series with full windows: summaries {} B/series (heap estimate), latest values {} B/series; RSS grew {} B/series ({} MiB in all)",
+        store / N,
+        latest / N,
+        after.saturating_sub(before) / N,
+        after.saturating_sub(before) >> 20
+    );
+}
