@@ -109,23 +109,10 @@ fn route(path: &str) -> Result<Target, Miss> {
 /// tornado's `url_unescape(plus=False)` then UTF-8: `%XX` decoded, `+` kept, a `%` without
 /// two hex digits kept as is.
 fn unquote(s: &str) -> Result<String, Miss> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = |c: u8| (c as char).to_digit(16);
-        if b[i] == b'%'
-            && i + 2 < b.len()
-            && let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2]))
-        {
-            out.push((h * 16 + l) as u8);
-            i += 3;
-            continue;
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8(out).map_err(|_| Miss::NotUtf8)
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8()
+        .map(|c| c.into_owned())
+        .map_err(|_| Miss::NotUtf8)
 }
 
 fn miss(m: Miss) -> Response {
