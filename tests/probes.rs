@@ -170,30 +170,7 @@ fn one_flush_carries_every_default_name_with_its_dimensions() {
 /// A venv with psutil 5.9.6–7.0 (the `used` formula of the agent's lifetime), created once
 /// under target/. `None` when Python or PyPI is unavailable.
 fn psutil_python() -> Option<PathBuf> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let venv = root.join("target/probes-venv");
-    let py = venv.join("bin/python");
-    let has = |py: &PathBuf| {
-        Command::new(py)
-            .args(["-c", "import psutil"])
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if py.exists() && has(&py) {
-        return Some(py);
-    }
-    let created = Command::new("python3")
-        .args(["-m", "venv"])
-        .arg(&venv)
-        .status()
-        .is_ok_and(|s| s.success());
-    if !created {
-        return None;
-    }
-    let _ = Command::new(venv.join("bin/pip"))
-        .args(["install", "-q", "psutil>=5.9.6,<7.1"])
-        .status();
-    has(&py).then_some(py)
+    common::venv_python("probes-venv", "import psutil", "psutil>=5.9.6,<7.1")
 }
 
 const SCRIPT: &str = r#"

@@ -9,25 +9,6 @@ use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Every metric flushed until `done` holds for what was collected, or `limit` passes.
-fn collect(gw: &common::Gateway, limit: Duration, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
-    let deadline = Instant::now() + limit;
-    let mut all = Vec::new();
-    while !done(&all) {
-        let left = deadline.saturating_duration_since(Instant::now());
-        assert!(
-            !left.is_zero(),
-            "not seen within {limit:?}; got {}\nstderr:\n{}",
-            serde_json::to_string_pretty(&all).unwrap(),
-            gw.stderr.lock().unwrap()
-        );
-        if let Some(f) = gw.next_flush(left) {
-            all.extend(f);
-        }
-    }
-    all
-}
-
 fn status_of<'a>(metrics: &'a [Value], hostname: &str, test_type: &str) -> Option<&'a Value> {
     common::find(
         metrics,
@@ -70,7 +51,7 @@ fn ssh_banner_is_up_with_monasca_agents_dimensions() {
          \x20     dimensions:\n        service: db\n        test_type: overridden\n\
          \x20   - name: via\n      kind: host_alive\n      mode: ssh\n      host: db-1\n      target: 127.0.0.1\n      port: {port}\n      period: 1s\n"
     ));
-    let all = collect(&gw, Duration::from_secs(8), |m| {
+    let all = gw.flushed_until(Duration::from_secs(8), |m| {
         status_of(m, "127.0.0.1", "ssh").is_some() && status_of(m, "db-1", "ssh").is_some()
     });
     let direct = status_of(&all, "127.0.0.1", "ssh").unwrap();
@@ -104,7 +85,7 @@ fn ssh_down_causes_are_named_as_monasca_agent_does() {
          \x20   - name: closed\n      kind: host_alive\n      mode: ssh\n      host: closed\n      target: 127.0.0.1\n      port: {closed}\n      period: 1s\n\
          \x20   - name: nxdomain\n      kind: host_alive\n      mode: ssh\n      host: no-such-host.invalid\n      period: 1s\n"
     ));
-    let all = collect(&gw, Duration::from_secs(8), |m| {
+    let all = gw.flushed_until(Duration::from_secs(8), |m| {
         ["wrong", "closed", "no-such-host.invalid"]
             .iter()
             .all(|h| status_of(m, h, "ssh").is_some())
@@ -137,7 +118,7 @@ fn a_silent_ssh_server_is_cut_at_the_timeout_and_reported_down() {
         "flush:\n  interval: 1s\nchecks:\n  instances:\n\
          \x20   - name: silent\n      kind: host_alive\n      mode: ssh\n      host: 127.0.0.1\n      port: {silent}\n      period: 2s\n      timeout: 1s\n"
     ));
-    let all = collect(&gw, Duration::from_secs(8), |m| {
+    let all = gw.flushed_until(Duration::from_secs(8), |m| {
         status_of(m, "127.0.0.1", "ssh").is_some()
     });
     // Start, the first run (at once: one check), its 1s timeout, and the next 1s flush.
@@ -193,7 +174,7 @@ fn ping_reaches_loopback_with_whichever_icmp_socket_is_allowed() {
     } else {
         &["127.0.0.1"]
     };
-    let all = collect(&gw, Duration::from_secs(10), |m| {
+    let all = gw.flushed_until(Duration::from_secs(10), |m| {
         hosts.iter().all(|h| status_of(m, h, "ping").is_some())
     });
     for (host, is_v6) in hosts.iter().zip([false, true]) {

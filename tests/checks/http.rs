@@ -179,34 +179,11 @@ fn wait_metric(
     value: f64,
     within: Duration,
 ) -> Value {
-    let deadline = Instant::now() + within;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        assert!(
-            !left.is_zero(),
-            "no {name} {dims:?} = {value} within {within:?}; stderr:\n{}",
-            gw.stderr.lock().unwrap()
-        );
-        if let Some(flush) = gw.next_flush(left)
-            && let Some(m) = flush.iter().find(|m| {
-                m["name"] == name
-                    && m["value"].as_f64() == Some(value)
-                    && dims.iter().all(|(k, v)| m["dimensions"][*k] == *v)
-            })
-        {
-            return m.clone();
-        }
-    }
-}
-
-/// Every metric of the flushes within `within`.
-fn collect(gw: &Gateway, within: Duration) -> Vec<Value> {
-    let deadline = Instant::now() + within;
-    let mut all = Vec::new();
-    while let Some(f) = gw.next_flush(deadline.saturating_duration_since(Instant::now())) {
-        all.extend(f);
-    }
-    all
+    gw.first_flushed(&format!("{name} {dims:?} = {value}"), within, |m| {
+        m["name"] == name
+            && m["value"].as_f64() == Some(value)
+            && dims.iter().all(|(k, v)| m["dimensions"][*k] == *v)
+    })
 }
 
 fn error(m: &Value) -> String {
@@ -241,7 +218,7 @@ fn up_and_down_by_status_with_a_response_time_for_both() {
         Duration::from_secs(5),
     );
     assert_eq!(error(&down), "error code: 500");
-    let all = collect(&gw, Duration::from_millis(2500));
+    let all = gw.flushed_within(Duration::from_millis(2500));
     for url in [&ok, &bad] {
         let t = common::find(&all, "http_response_time", &[("url", url)])
             .unwrap_or_else(|| panic!("no response time for {url} in {all:?}"));
@@ -287,7 +264,7 @@ fn a_slow_server_is_cut_at_the_timeout_and_reported_down() {
             "check=\"slow\",outcome=\"timeout\"",
         ) >= 1
     });
-    let all = collect(&gw, Duration::from_millis(1500));
+    let all = gw.flushed_within(Duration::from_millis(1500));
     assert!(
         common::find(&all, "http_response_time", &[("url", &url)]).is_none(),
         "no response arrived, so no response time"
@@ -363,7 +340,7 @@ fn a_huge_body_is_read_only_up_to_max_body() {
     let json = serde_json::to_string(&down["value_meta"]).unwrap();
     assert!(json.chars().count() <= 2048, "{}", json.len());
     // A few more runs of both; 50 MB each would show.
-    collect(&gw, Duration::from_secs(3));
+    gw.flushed_within(Duration::from_secs(3));
     let after = gw.rss_kib();
     assert!(
         before > 0 && after < before + 16 * 1024,
@@ -785,7 +762,7 @@ fn a_refused_connection_is_down_without_a_response_time() {
     let text = error(&down);
     assert!(text.starts_with("error: connection refused ("), "{text}");
     assert!(text.contains(". Connection failed after "), "{text}");
-    let all = collect(&gw, Duration::from_millis(2500));
+    let all = gw.flushed_within(Duration::from_millis(2500));
     assert!(common::find(&all, "http_response_time", &[("url", &url)]).is_none());
     assert!(
         gw.counter(

@@ -45,25 +45,14 @@ fn collect(gw: &common::Gateway, names: &[&str], timeout: Duration) -> Vec<Value
     );
 }
 
-/// The first metric `name` whose value_meta satisfies `f`, within `timeout`.
+/// The first metric `name` for which `f` holds, within `timeout`.
 fn wait_metric(
     gw: &common::Gateway,
     name: &str,
     timeout: Duration,
     f: impl Fn(&Value) -> bool,
 ) -> Value {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if let Some(flush) = gw.next_flush(Duration::from_millis(200))
-            && let Some(m) = flush.into_iter().find(|m| m["name"] == name && f(m))
-        {
-            return m;
-        }
-    }
-    panic!(
-        "no {name} as expected within {timeout:?}; stderr:\n{}",
-        gw.stderr.lock().unwrap()
-    );
+    gw.first_flushed(name, timeout, |m| m["name"] == name && f(m))
 }
 
 fn meta(m: &Value, key: &str) -> String {

@@ -5,26 +5,7 @@
 use crate::common;
 use serde_json::Value;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-/// Every metric flushed until `done` holds for what was collected, or `limit` passes.
-fn collect(gw: &common::Gateway, limit: Duration, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
-    let deadline = Instant::now() + limit;
-    let mut all = Vec::new();
-    while !done(&all) {
-        let left = deadline.saturating_duration_since(Instant::now());
-        assert!(
-            !left.is_zero(),
-            "not seen within {limit:?}; got {}\nstderr:\n{}",
-            serde_json::to_string_pretty(&all).unwrap(),
-            gw.stderr.lock().unwrap()
-        );
-        if let Some(f) = gw.next_flush(left) {
-            all.extend(f);
-        }
-    }
-    all
-}
+use std::time::Duration;
 
 /// A running copy of `/bin/sleep` named `name`, killed on drop.
 struct Sleeper {
@@ -81,7 +62,7 @@ fn an_exact_name_is_counted_with_its_details_then_missed_once_killed() {
     let gw = common::start(&yaml(&format!(
         "    - name: sleeper\n      kind: process\n      search: [{name}]\n      period: 2s\n"
     )));
-    let all = collect(&gw, Duration::from_secs(10), |m| {
+    let all = gw.flushed_until(Duration::from_secs(10), |m| {
         !of(m, "process.cpu_perc", "sleeper").is_empty()
     });
     let counts = of(&all, "process.pid_count", "sleeper");
@@ -134,7 +115,7 @@ fn an_exact_name_is_counted_with_its_details_then_missed_once_killed() {
     assert!(m["dimensions"].get("process_user").is_none());
 
     drop(sleeper);
-    let after = collect(&gw, Duration::from_secs(8), |m| {
+    let after = gw.flushed_until(Duration::from_secs(8), |m| {
         of(m, "process.pid_count", "sleeper")
             .iter()
             .any(|m| m["value"] == 0.0)
@@ -162,7 +143,7 @@ fn a_name_longer_than_comm_matches_by_its_full_name_only() {
         "    - name: full\n      kind: process\n      search: [{name}]\n      period: 1s\n      detailed: false\n\
          \x20   - name: truncated\n      kind: process\n      search: ['{comm}']\n      period: 1s\n      detailed: false\n"
     )));
-    let all = collect(&gw, Duration::from_secs(8), |m| {
+    let all = gw.flushed_until(Duration::from_secs(8), |m| {
         !of(m, "process.pid_count", "full").is_empty()
             && !of(m, "process.pid_count", "truncated").is_empty()
     });
@@ -188,7 +169,7 @@ fn a_command_line_substring_matches_with_exact_false() {
         "    - name: marked\n      kind: process\n      search: [{marker}]\n      exact: false\n      period: 1s\n\
          \x20   - name: marked-exact\n      kind: process\n      search: [{marker}]\n      period: 1s\n"
     )));
-    let all = collect(&gw, Duration::from_secs(8), |m| {
+    let all = gw.flushed_until(Duration::from_secs(8), |m| {
         !of(m, "process.pid_count", "marked").is_empty()
             && !of(m, "process.pid_count", "marked-exact").is_empty()
     });
@@ -229,7 +210,7 @@ fn a_users_processes_are_counted_by_name_and_by_uid() {
          \x20   - name: my-uid\n      kind: process\n      user: '{uid}'\n      period: 1s\n\
          \x20   - name: nobody-such\n      kind: process\n      user: sgchk-no-such-user\n      period: 1s\n"
     )));
-    let all = collect(&gw, Duration::from_secs(8), |m| {
+    let all = gw.flushed_until(Duration::from_secs(8), |m| {
         ["mine", "my-uid", "nobody-such"]
             .iter()
             .all(|c| !of(m, "process.pid_count", c).is_empty())

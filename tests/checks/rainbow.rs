@@ -404,33 +404,11 @@ fn a_full_buffer_answers_503_and_keeps_the_file_for_later() {
 /// A venv with RainbowMonitoringSDK 0.0.7 from PyPI (`.ci/run` creates it): `None` when
 /// Python or PyPI is unavailable.
 fn sdk_python() -> Option<PathBuf> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let venv = root.join("target/rainbow-venv");
-    let py = venv.join("bin/python");
-    let has = |py: &PathBuf| {
-        Command::new(py)
-            .args([
-                "-c",
-                "from RainbowMonitoringSDK.utils.annotations import RainbowUtils",
-            ])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    if py.exists() && has(&py) {
-        return Some(py);
-    }
-    let created = Command::new("python3")
-        .args(["-m", "venv"])
-        .arg(&venv)
-        .status()
-        .is_ok_and(|s| s.success());
-    if !created {
-        return None;
-    }
-    let _ = Command::new(venv.join("bin/pip"))
-        .args(["install", "-q", "RainbowMonitoringSDK==0.0.7"])
-        .status();
-    has(&py).then_some(py)
+    common::venv_python(
+        "rainbow-venv",
+        "from RainbowMonitoringSDK.utils.annotations import RainbowUtils",
+        "RainbowMonitoringSDK==0.0.7",
+    )
 }
 
 const SDK_SCRIPT: &str = r#"

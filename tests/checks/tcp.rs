@@ -3,7 +3,7 @@
 
 use crate::common::{self, Gateway};
 use serde_json::Value;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn gateway(checks: &[(&str, &str)]) -> Gateway {
     let mut yaml = String::from("flush:\n  interval: 1s\nchecks:\n  instances:\n");
@@ -13,16 +13,6 @@ fn gateway(checks: &[(&str, &str)]) -> Gateway {
         ));
     }
     common::start(&yaml)
-}
-
-/// Every metric of the flushes within `within`.
-fn collect(gw: &Gateway, within: Duration) -> Vec<Value> {
-    let deadline = Instant::now() + within;
-    let mut all = Vec::new();
-    while let Some(f) = gw.next_flush(deadline.saturating_duration_since(Instant::now())) {
-        all.extend(f);
-    }
-    all
 }
 
 fn of<'a>(all: &'a [Value], name: &str, url: &str) -> Vec<&'a Value> {
@@ -37,7 +27,7 @@ fn an_open_port_is_up_with_a_response_time_and_a_closed_one_down_with_the_reason
     let open = listener.local_addr().unwrap().to_string();
     let closed = format!("127.0.0.1:{}", common::closed_port());
     let gw = gateway(&[("open", &open), ("closed", &closed)]);
-    let all = collect(&gw, Duration::from_secs(4));
+    let all = gw.flushed_within(Duration::from_secs(4));
 
     let up = of(&all, "network.tcp.status", &open);
     assert!(!up.is_empty(), "{all:?}");
@@ -85,7 +75,7 @@ fn ipv6_loopback_is_checked_when_the_machine_has_it() {
         format!("[::1]:{}", l.local_addr().unwrap().port())
     };
     let gw = gateway(&[("v6", &open), ("v6-closed", &closed)]);
-    let all = collect(&gw, Duration::from_secs(4));
+    let all = gw.flushed_within(Duration::from_secs(4));
     let up = of(&all, "network.tcp.status", &open);
     assert!(
         !up.is_empty() && up.iter().all(|m| m["value"] == 0.0),
@@ -103,7 +93,7 @@ fn a_name_is_resolved_and_its_addresses_tried_in_order() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let address = format!("localhost:{}", listener.local_addr().unwrap().port());
     let gw = gateway(&[("by-name", &address)]);
-    let all = collect(&gw, Duration::from_secs(3));
+    let all = gw.flushed_within(Duration::from_secs(3));
     let up = of(&all, "network.tcp.status", &address);
     assert!(
         !up.is_empty() && up.iter().all(|m| m["value"] == 0.0),

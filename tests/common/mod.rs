@@ -213,6 +213,58 @@ impl Gateway {
         self.flushes.recv_timeout(timeout).ok()
     }
 
+    /// Every metric flushed until `done` holds for what was collected; fails after `limit`.
+    pub fn flushed_until(&self, limit: Duration, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        let deadline = Instant::now() + limit;
+        let mut all = Vec::new();
+        while !done(&all) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero(),
+                "not seen within {limit:?}; got {}\nstderr:\n{}",
+                serde_json::to_string_pretty(&all).unwrap(),
+                self.stderr.lock().unwrap()
+            );
+            if let Some(f) = self.next_flush(left) {
+                all.extend(f);
+            }
+        }
+        all
+    }
+
+    /// Every metric of the flushes within `within`.
+    pub fn flushed_within(&self, within: Duration) -> Vec<Value> {
+        let deadline = Instant::now() + within;
+        let mut all = Vec::new();
+        while let Some(f) = self.next_flush(deadline.saturating_duration_since(Instant::now())) {
+            all.extend(f);
+        }
+        all
+    }
+
+    /// The first flushed metric for which `found` holds; fails after `within`, naming `what`.
+    pub fn first_flushed(
+        &self,
+        what: &str,
+        within: Duration,
+        found: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero(),
+                "no {what} within {within:?}; stderr:\n{}",
+                self.stderr.lock().unwrap()
+            );
+            if let Some(flush) = self.next_flush(left)
+                && let Some(m) = flush.into_iter().find(|m| found(m))
+            {
+                return m;
+            }
+        }
+    }
+
     /// SIGTERM, then everything printed until exit, and the exit status.
     pub fn stop(mut self) -> (Vec<Vec<Value>>, ExitStatus) {
         let status = Command::new("kill")
@@ -287,4 +339,34 @@ pub fn value(metrics: &[Value], name: &str, dims: &[(&str, &str)]) -> f64 {
 pub fn closed_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     listener.local_addr().expect("local address").port()
+}
+
+/// The python of a virtualenv under `target/<venv>` in which `import` runs, created and
+/// `pip install`ed with `requirement` on first use. `None` when Python or PyPI is unavailable.
+pub fn venv_python(venv: &str, import: &str, requirement: &str) -> Option<std::path::PathBuf> {
+    let venv = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target")
+        .join(venv);
+    let py = venv.join("bin/python");
+    let has = |py: &std::path::Path| {
+        Command::new(py)
+            .args(["-c", import])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if py.exists() && has(&py) {
+        return Some(py);
+    }
+    let created = Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&venv)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !created {
+        return None;
+    }
+    let _ = Command::new(venv.join("bin/pip"))
+        .args(["install", "-q", requirement])
+        .status();
+    has(&py).then_some(py)
 }
