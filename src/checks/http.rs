@@ -278,10 +278,7 @@ impl Check for HttpProbe {
     }
 
     fn timed_out(&mut self, timeout: Duration) -> Vec<Sample> {
-        let ms = timeout.as_millis();
-        vec![self.down(&format!(
-            "error: timed out after {ms} ms. Connection failed after {ms} ms"
-        ))]
+        vec![self.down(&super::connection_timed_out(timeout))]
     }
 }
 

@@ -78,6 +78,13 @@ pub fn fit_meta(key: &str, text: &str) -> String {
     crate::validate::cut_to_python_json(text, room).0.to_owned()
 }
 
+/// The `error` text of an http or tcp run cut at its timeout, in monasca-agent's connection
+/// failure form (`error: <reason>. Connection failed after <ms> ms`).
+pub fn connection_timed_out(timeout: Duration) -> String {
+    let ms = timeout.as_millis();
+    format!("error: timed out after {ms} ms. Connection failed after {ms} ms")
+}
+
 /// How a run ended, as the check saw it (the schedule adds `timeout` and `skipped`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
