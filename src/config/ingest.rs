@@ -41,7 +41,18 @@ pub fn connection_caps(c: &Config, nofile: u64) -> Result<ConnectionCaps, Invali
     } else {
         c.admin.max_connections as u64
     };
-    let room = nofile.saturating_sub(reserve).saturating_sub(admin);
+    let s = &c.statsd;
+    let streams =
+        if s.tcp_listen.is_empty() && s.tls_listen.is_empty() && s.unix_stream_listen.is_empty() {
+            0
+        } else {
+            s.tcp_max_connections as u64
+        };
+    // The statsd stream listeners' connections count as the admin port's do.
+    let admin_and_streams = admin + streams;
+    let room = nofile
+        .saturating_sub(reserve)
+        .saturating_sub(admin_and_streams);
     let http = match c.http.max_connections as u64 {
         0 => {
             let derived = room.min(AUTO_HTTP_CONNECTIONS_MAX);
@@ -50,8 +61,9 @@ pub fn connection_caps(c: &Config, nofile: u64) -> Result<ConnectionCaps, Invali
                     "http.max_connections".into(),
                     format!(
                         "the open-files limit ({nofile}) leaves {derived} connections after the \
-                         gateway's reserve ({reserve}) and admin.max_connections ({admin}); \
-                         raise `ulimit -n` or lower admin.max_connections"
+                         gateway's reserve ({reserve}), admin.max_connections ({admin}) and \
+                         statsd.tcp_max_connections ({streams}); raise `ulimit -n` or lower \
+                         those"
                     ),
                 ));
             }
@@ -61,9 +73,10 @@ pub fn connection_caps(c: &Config, nofile: u64) -> Result<ConnectionCaps, Invali
             return Err((
                 "http.max_connections".into(),
                 format!(
-                    "{n} connections with admin.max_connections ({admin}) and the gateway's \
-                     reserve ({reserve}) exceed the open-files limit ({nofile}); lower it or \
-                     raise `ulimit -n`"
+                    "{n} connections with admin.max_connections ({admin}), \
+                     statsd.tcp_max_connections ({streams}) and the gateway's reserve \
+                     ({reserve}) exceed the open-files limit ({nofile}); lower it or raise \
+                     `ulimit -n`"
                 ),
             ));
         }

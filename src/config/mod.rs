@@ -11,6 +11,7 @@ mod ingest;
 mod load;
 mod openstack;
 mod probes;
+mod transports;
 mod units;
 mod validate;
 
@@ -23,6 +24,7 @@ pub use ingest::{ConnectionCaps, connection_caps, fd_limit, networks};
 pub use load::{ConfigError, Loaded, load, load_reporting};
 pub use openstack::OPENRC;
 pub use probes::{GROUP_NAMES as PROBE_GROUPS, ProbesConfig, prefix_regex};
+pub use transports::{http_tls, statsd_tls, unix_mode};
 pub use units::{ByteSize, Duration};
 // `SpoolFsync` is defined below, next to the buffer section that uses it.
 
@@ -111,8 +113,37 @@ pub struct StatsdConfig {
     /// Most dimensions on one line, default dimensions not included. Default `32`, max `64`.
     pub max_dimensions: usize,
     /// Source networks allowed to send (CIDRs, e.g. `10.0.0.0/8`, `::1/128`); datagrams from
-    /// elsewhere are dropped and counted. Empty: any source. Default empty.
+    /// elsewhere are dropped and counted. Empty: any source. Default empty. Applies to
+    /// every statsd transport with a peer address (UDP, TCP, TLS).
     pub allow: Vec<String>,
+    /// TCP address for newline-framed statsd lines (and `_hb|` lines). Empty disables it.
+    /// Default empty.
+    pub tcp_listen: String,
+    /// Most statsd stream connections open at once, TCP, TLS and Unix stream together;
+    /// more are closed at accept and counted. Default `1024`.
+    pub tcp_max_connections: usize,
+    /// A statsd stream connection that sends nothing for this long is closed (counted).
+    /// Default `5m`.
+    pub tcp_idle_timeout: Duration,
+    /// TCP address for statsd over TLS (same framing as `tcp_listen`). Empty disables it;
+    /// needs `tls_cert` and `tls_key`. Default empty.
+    pub tls_listen: String,
+    /// PEM certificate chain served on `tls_listen`. Default empty.
+    pub tls_cert: String,
+    /// PEM private key of `tls_cert`. Default empty.
+    pub tls_key: String,
+    /// PEM CA bundle: when set, `tls_listen` requires a client certificate it signed
+    /// (mutual TLS). Default empty.
+    pub tls_client_ca: String,
+    /// Path of a Unix datagram socket for statsd (DogStatsD's `unix://` clients). Empty
+    /// disables it. Default empty.
+    pub unix_listen: String,
+    /// Path of a Unix stream socket for newline-framed statsd. Empty disables it.
+    /// Default empty.
+    pub unix_stream_listen: String,
+    /// File mode of the Unix sockets, octal text. Default `"0666"` (as reachable as the
+    /// loopback UDP port; restrict access with the directory).
+    pub unix_mode: String,
 }
 
 /// `flush.*`: when aggregated intervals are emitted.
@@ -421,6 +452,14 @@ pub struct HttpConfig {
     /// reads the history): `auto` = on only when `listen` is a loopback address, `on`, or
     /// `off` (404). The admin port serves the GETs whatever this says. Default `auto`.
     pub liz_endpoint: MetricsEndpoint,
+    /// PEM certificate chain: when set (with `tls_key`), `listen` serves HTTPS only.
+    /// Default empty (plain HTTP).
+    pub tls_cert: String,
+    /// PEM private key of `tls_cert`. Default empty.
+    pub tls_key: String,
+    /// PEM CA bundle: when set, clients must present a certificate it signed (mutual TLS).
+    /// Default empty.
+    pub tls_client_ca: String,
 }
 
 /// `http.metrics_endpoint`, `http.liz_endpoint`.
@@ -485,6 +524,9 @@ impl Default for HttpConfig {
             metrics_endpoint: MetricsEndpoint::Auto,
             metrics_token: Secret::default(),
             liz_endpoint: MetricsEndpoint::Auto,
+            tls_cert: String::new(),
+            tls_key: String::new(),
+            tls_client_ca: String::new(),
         }
     }
 }
@@ -567,6 +609,16 @@ impl Default for StatsdConfig {
             max_line: ByteSize::kib(8),
             max_dimensions: 32,
             allow: Vec::new(),
+            tcp_listen: String::new(),
+            tcp_max_connections: 1024,
+            tcp_idle_timeout: Duration::secs(300),
+            tls_listen: String::new(),
+            tls_cert: String::new(),
+            tls_key: String::new(),
+            tls_client_ca: String::new(),
+            unix_listen: String::new(),
+            unix_stream_listen: String::new(),
+            unix_mode: "0666".into(),
         }
     }
 }

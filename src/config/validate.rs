@@ -145,6 +145,7 @@ pub(super) fn validate(c: &Config) -> Result<(), Invalid> {
     log_level("log.level", &c.log.level)?;
     super::openstack::validate(c)?;
     super::ingest::validate(c)?;
+    super::transports::validate(c)?;
     super::probes::validate(c)?;
     super::checks::validate(c)?;
     super::history::validate(c)?;

@@ -18,6 +18,7 @@ use std::time::Instant;
 
 mod forwarding;
 mod stages;
+mod streams;
 
 pub use forwarding::check_online;
 
@@ -80,20 +81,16 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let spool_dir = lock_spool_dir(&config)?;
     let shared = Shared::new(&config)?;
     let udp = stages::Udp::bind(&config, &shared)?;
+    let streams = streams::Streams::bind(&config, &shared, udp.reader_config())?;
+    let shards: Vec<_> = udp.shards.iter().cloned().chain(streams.shards()).collect();
     let (output, sink) = stages::Output::start(&config, &shared)?;
-    let flush = stages::Flush::start(
-        &config,
-        &shared,
-        spool_dir.as_ref(),
-        &udp.shards,
-        &output,
-        sink,
-    )?;
+    let flush = stages::Flush::start(&config, &shared, spool_dir.as_ref(), &shards, &output, sink)?;
     let caps = crate::config::connection_caps(&config, crate::config::fd_limit())
         .map_err(|(key, message)| anyhow::anyhow!("{key}: {message}"))?;
     let admin = stages::Admin::start(&config, &shared, caps.admin)?;
     let http = stages::HttpIngest::start(&config, &shared, caps.http)?;
     let readers = udp.start(&shared)?;
+    let streams = streams.start()?;
     let probes = stages::start_probes(&config, &shared)?;
     let checks = stages::start_checks(&config, &shared)?;
 
@@ -102,6 +99,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         .block_on(async { shutdown::Signals::install() });
     tracing::info!(
         udp = %readers.addr,
+        streams = %streams.shown(),
         admin = %stages::shown(admin.addr()),
         http = %stages::shown(http.addr()),
         readers = shared.readers,
@@ -115,6 +113,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!(signal, grace = %humantime::format_duration(grace), "shutting down: final flush");
 
     let readers_done = readers.stop(deadline);
+    let streams_done = streams.stop(deadline);
     // No new beats, client or probe metrics once the final flush is under way.
     probes.stop();
     checks.stop();
@@ -122,7 +121,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let flushed = flush.stop(deadline);
     let unsent = output.stop(&shared, deadline);
     admin.stop(&shared);
-    if !(readers_done && flushed) {
+    if !(readers_done && streams_done && flushed) {
         bail!(
             "shutdown.grace ({}) ran out before the final flush finished",
             humantime::format_duration(grace)

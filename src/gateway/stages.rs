@@ -80,6 +80,11 @@ impl Udp {
         })
     }
 
+    /// What every statsd reader and ingest thread is configured with.
+    pub fn reader_config(&self) -> &ReaderConfig {
+        &self.config
+    }
+
     /// Starts the reader threads: from here on datagrams are read.
     pub fn start(self, shared: &Shared) -> anyhow::Result<Readers> {
         let addr = self.listener.local_addr;

@@ -9,6 +9,9 @@
 //! bad input.
 
 pub mod mmsg;
+pub mod stream;
+pub mod tcp;
+pub mod unix;
 
 use crate::aggregate::{Aggregator, Settings, Shard};
 use crate::allow::AllowList;
@@ -290,10 +293,29 @@ pub fn process_into(
         );
         return;
     }
+    process_lines_into(
+        datagram, shard, aggregator, stats, limits, beats, source, now,
+    );
+}
+
+/// The lines of `data` (a datagram's, or whole lines framed off a stream connection: a JSON
+/// heartbeat is a datagram of its own, never a line) into `shard`.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+pub fn process_lines_into(
+    data: &[u8],
+    shard: &mut Shard,
+    aggregator: &mut Aggregator,
+    stats: &ReaderStats,
+    limits: &Limits,
+    beats: Option<&Heartbeats>,
+    source: Option<SocketAddr>,
+    now: u64,
+) {
     // Lines are split on bytes and looked up in the shard's line memo first: a repeated
     // line was valid UTF-8 when first seen, so a hit needs no UTF-8 check at all; a miss is
     // checked (and parsed) on its own, so one bad line never costs its neighbours.
-    for line in lines(datagram) {
+    for line in lines(data) {
         if heartbeat::is_compact(line) {
             udp_beat(|| heartbeat::parse_compact(line), stats, beats, source, now);
             continue;

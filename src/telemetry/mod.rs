@@ -6,9 +6,11 @@
 
 pub mod kernel;
 mod prometheus;
+pub mod transport;
 
 pub use kernel::{socket_inode, udp_drops};
 pub use prometheus::{CONTENT_TYPE, render};
+pub use transport::{ConnOutcome, Transport, TransportStats};
 
 use crate::parse::Kind;
 use crate::reason::{EmitDrop, Reject};
@@ -107,6 +109,9 @@ pub struct FlushStats {
 #[derive(Debug)]
 pub struct Telemetry {
     pub readers: Vec<ReaderStats>,
+    /// TCP, TLS, Unix datagram, Unix stream, in [`Transport::OTHERS`] order; see
+    /// [`Telemetry::transport`].
+    pub transports: [TransportStats; 4],
     pub flush: FlushStats,
     pub forward: std::sync::Arc<crate::forward::ForwardStats>,
     pub http: std::sync::Arc<crate::http::HttpStats>,
@@ -132,6 +137,7 @@ impl Telemetry {
     pub fn new(readers: usize) -> Self {
         Telemetry {
             readers: (0..readers).map(|_| ReaderStats::default()).collect(),
+            transports: Default::default(),
             flush: FlushStats::default(),
             forward: Default::default(),
             http: Default::default(),
@@ -167,9 +173,27 @@ impl Telemetry {
         self.started.elapsed().as_secs_f64()
     }
 
-    /// One reader counter summed over all readers.
+    /// A non-UDP transport's counters; `None` for UDP (its counters are `readers`).
+    pub fn transport(&self, t: Transport) -> Option<&TransportStats> {
+        let i = Transport::OTHERS.iter().position(|o| *o == t)?;
+        self.transports.get(i)
+    }
+
+    /// One reader counter summed over all UDP readers and the other transports.
     pub fn sum(&self, f: impl Fn(&ReaderStats) -> &OwnedCounter) -> u64 {
-        self.readers.iter().map(|r| f(r).get()).sum()
+        self.readers
+            .iter()
+            .chain(self.transports.iter().map(|t| &t.lines))
+            .map(|r| f(r).get())
+            .sum()
+    }
+
+    /// One counter of one transport's lines.
+    pub fn sum_of(&self, t: Transport, f: impl Fn(&ReaderStats) -> &OwnedCounter) -> u64 {
+        match self.transport(t) {
+            Some(s) => f(&s.lines).get(),
+            None => self.readers.iter().map(|r| f(r).get()).sum(),
+        }
     }
 
     pub fn datagrams(&self) -> u64 {
@@ -185,6 +209,14 @@ impl Telemetry {
     }
 
     pub fn rejected(&self, reason: Reject) -> u64 {
-        self.sum(|r| &r.rejected[reason as usize])
+        let skipped = if reason == Reject::LineTooLong {
+            self.transports
+                .iter()
+                .map(|t| t.long_lines.load(Relaxed))
+                .sum()
+        } else {
+            0
+        };
+        self.sum(|r| &r.rejected[reason as usize]) + skipped
     }
 }

@@ -62,17 +62,23 @@ fn labelled_counter<'a>(
 impl Collector for View {
     fn encode(&self, mut enc: DescriptorEncoder) -> Result {
         let t = &self.0;
-        let sum = |f: &dyn Fn(&super::ReaderStats) -> u64| t.readers.iter().map(f).sum::<u64>();
+        let sum = |f: &dyn Fn(&super::ReaderStats) -> u64| {
+            t.readers
+                .iter()
+                .chain(t.transports.iter().map(|s| &s.lines))
+                .map(f)
+                .sum::<u64>()
+        };
         counter(
             &mut enc,
             "datagrams_received",
-            "UDP datagrams received on the statsd port",
+            "Datagrams received on the statsd UDP port and Unix datagram socket",
             t.datagrams(),
         )?;
         counter(
             &mut enc,
             "bytes_received",
-            "UDP payload bytes received",
+            "Payload bytes received over every statsd transport",
             sum(&|r| r.bytes.get()),
         )?;
         counter(
@@ -174,6 +180,7 @@ impl Collector for View {
         )?;
         encode_forward(&mut enc, t)?;
         encode_ingest(&mut enc, t)?;
+        encode_transports(&mut enc, t)?;
         encode_probes(&mut enc, t)?;
         encode_checks(&mut enc, t)?;
         encode_history(&mut enc, t)?;
@@ -210,6 +217,54 @@ fn multi_counter(
     for (values, n) in rows {
         let set = [(labels[0], values[0]), (labels[1], values[1])];
         ConstCounter::new(*n).encode(family.encode_family(&set)?)?;
+    }
+    Ok(())
+}
+
+/// Lines by transport, and the stream listeners' connections.
+fn encode_transports(enc: &mut DescriptorEncoder<'_>, t: &Telemetry) -> Result {
+    use super::{ConnOutcome, Transport};
+    use prometheus_client::metrics::MetricType;
+    use std::sync::atomic::Ordering::Relaxed;
+    let accepted = |tr: Transport| -> u64 {
+        Kind::ALL
+            .iter()
+            .map(|k| t.sum_of(tr, |r| &r.accepted[*k as usize]))
+            .sum()
+    };
+    labelled_counter(
+        enc,
+        "transport_lines_accepted",
+        "Statsd lines accepted into aggregation, by transport (udp, tcp, tls, unix, unix_stream)",
+        "transport",
+        Transport::ALL.iter().map(|tr| (tr.label(), accepted(*tr))),
+    )?;
+    let mut rows = Vec::new();
+    for tr in Transport::ALL.iter().filter(|tr| tr.is_stream()) {
+        if let Some(s) = t.transport(*tr) {
+            for o in ConnOutcome::ALL {
+                rows.push(([tr.label(), o.label()], s.connections(o)));
+            }
+        }
+    }
+    multi_counter(
+        enc,
+        "stream_connections",
+        "Statsd stream connections (tcp, tls, unix_stream) by outcome: accepted, limit (statsd.tcp_max_connections open), denied (statsd.allow), idle (statsd.tcp_idle_timeout), handshake (TLS failed or too slow), error",
+        ["transport", "outcome"],
+        &rows,
+    )?;
+    let mut open = enc.encode_descriptor(
+        "stream_connections_open",
+        "Statsd stream connections open now, by transport",
+        None,
+        MetricType::Gauge,
+    )?;
+    for tr in Transport::ALL.iter().filter(|tr| tr.is_stream()) {
+        if let Some(s) = t.transport(*tr) {
+            ConstGauge::new(s.open.load(Relaxed) as f64)
+                .encode(open.encode_family(&[("transport", tr.label())])?)?;
+        }
     }
     Ok(())
 }

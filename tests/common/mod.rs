@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod fake_openstack;
+pub mod pki;
 pub mod reset_proxy;
 
 use serde_json::Value;

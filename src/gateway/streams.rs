@@ -1,0 +1,132 @@
+//! The statsd transports beyond UDP as one stage: TCP, TLS, the Unix datagram and stream
+//! sockets, on a runtime of their own so that neither a flood of connections nor a stalled
+//! TLS peer slows the I/O runtime that serves HTTP and forwards to Monasca.
+//!
+//! Owns: the order (bind all before anything runs; stop accepting before the final flush)
+//! and the stream connection limit they share. Must never: hold transport logic (that is
+//! `listen::tcp`, `listen::unix`).
+
+use super::Shared;
+use crate::aggregate::Shard;
+use crate::config::Config;
+use crate::listen::{ReaderConfig, tcp, unix};
+use anyhow::Context;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// Bound, not yet accepting.
+pub struct Streams {
+    tcp: tcp::Bound,
+    unix: unix::Bound,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+fn any_configured(config: &Config) -> bool {
+    let s = &config.statsd;
+    [
+        &s.tcp_listen,
+        &s.tls_listen,
+        &s.unix_listen,
+        &s.unix_stream_listen,
+    ]
+    .iter()
+    .any(|v| !v.is_empty())
+}
+
+impl Streams {
+    pub fn bind(
+        config: &Config,
+        shared: &Shared,
+        readers: &ReaderConfig,
+    ) -> anyhow::Result<Streams> {
+        // Sockets are registered with the runtime they are bound in.
+        let runtime = if any_configured(config) {
+            Some(
+                tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(1)
+                    .thread_name("statsgate-streams")
+                    .enable_all()
+                    .build()
+                    .context("starting the statsd streams runtime")?,
+            )
+        } else {
+            None
+        };
+        let connections = Arc::new(tokio::sync::Semaphore::new(
+            config.statsd.tcp_max_connections,
+        ));
+        let _guard = runtime.as_ref().map(|r| r.enter());
+        let tcp = tcp::bind(config, readers, &shared.telemetry, &connections)?;
+        let unix = unix::bind(config, readers, &shared.telemetry, &connections)?;
+        drop(_guard);
+        Ok(Streams { tcp, unix, runtime })
+    }
+
+    /// The ingest shards the flusher takes along with the UDP readers'.
+    pub fn shards(&self) -> Vec<Arc<Mutex<Shard>>> {
+        let mut shards = self.tcp.shards();
+        shards.extend(self.unix.shards());
+        shards
+    }
+
+    pub fn start(self) -> anyhow::Result<RunningStreams> {
+        let Some(runtime) = self.runtime else {
+            return Ok(RunningStreams {
+                tcp: None,
+                unix: None,
+                runtime: None,
+            });
+        };
+        let tcp = self.tcp.start(runtime.handle())?;
+        let unix = self.unix.start(runtime.handle())?;
+        Ok(RunningStreams {
+            tcp: Some(tcp),
+            unix: Some(unix),
+            runtime: Some(runtime),
+        })
+    }
+}
+
+/// Accepting and reading.
+pub struct RunningStreams {
+    tcp: Option<tcp::Running>,
+    unix: Option<unix::Running>,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl RunningStreams {
+    /// For the start-up log: (tcp, tls) addresses and (unix, unix stream) paths.
+    pub fn shown(&self) -> String {
+        let (tcp, tls) = self.tcp.as_ref().map_or((None, None), |t| t.addrs());
+        let (unix, unix_stream) = self.unix.as_ref().map_or((None, None), |u| u.paths());
+        let addr = |a: Option<SocketAddr>| a.map(|a| a.to_string());
+        let path = |p: Option<PathBuf>| p.map(|p| p.display().to_string());
+        let parts: Vec<String> = [
+            ("tcp", addr(tcp)),
+            ("tls", addr(tls)),
+            ("unix", path(unix)),
+            ("unix_stream", path(unix_stream)),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| format!("{k}={v}")))
+        .collect();
+        if parts.is_empty() {
+            "none".to_owned()
+        } else {
+            parts.join(" ")
+        }
+    }
+
+    /// Stops accepting and reading; every connection's lines read so far reach the shards
+    /// before the final flush. False if something was still running at `deadline`.
+    pub fn stop(self, deadline: Instant) -> bool {
+        let tcp = self.tcp.is_none_or(|t| t.stop(deadline));
+        let unix = self.unix.is_none_or(|u| u.stop(deadline));
+        if let Some(rt) = self.runtime {
+            rt.shutdown_timeout(deadline.saturating_duration_since(Instant::now()));
+        }
+        tcp && unix
+    }
+}
