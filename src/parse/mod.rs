@@ -5,12 +5,16 @@
 //! state, or look at anything but its input (the aggregator decides what a line means).
 //!
 //! Grammar: `name[,k=v...|;k=v...]:value[:value...]|type[|@rate][|#tags][|T<secs>][|c:<id>]`,
-//! plus `_sc|name|status|...` service checks and `_e{...}` events. Unknown `|x` fields are
-//! ignored, as the DogStatsD agent does, so newer clients keep working.
+//! plus `_sc|name|status|...` service checks and `_e{...}` events. Lenient where the DogStatsD
+//! agent and gostatsd both are and nothing is lost: unknown `|x` fields, empty fields and an
+//! empty `|#` are ignored, and empty packed values (`1::2`, `1:`) are skipped.
 
+mod datagram;
 mod dims;
 mod number;
+mod service_check;
 
+pub use datagram::{is_heartbeat, lines};
 pub use dims::{BARE_TAG_VALUE, Dims, TagBlock};
 pub use number::parse as parse_number;
 
@@ -96,11 +100,12 @@ pub struct Values<'a> {
 }
 
 impl<'a> Values<'a> {
-    /// The numeric samples (not for sets). Validated at parse, so nothing is skipped.
+    /// The numeric samples (not for sets). Validated at parse, so only empty pieces
+    /// (`1::2`) are skipped.
     #[inline]
     pub fn numbers(&self) -> impl Iterator<Item = f64> + 'a {
         let packed = (!self.rest.is_empty())
-            .then(|| self.rest.split(':'))
+            .then(|| pieces(self.rest))
             .into_iter()
             .flatten();
         std::iter::once(self.first).chain(packed.map(|s| parse_number(s).unwrap_or(0.0)))
@@ -108,7 +113,7 @@ impl<'a> Values<'a> {
 
     /// The gauge operations, in order.
     pub fn gauge_ops(&self) -> impl Iterator<Item = GaugeOp> + 'a {
-        self.raw.split(':').map(|s| {
+        pieces(self.raw).map(|s| {
             let v = parse_number(s).unwrap_or(0.0);
             if s.starts_with(['+', '-']) {
                 GaugeOp::Delta(v)
@@ -131,6 +136,38 @@ impl<'a> Values<'a> {
     #[inline]
     pub fn single(&self) -> Option<f64> {
         self.rest.is_empty().then_some(self.first)
+    }
+}
+
+/// The non-empty `:`-separated pieces of packed values: DogStatsD and gostatsd skip empty
+/// ones (`1::2` is two values), and an empty piece has nothing to lose.
+#[inline]
+fn pieces(s: &str) -> Pieces<'_> {
+    Pieces { rest: s }
+}
+
+/// [`pieces`]: one plain byte loop per piece (values are a few bytes: `str::split`'s
+/// vectorised search costs more to set up than it saves).
+struct Pieces<'a> {
+    rest: &'a str,
+}
+
+impl<'a> Iterator for Pieces<'a> {
+    type Item = &'a str;
+
+    #[inline]
+    fn next(&mut self) -> Option<&'a str> {
+        while !self.rest.is_empty() {
+            let (piece, rest) = match find(self.rest.as_bytes(), b':') {
+                Some(i) => (&self.rest[..i], &self.rest[i + 1..]),
+                None => (self.rest, ""),
+            };
+            self.rest = rest;
+            if !piece.is_empty() {
+                return Some(piece);
+            }
+        }
+        None
     }
 }
 
@@ -160,75 +197,6 @@ impl Default for Limits {
             max_line: 8192,
             max_dimensions: 32,
         }
-    }
-}
-
-/// A datagram whose first non-whitespace byte is `{` is a heartbeat (DESIGN §5).
-pub fn is_heartbeat(datagram: &[u8]) -> bool {
-    datagram.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
-}
-
-/// The lines of a datagram: split on `\n`, a trailing `\r` removed, empty lines skipped.
-pub fn lines(datagram: &[u8]) -> impl Iterator<Item = &[u8]> {
-    Lines::new(datagram)
-        .map(|line| match line {
-            [line @ .., b'\r'] => line,
-            line => line,
-        })
-        .filter(|l| !l.is_empty())
-}
-
-/// A datagram split on `\n`, one newline search per line.
-///
-/// Lines are short (~20 bytes), so a search costs more in call and set-up than in looking at
-/// bytes: `memchr_iter` goes through a function pointer to its AVX2 searcher every time.
-/// On x86-64 this calls memchr's SSE2 searcher directly instead (SSE2 is part of x86-64, so
-/// it inlines into the line loop).
-struct Lines<'a> {
-    /// What follows the last newline answered; `None` once the last line was.
-    rest: Option<&'a [u8]>,
-    #[cfg(target_arch = "x86_64")]
-    sse2: Option<memchr::arch::x86_64::sse2::memchr::One>,
-}
-
-impl<'a> Lines<'a> {
-    fn new(datagram: &'a [u8]) -> Self {
-        Self {
-            rest: Some(datagram),
-            #[cfg(target_arch = "x86_64")]
-            sse2: memchr::arch::x86_64::sse2::memchr::One::new(b'\n'),
-        }
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[inline]
-    fn search(&self, haystack: &[u8]) -> Option<usize> {
-        match &self.sse2 {
-            Some(sse2) => sse2.find(haystack),
-            None => memchr::memchr(b'\n', haystack),
-        }
-    }
-
-    #[cfg(not(target_arch = "x86_64"))]
-    #[inline]
-    fn search(&self, haystack: &[u8]) -> Option<usize> {
-        memchr::memchr(b'\n', haystack)
-    }
-}
-
-impl<'a> Iterator for Lines<'a> {
-    type Item = &'a [u8];
-
-    #[inline]
-    fn next(&mut self) -> Option<&'a [u8]> {
-        let rest = self.rest?;
-        let split = self.search(rest).and_then(|i| rest.split_at_checked(i));
-        let Some((line, newline_on)) = split else {
-            self.rest = None;
-            return Some(rest);
-        };
-        self.rest = newline_on.get(1..);
-        Some(line)
     }
 }
 
@@ -262,7 +230,7 @@ pub fn parse_line_str<'a>(line: &'a str, limits: &Limits) -> Result<Line<'a>, Re
         return Err(Reject::Event);
     }
     if let Some(rest) = line.strip_prefix("_sc|") {
-        return parse_service_check(rest, limits);
+        return service_check::parse(rest, limits);
     }
 
     let head = scan_head(line.as_bytes());
@@ -288,7 +256,9 @@ pub fn parse_line_str<'a>(line: &'a str, limits: &Limits) -> Result<Line<'a>, Re
                 }
                 dims.tags = tags;
             }
-            Field::Timestamp(t) => timestamp = Some(parse_timestamp(t, Reject::BadTimestamp)?),
+            Field::Timestamp(t) => {
+                timestamp = Some(parse_timestamp(t).ok_or(Reject::BadTimestamp)?);
+            }
             Field::Other => {}
         }
     }
@@ -406,6 +376,9 @@ fn validate_values(raw: &str, kind: Kind) -> Result<Values<'_>, Reject> {
             rest: "",
         });
     }
+    // Empty pieces at either end (`1:`, `:1`) go here, so that `rest` is empty exactly when
+    // there is one value; `::` alone has none and stays a bad value, as in DogStatsD.
+    let raw = trim_colons(raw);
     let (head, rest) = match find(raw.as_bytes(), b':') {
         Some(i) => (&raw[..i], &raw[i + 1..]),
         None => (raw, ""),
@@ -414,9 +387,9 @@ fn validate_values(raw: &str, kind: Kind) -> Result<Values<'_>, Reject> {
     if kind.is_timer() && first < 0.0 {
         return Err(Reject::NegativeSample);
     }
-    if !rest.is_empty() || head.len() < raw.len() {
+    if !rest.is_empty() {
         // Packed values: validate every one now, so aggregation cannot meet a bad one.
-        for piece in rest.split(':') {
+        for piece in pieces(rest) {
             let v = parse_number(piece)?;
             if kind.is_timer() && v < 0.0 {
                 return Err(Reject::NegativeSample);
@@ -424,6 +397,17 @@ fn validate_values(raw: &str, kind: Kind) -> Result<Values<'_>, Reject> {
         }
     }
     Ok(Values { raw, first, rest })
+}
+
+/// `raw` without leading or trailing `:`; two byte checks when there are none.
+#[inline]
+fn trim_colons(raw: &str) -> &str {
+    let b = raw.as_bytes();
+    if b.first() == Some(&b':') || b.last() == Some(&b':') {
+        raw.trim_matches(':')
+    } else {
+        raw
+    }
 }
 
 /// The smallest sample rate accepted: a sample weighs at most a million, so weighted counts
@@ -439,14 +423,11 @@ fn parse_sample_rate(s: &str) -> Result<f64, Reject> {
 }
 
 /// Whole seconds since the epoch, 1..=9999999999 (to the year 2286).
-fn parse_timestamp(s: &str, reason: Reject) -> Result<u64, Reject> {
+fn parse_timestamp(s: &str) -> Option<u64> {
     if s.is_empty() || s.len() > 10 || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(reason);
+        return None;
     }
-    match s.parse::<u64>() {
-        Ok(t) if t > 0 => Ok(t),
-        _ => Err(reason),
-    }
+    s.parse::<u64>().ok().filter(|&t| t > 0)
 }
 
 enum Field<'a> {
@@ -483,7 +464,9 @@ impl<'a> Fields<'a> {
                 return Ok(Some(Field::Tags(TagBlock::MonascaDict(dict))));
             }
             let field = self.next_plain();
-            if field.is_empty() {
+            // An empty field (`|c||#a:b`) or an empty `|#` carries nothing, as in DogStatsD
+            // and gostatsd; skipped, `|#` does not take the line's one tag block.
+            if field.is_empty() || field == "#" {
                 continue;
             }
             // The prefixes are ASCII, so slicing after one byte is on a char boundary; a
@@ -499,40 +482,7 @@ impl<'a> Fields<'a> {
     }
 }
 
-/// `_sc|name|status|d:ts|h:host|#tags|m:message`: a gauge `name` = status (0–3).
-fn parse_service_check<'a>(s: &'a str, limits: &Limits) -> Result<Line<'a>, Reject> {
-    let mut fields = s.split('|');
-    let name = fields.next().unwrap_or("");
-    validate::name(name).map_err(|_| Reject::BadName)?;
-    let status = fields.next().unwrap_or("");
-    if !matches!(status, "0" | "1" | "2" | "3") {
-        return Err(Reject::BadServiceCheck);
-    }
-    let mut dims = Dims::default();
-    let mut timestamp = None;
-    for field in fields {
-        if let Some(t) = field.strip_prefix("d:") {
-            timestamp = Some(parse_timestamp(t, Reject::BadServiceCheck)?);
-        } else if let Some(h) = field.strip_prefix("h:") {
-            dims.host = Some(h);
-        } else if let Some(t) = field.strip_prefix('#') {
-            dims.tags = TagBlock::DogStatsd(t);
-        } else if field.starts_with("m:") {
-            // The message is free text and must be last; it has no Monasca equivalent.
-            break;
-        }
-    }
-    dims.validate(limits.max_dimensions)?;
-    let values = validate_values(status, Kind::Gauge)?;
-    Ok(Line {
-        name,
-        kind: Kind::Gauge,
-        values,
-        sample_rate: 1.0,
-        dims,
-        timestamp,
-    })
-}
-
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_lenient;
