@@ -49,7 +49,10 @@ const ACCEPTED: &[&[u8]] = &[
 
 /// What the final flush holds for the spellings above: (name, dimensions besides
 /// `hostname: test-host`, value).
-fn expected() -> Vec<(&'static str, Vec<(&'static str, &'static str)>, f64)> {
+/// A metric expected in the flush: name, dimensions besides `hostname`, value.
+type Expected = (&'static str, Vec<(&'static str, &'static str)>, f64);
+
+fn expected() -> Vec<Expected> {
     vec![
         ("d.packed.mid", vec![], 3.0),
         ("d.packed.trail", vec![], 3.0),
@@ -86,18 +89,26 @@ fn expected() -> Vec<(&'static str, Vec<(&'static str, &'static str)>, f64)> {
 const REFUSED: &[(&[u8], &str)] = &[
     (b"d.r.empty::|c", "bad_value"),
     (b"d.r.novalue:|c", "bad_value"),
+    (b"d.r.nomember:|s", "bad_value"),
     (b"d.r.hex:0x1p4|c", "bad_value"),
     (b"d.r.tagval:1|c|#a:", "bad_dimension"),
     (b"d.r.tagkey:1|c|#:v", "bad_dimension"),
+    (b"d.r.underscore:1|c|#_k:v", "bad_dimension"),
+    (b"d.r.equals:1|c|#k:a=b", "bad_dimension"),
     (b"d.r.twotags:1|c|#a:b|#c:d", "bad_dimension"),
     (b"d.r.space:1|c ", "unknown_type"),
     (b"d.r.nan:NaN|g", "non_finite_value"),
     (b"d.r.inf:Inf|c", "non_finite_value"),
     (b"d.r.rate0:1|c|@0", "bad_sample_rate"),
+    (b"d.r.ratenegative:1|c|@-1", "bad_sample_rate"),
     (b"d.r.rate2:1|c|@1.5", "bad_sample_rate"),
     (b"d.r.rateempty:1|c|@", "bad_sample_rate"),
+    (b"d.r.ratetiny:1|c|@1e-9", "sample_rate_too_small"),
     (b"d.r.neg:-1|ms", "negative_sample"),
     (b"d.r.ts:1|g|Tabc", "bad_timestamp"),
+    (b"d.r.tsfrac:1|g|T1.5", "bad_timestamp"),
+    (b"d.r.tszero:1|g|T0", "bad_timestamp"),
+    (b"d.r.tsms:1|g|T1700000000000", "bad_timestamp"),
     (b"_sc|d.r.sc|4", "bad_service_check"),
     (b"_sc||0", "bad_name"),
     (b"d.r name:1|c", "bad_name"),
@@ -105,6 +116,18 @@ const REFUSED: &[(&[u8], &str)] = &[
     (b"_e{5,4}:title|text|x:unknown", "event"),
     (b"_e{9,9}:title|text", "event"),
 ];
+
+/// Over the default limits: a 9000-byte line (`statsd.max_line` is 8 KiB) and 33 tags
+/// (`statsd.max_dimensions` is 32).
+fn over_limits() -> Vec<(Vec<u8>, &'static str)> {
+    let long = format!("d.r.long:1|c|#k:{}", "v".repeat(9000));
+    let tags: Vec<String> = (0..33).map(|i| format!("k{i}:v")).collect();
+    let many = format!("d.r.many:1|c|#{}", tags.join(","));
+    vec![
+        (long.into_bytes(), "line_too_long"),
+        (many.into_bytes(), "too_many_dimensions"),
+    ]
+}
 
 fn lines_in(datagram: &[u8]) -> u64 {
     statsgate::parse::lines(datagram).count() as u64
@@ -114,8 +137,14 @@ fn lines_in(datagram: &[u8]) -> u64 {
 fn lenient_spellings_are_flushed_exactly_and_the_rest_counted_by_reason() {
     let gw = start(ONE_FLUSH);
     let sender = gw.sender();
+    let mut refused: Vec<(Vec<u8>, &str)> = REFUSED.iter().map(|(d, r)| (d.to_vec(), *r)).collect();
+    refused.extend(over_limits());
     let mut want_lines = 0;
-    for d in ACCEPTED.iter().chain(REFUSED.iter().map(|(d, _)| d)) {
+    for d in ACCEPTED
+        .iter()
+        .copied()
+        .chain(refused.iter().map(|(d, _)| &d[..]))
+    {
         sender.send(d).expect("send");
         want_lines += lines_in(d);
     }
@@ -124,7 +153,7 @@ fn lenient_spellings_are_flushed_exactly_and_the_rest_counted_by_reason() {
     });
 
     let mut by_reason: BTreeMap<&str, u64> = BTreeMap::new();
-    for (_, reason) in REFUSED {
+    for (_, reason) in &refused {
         *by_reason.entry(reason).or_default() += 1;
     }
     for (reason, n) in &by_reason {
@@ -139,7 +168,10 @@ fn lenient_spellings_are_flushed_exactly_and_the_rest_counted_by_reason() {
     }
     let accepted = gw.counter("statsgate_lines_accepted_total", "");
     let accepted_lines: u64 = ACCEPTED.iter().map(|d| lines_in(d)).sum();
-    assert_eq!(accepted, accepted_lines, "every lenient spelling is accepted");
+    assert_eq!(
+        accepted, accepted_lines,
+        "every lenient spelling is accepted"
+    );
 
     let (flushes, status) = gw.stop();
     assert!(status.success(), "exit status {status:?}");
@@ -166,7 +198,10 @@ fn lenient_spellings_are_flushed_exactly_and_the_rest_counted_by_reason() {
         assert_eq!(found[0]["value"].as_f64(), Some(*v), "{name}");
     }
     // A bad `d:` does not time the check: it carries the flush's timestamp like the others.
-    let badts = ours.iter().find(|x| x["name"] == "d.sc.badts").expect("d.sc.badts");
+    let badts = ours
+        .iter()
+        .find(|x| x["name"] == "d.sc.badts")
+        .expect("d.sc.badts");
     assert_eq!(badts["timestamp"], ours[0]["timestamp"]);
 
     // Nothing else: no refused line and no timer aggregate beyond those listed leaked out.
@@ -178,6 +213,9 @@ fn lenient_spellings_are_flushed_exactly_and_the_rest_counted_by_reason() {
             listed.contains(name) || timer_extra,
             "unexpected metric {name}"
         );
-        assert!(!name.starts_with("d.r."), "a refused line was flushed: {name}");
+        assert!(
+            !name.starts_with("d.r."),
+            "a refused line was flushed: {name}"
+        );
     }
 }

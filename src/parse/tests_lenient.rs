@@ -15,7 +15,10 @@ fn ops(line: &Line<'_>) -> Vec<GaugeOp> {
 #[test]
 fn an_empty_piece_between_packed_values_is_skipped() {
     assert_eq!(numbers(&parse("a:1::2|c").unwrap()), vec![1.0, 2.0]);
-    assert_eq!(numbers(&parse("lat:1::3:::4|ms").unwrap()), vec![1.0, 3.0, 4.0]);
+    assert_eq!(
+        numbers(&parse("lat:1::3:::4|ms").unwrap()),
+        vec![1.0, 3.0, 4.0]
+    );
     assert_eq!(
         ops(&parse("g:1::+2|g").unwrap()),
         vec![GaugeOp::Set(1.0), GaugeOp::Delta(2.0)]
@@ -66,7 +69,10 @@ fn trailing_empty_fields_are_ignored() {
     for line in ["a:1|c|", "a:1|c||", "a:1|c|#t:1|", "a:1|c|@0.5||"] {
         assert!(parse(line).is_ok(), "{line}");
     }
-    assert_eq!(dims_of(&parse("a:1|c|#t:1|").unwrap()), pairs(&[("t", "1")]));
+    assert_eq!(
+        dims_of(&parse("a:1|c|#t:1|").unwrap()),
+        pairs(&[("t", "1")])
+    );
 }
 
 #[test]
@@ -92,7 +98,10 @@ fn an_empty_sample_rate_is_refused_as_by_both_peers() {
 
 #[test]
 fn empty_tags_in_a_tag_list_are_skipped() {
-    assert_eq!(dims_of(&parse("a:1|c|#,tag").unwrap()), pairs(&[("tag", "True")]));
+    assert_eq!(
+        dims_of(&parse("a:1|c|#,tag").unwrap()),
+        pairs(&[("tag", "True")])
+    );
     assert_eq!(
         dims_of(&parse("a:1|c|#tag,,tag2:v,").unwrap()),
         pairs(&[("tag", "True"), ("tag2", "v")])
@@ -112,7 +121,10 @@ fn an_empty_tag_value_or_key_is_refused_as_monasca_would() {
 fn a_trailing_carriage_return_is_dropped_with_the_newline() {
     let got: Vec<_> = lines(b"a:1|c\r\nb:2|c\r").collect();
     assert_eq!(got, vec![&b"a:1|c"[..], b"b:2|c"]);
-    assert!(got.iter().all(|l| parse_line(l, &Limits::default()).is_ok()));
+    assert!(
+        got.iter()
+            .all(|l| parse_line(l, &Limits::default()).is_ok())
+    );
 }
 
 #[test]
@@ -124,7 +136,10 @@ fn trailing_spaces_after_the_type_are_refused_as_by_both_peers() {
 #[test]
 fn a_space_inside_a_tag_value_is_kept() {
     // Monasca allows spaces in dimension values; both peers keep them too.
-    assert_eq!(dims_of(&parse("a:1|c|#t:1 ").unwrap()), pairs(&[("t", "1 ")]));
+    assert_eq!(
+        dims_of(&parse("a:1|c|#t:1 ").unwrap()),
+        pairs(&[("t", "1 ")])
+    );
 }
 
 // ---- numbers ----
@@ -138,8 +153,17 @@ fn a_leading_plus_on_a_counter_is_a_positive_value() {
 
 #[test]
 fn exponent_notation_is_accepted() {
-    for (text, v) in [("1e3", 1000.0), ("1E3", 1000.0), ("1e+3", 1000.0), ("2.5e-1", 0.25)] {
-        assert_eq!(numbers(&parse(&format!("a:{text}|c")).unwrap()), vec![v], "{text}");
+    for (text, v) in [
+        ("1e3", 1000.0),
+        ("1E3", 1000.0),
+        ("1e+3", 1000.0),
+        ("2.5e-1", 0.25),
+    ] {
+        assert_eq!(
+            numbers(&parse(&format!("a:{text}|c")).unwrap()),
+            vec![v],
+            "{text}"
+        );
     }
 }
 
@@ -184,7 +208,12 @@ fn sample_rates_outside_zero_to_one_are_refused() {
 
 #[test]
 fn a_service_check_with_a_bad_timestamp_is_kept_and_timed_on_arrival() {
-    for line in ["_sc|db.up|0|d:x", "_sc|db.up|0|d:", "_sc|db.up|0|d:1.5", "_sc|db.up|0|d:-5"] {
+    for line in [
+        "_sc|db.up|0|d:x",
+        "_sc|db.up|0|d:",
+        "_sc|db.up|0|d:1.5",
+        "_sc|db.up|0|d:-5",
+    ] {
         let l = parse(line).unwrap();
         assert_eq!((l.name, l.timestamp), ("db.up", None), "{line}");
     }
@@ -216,7 +245,12 @@ fn a_service_check_ignores_unknown_and_empty_fields() {
 
 #[test]
 fn a_service_check_status_outside_zero_to_three_or_without_a_name_is_refused() {
-    for bad in ["_sc|db.up|4", "_sc|db.up|-1", "_sc|db.up|ok", "_sc|db.up| 0"] {
+    for bad in [
+        "_sc|db.up|4",
+        "_sc|db.up|-1",
+        "_sc|db.up|ok",
+        "_sc|db.up| 0",
+    ] {
         assert_eq!(parse(bad), Err(Reject::BadServiceCheck), "{bad}");
     }
     assert_eq!(parse("_sc||0"), Err(Reject::BadName));
