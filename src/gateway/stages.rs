@@ -299,13 +299,14 @@ impl Admin {
     }
 }
 
-/// The HTTP ingest listener: `/beat`, `/status`, `/v2.0/metrics`.
-pub struct HttpIngest(Option<Server>);
+/// The HTTP ingest listener: `/beat`, `/status`, `/v2.0/metrics`; and its TLS config holder
+/// when it serves HTTPS.
+pub struct HttpIngest(Option<Server>, Option<Arc<crate::tls::ServerTls>>);
 
 impl HttpIngest {
     pub fn start(config: &Config, shared: &Shared, cap: usize) -> anyhow::Result<HttpIngest> {
         let Some(addr) = optional_addr("http.listen", &config.http.listen)? else {
-            return Ok(HttpIngest(None));
+            return Ok(HttpIngest(None, None));
         };
         let state = http::HttpState {
             beats: Arc::clone(&shared.heartbeats),
@@ -322,6 +323,10 @@ impl HttpIngest {
         let mut settings = http::Settings::from_config(&config.http, addr, cap);
         settings.liz_dimensions = shared.defaults.clone();
         settings.liz_max_skew = config.heartbeat.max_skew.get();
+        settings.tls = crate::config::http_tls(config)
+            .map(|files| http::tls::load(&files))
+            .transpose()?;
+        let tls = settings.tls.clone();
         let c = &config.checks;
         if !c.rainbow_path.is_empty() && http::metrics_endpoint_on(c.rainbow_endpoint, addr) {
             settings.rainbow_path = Some(c.rainbow_path.clone());
@@ -331,11 +336,21 @@ impl HttpIngest {
             .runtime
             .block_on(http::serve(addr, state, settings, stopped))
             .with_context(|| format!("http.listen: cannot bind TCP {addr}"))?;
-        Ok(HttpIngest(Some(Server { addr, stop, task })))
+        Ok(HttpIngest(Some(Server { addr, stop, task }), tls))
     }
 
     pub fn addr(&self) -> Option<SocketAddr> {
         self.0.as_ref().map(|s| s.addr)
+    }
+
+    /// Where the HTTPS listener takes each new connection's certificate: a reload calls
+    /// `replace(http::tls::config(&files)?)` on it. `None` when it serves plain HTTP.
+    #[allow(
+        dead_code,
+        reason = "the SIGHUP reload swaps the certificate through it"
+    )]
+    pub fn tls(&self) -> Option<Arc<crate::tls::ServerTls>> {
+        self.1.clone()
     }
 
     pub fn stop(self, shared: &Shared) {

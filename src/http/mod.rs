@@ -1,5 +1,5 @@
 //! HTTP ingest for local clients (`http.listen`): `POST /beat` exactly as the GE Heartbeat
-//! script sends it, `GET /status`, `POST /v2.0/metrics` so that clients without
+//! script sends it (over HTTPS when `http.tls_cert` is set: [`tls`]), `GET /status`, `POST /v2.0/metrics` so that clients without
 //! credentials can post Monasca JSON through statsgate's own token (a switch of its own,
 //! `http.metrics_endpoint`, optionally behind `http.metrics_token`), and Rainbow's SDK
 //! records at `POST <checks.rainbow_path>` ([`rainbow`]).
@@ -16,6 +16,7 @@ mod client_metrics;
 pub mod liz;
 mod rainbow;
 pub mod serve;
+pub mod tls;
 
 pub use client_metrics::validate_metric;
 
@@ -87,6 +88,9 @@ pub struct Settings {
     /// `heartbeat.max_skew`, for liz's posted epochs.
     pub liz_max_skew: Duration,
     pub limits: Limits,
+    /// When set (`http.tls_cert`), the listener serves HTTPS only, each connection with the
+    /// config current at its accept.
+    pub tls: Option<Arc<crate::tls::ServerTls>>,
 }
 
 impl Settings {
@@ -107,6 +111,7 @@ impl Settings {
                 header_timeout: c.header_timeout.get(),
                 idle_timeout: c.idle_timeout.get(),
             },
+            tls: None,
         }
     }
 }
@@ -193,6 +198,9 @@ pub async fn serve(
              anyone who reaches it can post metrics under the gateway's token"
         );
     }
+    if settings.tls.is_some() {
+        tracing::info!(listen = %addr, "http.listen serves HTTPS only (http.tls_cert)");
+    }
     if settings.liz_endpoint && !addr.ip().is_loopback() {
         tracing::warn!(
             listen = %addr,
@@ -200,19 +208,14 @@ pub async fn serve(
              post liz gauges under the gateway's token and read the history"
         );
     }
-    let allow = Arc::clone(&state.allow);
+    let listener = serve::Listener {
+        name: "http",
+        allow: Some(Arc::clone(&state.allow)),
+        tls: settings.tls.clone(),
+    };
     let stats = Arc::clone(&state.stats.http);
     let app = router(state, &settings);
-    serve::serve(
-        "http",
-        addr,
-        app,
-        Some(allow),
-        settings.limits,
-        stats,
-        shutdown,
-    )
-    .await
+    serve::serve_listener(listener, addr, app, settings.limits, stats, shutdown).await
 }
 
 fn error(status: StatusCode, message: impl Into<String>, field: Option<&str>) -> Response {

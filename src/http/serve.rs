@@ -2,13 +2,15 @@
 //! `admin.listen`): one accept loop, one connection driver.
 //!
 //! Owns: the source allow-list at accept (a denied peer is closed before a byte is read),
-//! the connection cap (a semaphore per listener; over it, closed at accept), hyper's
-//! header-read timeout, an idle timeout (no byte either way), a bound on each connection's
-//! buffers, graceful shutdown, and the counters of all of these. Must never: read a request
-//! body (that is the router's, under its own budget), block the runtime, or spin on an
-//! accept error such as EMFILE.
+//! the connection cap (a semaphore per listener; over it, closed at accept), then, when the
+//! listener serves HTTPS, the TLS handshake on the connection's own task ([`super::tls`]),
+//! hyper's header-read timeout, an idle timeout (no byte either way), a bound on each
+//! connection's buffers, graceful shutdown, and the counters of all of these. Must never:
+//! read a request body (that is the router's, under its own budget), block the runtime, or
+//! spin on an accept error such as EMFILE.
 
 use crate::allow::AllowList;
+use crate::tls::ServerTls;
 use axum::Router;
 use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
@@ -60,10 +62,25 @@ pub struct ListenerStats {
     pub refused_too_large: AtomicU64,
     /// Requests answered 503 because `http.body_budget` was spent.
     pub refused_busy: AtomicU64,
+    /// HTTPS connections that never reached hyper: the handshake failed, did not finish
+    /// within the header timeout, or the client spoke plain HTTP.
+    pub tls_handshake_errors: AtomicU64,
+    pub tls_handshake_timeouts: AtomicU64,
+    pub tls_plain_http: AtomicU64,
 }
 
-/// Binds `addr` and serves `router` on it until `shutdown` completes. `name` is the
-/// listener's label in logs and counters; `allow`, when given, is checked at accept.
+/// What a listener is: its label in logs and counters, the allow-list checked at accept
+/// (when given), and where each connection's TLS config comes from when it serves HTTPS
+/// only.
+pub struct Listener {
+    pub name: &'static str,
+    pub allow: Option<Arc<AllowList>>,
+    pub tls: Option<Arc<ServerTls>>,
+}
+
+/// Binds `addr` and serves `router` on it, in plain HTTP, until `shutdown` completes.
+/// `name` is the listener's label in logs and counters; `allow`, when given, is checked at
+/// accept.
 pub async fn serve(
     name: &'static str,
     addr: SocketAddr,
@@ -73,19 +90,35 @@ pub async fn serve(
     stats: Arc<ListenerStats>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    let listener = TcpListener::bind(addr).await?;
-    let local = listener.local_addr()?;
+    let listener = Listener {
+        name,
+        allow,
+        tls: None,
+    };
+    serve_listener(listener, addr, router, limits, stats, shutdown).await
+}
+
+/// [`serve`] for any [`Listener`], HTTPS included.
+pub async fn serve_listener(
+    listener: Listener,
+    addr: SocketAddr,
+    router: Router,
+    limits: Limits,
+    stats: Arc<ListenerStats>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let socket = TcpListener::bind(addr).await?;
+    let local = socket.local_addr()?;
     let task = tokio::spawn(accept_loop(
-        name, listener, router, allow, limits, stats, shutdown,
+        listener, socket, router, limits, stats, shutdown,
     ));
     Ok((local, task))
 }
 
 async fn accept_loop(
-    name: &'static str,
+    Listener { name, allow, tls }: Listener,
     listener: TcpListener,
     router: Router,
-    allow: Option<Arc<AllowList>>,
     limits: Limits,
     stats: Arc<ListenerStats>,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -124,9 +157,12 @@ async fn accept_loop(
         };
         stats.connections_accepted.fetch_add(1, Relaxed);
         let _ = stream.set_nodelay(true);
-        let conn = connection(
+        // Taken now, so that a reload applies to the connections accepted after it.
+        let tls = tls.as_ref().map(|t| t.current());
+        let conn = open(
             stream,
             peer,
+            tls,
             router.clone(),
             limits,
             Arc::clone(&stats),
@@ -144,16 +180,45 @@ async fn accept_loop(
     let _ = tokio::time::timeout(DRAIN, slots.acquire_many(all)).await;
 }
 
-/// Drives one connection to its end: served, closed by the client, timed out, or shut down.
-async fn connection(
+/// One accepted connection, on its own task: the TLS handshake first when the listener
+/// serves HTTPS (bounded by the header timeout, cut at once by shutdown), then hyper.
+async fn open(
     stream: TcpStream,
     peer: SocketAddr,
+    tls: Option<Arc<rustls::ServerConfig>>,
     router: Router,
     limits: Limits,
     stats: Arc<ListenerStats>,
     mut stop: watch::Receiver<bool>,
 ) {
     stats.connections_open.fetch_add(1, Relaxed);
+    match tls {
+        None => connection(stream, peer, router, limits, &stats, stop).await,
+        Some(config) => {
+            let shake = super::tls::handshake(stream, peer, config, limits.header_timeout, &stats);
+            let stream = tokio::select! {
+                s = shake => s,
+                _ = stop.changed() => None,
+            };
+            if let Some(stream) = stream {
+                connection(stream, peer, router, limits, &stats, stop).await;
+            }
+        }
+    }
+    stats.connections_open.fetch_sub(1, Relaxed);
+}
+
+/// Drives one connection to its end: served, closed by the client, timed out, or shut down.
+async fn connection<S>(
+    stream: S,
+    peer: SocketAddr,
+    router: Router,
+    limits: Limits,
+    stats: &ListenerStats,
+    mut stop: watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let activity = Arc::new(AtomicU64::new(monotonic_ms()));
     let io = TokioIo::new(Tracked {
         inner: stream,
@@ -200,7 +265,6 @@ async fn connection(
             }
         }
     }
-    stats.connections_open.fetch_sub(1, Relaxed);
 }
 
 /// Milliseconds on a monotonic clock (since the first call), for idle tracking.
@@ -209,19 +273,19 @@ fn monotonic_ms() -> u64 {
     START.get_or_init(Instant::now).elapsed().as_millis() as u64
 }
 
-/// A stream that records when a byte last moved, either way.
-struct Tracked {
-    inner: TcpStream,
+/// A stream that records when a byte last moved, either way (for HTTPS: a plaintext byte).
+struct Tracked<S> {
+    inner: S,
     activity: Arc<AtomicU64>,
 }
 
-impl Tracked {
+impl<S> Tracked<S> {
     fn touch(&self) {
         self.activity.store(monotonic_ms(), Relaxed);
     }
 }
 
-impl AsyncRead for Tracked {
+impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -237,7 +301,7 @@ impl AsyncRead for Tracked {
     }
 }
 
-impl AsyncWrite for Tracked {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -328,6 +328,20 @@ fn encode_listeners(enc: &mut DescriptorEncoder<'_>, t: &Telemetry) -> Result {
         ["listener", "phase"],
         &rows,
     )?;
+    // Only the HTTP listener serves HTTPS (the admin port is plain HTTP).
+    let h = &t.http.http;
+    let rows = [
+        (["http", "error"], h.tls_handshake_errors.load(Relaxed)),
+        (["http", "timeout"], h.tls_handshake_timeouts.load(Relaxed)),
+        (["http", "plain_http"], h.tls_plain_http.load(Relaxed)),
+    ];
+    multi_counter(
+        enc,
+        "http_tls_handshake_failures",
+        "HTTPS connections closed before a request: the TLS handshake failed (error), did not finish within http.header_timeout (timeout), or the client spoke plain HTTP (plain_http, answered 400)",
+        ["listener", "reason"],
+        &rows,
+    )?;
     let s = &t.http;
     let rows = [
         (
