@@ -106,6 +106,11 @@ fn ready_after_every_listener_answers_then_watchdog_pings_then_stopping() {
     let (exit, stopped_at) = gw.sigterm();
     assert!(exit.success(), "exit after SIGTERM: {exit}");
     let msgs = manager.drain();
+    assert!(
+        msgs.iter().all(|m| m.get("MALFORMED").is_none()),
+        "{}",
+        manager.transcript()
+    );
     let pos = |key: &str, value: &str| msgs.iter().position(|m| m.is(key, value));
     let ready_at = pos("READY", "1").unwrap();
     let stopping_at = pos("STOPPING", "1")

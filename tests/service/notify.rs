@@ -55,14 +55,14 @@ impl Manager {
                 let Ok(n) = socket.recv(&mut buf) else {
                     continue;
                 };
-                let text = String::from_utf8(buf[..n].to_vec()).expect("UTF-8 message");
+                // A line that is not KEY=VALUE (or not UTF-8) is kept as MALFORMED, for the
+                // tests to refuse: systemd would ignore it.
+                let text = String::from_utf8_lossy(&buf[..n]).into_owned();
                 let fields = text
                     .lines()
-                    .map(|l| {
-                        let (k, v) = l
-                            .split_once('=')
-                            .unwrap_or_else(|| panic!("not a KEY=VALUE line: {l:?} in {text:?}"));
-                        (k.to_owned(), v.to_owned())
+                    .map(|l| match l.split_once('=') {
+                        Some((k, v)) if !k.is_empty() => (k.to_owned(), v.to_owned()),
+                        _ => ("MALFORMED".to_owned(), l.to_owned()),
                     })
                     .collect();
                 let msg = Msg {
