@@ -251,6 +251,7 @@ impl Flusher {
 
     /// Flushes at every boundary until `stop` fires (or its sender is gone), then flushes
     /// the open interval once more and returns.
+    ///
     /// Pings the service manager's watchdog from this loop alone (see [`Flusher::run_watched`]).
     pub fn run(self, stop: Receiver<()>) {
         let every = crate::service::watchdog_ping_every();
