@@ -266,7 +266,14 @@ fn the_debian_package_holds_the_binary_unit_conffiles_and_docs_and_installs() {
     run_ok(
         Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
             .current_dir(ROOT)
-            .args(["deb", "--no-build", "--fast", "--locked", "--quiet"])
+            .args([
+                "deb",
+                "--no-build",
+                "--no-dbgsym",
+                "--fast",
+                "--locked",
+                "--quiet",
+            ])
             .args(["--profile", profile, "--output"])
             .arg(&deb),
     );
