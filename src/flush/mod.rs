@@ -251,10 +251,28 @@ impl Flusher {
 
     /// Flushes at every boundary until `stop` fires (or its sender is gone), then flushes
     /// the open interval once more and returns.
-    pub fn run(mut self, stop: Receiver<()>) {
+    ///
+    /// Pings the service manager's watchdog from this loop alone (see [`Flusher::run_watched`]).
+    pub fn run(self, stop: Receiver<()>) {
+        let every = crate::service::watchdog_ping_every();
+        self.run_watched(stop, every, crate::service::watchdog_ping);
+    }
+
+    /// [`Flusher::run`], calling `ping` on every pass of the loop: after each flush and at
+    /// least every `ping_every` between them (waking early without flushing early). A flush
+    /// that hangs stops the pings, which is what a watchdog is for.
+    pub fn run_watched(
+        mut self,
+        stop: Receiver<()>,
+        ping_every: Option<Duration>,
+        mut ping: impl FnMut(),
+    ) {
         let interval_ms = (self.settings.interval.as_millis() as u64).max(1);
         let mut boundary = next_boundary(now_ms(), interval_ms);
         loop {
+            if ping_every.is_some() {
+                ping();
+            }
             let now = now_ms();
             if now >= boundary {
                 self.flush(boundary);
@@ -262,7 +280,8 @@ impl Flusher {
                 boundary = next_boundary(now.max(boundary), interval_ms);
                 continue;
             }
-            match stop.recv_timeout(Duration::from_millis(boundary - now)) {
+            let wait = Duration::from_millis(boundary - now);
+            match stop.recv_timeout(ping_every.map_or(wait, |p| wait.min(p))) {
                 Err(RecvTimeoutError::Timeout) => continue,
                 Ok(()) | Err(RecvTimeoutError::Disconnected) => {
                     self.flush(now_ms());
@@ -556,3 +575,5 @@ impl Flusher {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod watchdog_tests;

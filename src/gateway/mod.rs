@@ -107,9 +107,21 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         sink = %output.name,
         "statsgate listening"
     );
+    // Every listener is bound, the readers run and the signals are caught: ready.
+    crate::service::ready(&format!(
+        "listening: statsd udp {}, streams {}, http {}, admin {}; flushing every {} to {}",
+        readers.addr,
+        streams.shown(),
+        stages::shown(http.addr()),
+        stages::shown(admin.addr()),
+        humantime::format_duration(config.flush.interval.get()),
+        output.name,
+    ));
     let signal = shared.runtime.block_on(signals.recv());
     let grace = config.shutdown.grace.get();
     let deadline = Instant::now() + grace;
+    crate::service::stopping();
+    crate::service::status(&format!("{signal}: final flush"));
     tracing::info!(signal, grace = %humantime::format_duration(grace), "shutting down: final flush");
 
     let readers_done = readers.stop(deadline);
