@@ -80,7 +80,16 @@ pub async fn serve<R: AsyncRead + Unpin>(
         }
     }
     if stopping {
-        drain(&mut io, &mut buf, &mut framer, source, transport, sender, settings).await;
+        drain(
+            &mut io,
+            &mut buf,
+            &mut framer,
+            source,
+            transport,
+            sender,
+            settings,
+        )
+        .await;
     }
     if let Some(mut last) = framer.finish() {
         last.push(b'\n');
@@ -150,4 +159,83 @@ async fn ready_now<R: AsyncRead + Unpin>(io: &mut R, buf: &mut [u8]) -> Option<u
         }
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    fn settings(idle: Duration) -> Settings {
+        Settings {
+            telemetry: Arc::new(Telemetry::new(1)),
+            max_line: 16,
+            idle,
+            drain_for: Duration::from_secs(1),
+        }
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    /// Everything the ingest channel got, in order.
+    fn received(rx: &mut tokio::sync::mpsc::Receiver<Chunk>) -> Vec<u8> {
+        let mut all = Vec::new();
+        while let Ok(c) = rx.try_recv() {
+            all.extend(c.lines);
+        }
+        all
+    }
+
+    #[test]
+    fn lines_an_over_long_line_and_the_final_line_at_eof() {
+        runtime().block_on(async {
+            let s = settings(Duration::from_secs(30));
+            let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+            let (_stop_tx, stop) = watch::channel(false);
+            let (mut peer, io) = tokio::io::duplex(64);
+            let served =
+                tokio::spawn(async move { serve(io, None, Transport::Tcp, &tx, &s, stop).await });
+            peer.write_all(b"a:1|c\n").await.unwrap();
+            peer.write_all(&[b'x'; 100]).await.unwrap();
+            peer.write_all(b"\nb:2|c\nc:3|c").await.unwrap();
+            drop(peer);
+            assert_eq!(served.await.unwrap(), None);
+            assert_eq!(received(&mut rx), b"a:1|c\nb:2|c\nc:3|c\n");
+        });
+    }
+
+    #[test]
+    fn silence_is_idle_and_the_partial_line_is_kept() {
+        runtime().block_on(async {
+            let s = settings(Duration::from_millis(50));
+            let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+            let (_stop_tx, stop) = watch::channel(false);
+            let (mut peer, io) = tokio::io::duplex(64);
+            peer.write_all(b"a:1|c\nb:2").await.unwrap();
+            let outcome = serve(io, None, Transport::Tcp, &tx, &s, stop).await;
+            assert_eq!(outcome, Some(ConnOutcome::Idle));
+            assert_eq!(received(&mut rx), b"a:1|c\nb:2\n");
+        });
+    }
+
+    #[test]
+    fn at_stop_what_is_already_readable_is_read() {
+        runtime().block_on(async {
+            let s = settings(Duration::from_secs(30));
+            let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+            let (stop_tx, stop) = watch::channel(false);
+            let (mut peer, io) = tokio::io::duplex(64);
+            stop_tx.send_replace(true);
+            peer.write_all(b"a:1|c\nb:2|c").await.unwrap();
+            let outcome = serve(io, None, Transport::Tcp, &tx, &s, stop).await;
+            assert_eq!(outcome, None);
+            assert_eq!(received(&mut rx), b"a:1|c\nb:2|c\n");
+            drop(peer);
+        });
+    }
 }

@@ -207,3 +207,40 @@ impl Running {
         crate::shutdown::join_until(handles, deadline)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ipv6_wildcard_also_takes_ipv4_peers() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            // Hosts without IPv6 cannot bind `[::]`: nothing to check there.
+            let Ok(l) = listen_on("[::]:0".parse().unwrap()) else {
+                return;
+            };
+            let port = l.local_addr().unwrap().port();
+            let c = tokio::net::TcpStream::connect(("127.0.0.1", port)).await;
+            assert!(c.is_ok(), "{c:?}");
+            let (_, peer) = l.accept().await.unwrap();
+            assert!(peer.ip().to_canonical().is_loopback());
+        });
+    }
+
+    #[test]
+    fn a_port_in_use_is_refused() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let first = listen_on("127.0.0.1:0".parse().unwrap()).unwrap();
+            let taken = first.local_addr().unwrap();
+            assert!(listen_on(taken).is_err());
+        });
+    }
+}
