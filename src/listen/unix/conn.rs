@@ -191,8 +191,7 @@ async fn accept_loop(
     }
     // Connections already in the accept queue wrote to a running gateway: they are read too
     // (each sees the stop at once, so it takes only what it already holds).
-    while let Ok(Ok((stream, _))) = tokio::time::timeout(Duration::ZERO, listener.accept()).await
-    {
+    while let Ok(Ok((stream, _))) = tokio::time::timeout(Duration::ZERO, listener.accept()).await {
         admit(stream, &mut tasks);
     }
     drop(listener);

@@ -91,13 +91,11 @@ fn probe(path: &Path) -> Probe {
         // A listener whose backlog is full is still a listener.
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => Probe::Listening,
         Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED) => Probe::Stale,
-        Err(e) if e.raw_os_error() == Some(libc::EPROTOTYPE) => {
-            match connect(path, Type::DGRAM) {
-                Ok(()) => Probe::Listening,
-                Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED) => Probe::Stale,
-                Err(e) => Probe::Unknown(e),
-            }
-        }
+        Err(e) if e.raw_os_error() == Some(libc::EPROTOTYPE) => match connect(path, Type::DGRAM) {
+            Ok(()) => Probe::Listening,
+            Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED) => Probe::Stale,
+            Err(e) => Probe::Unknown(e),
+        },
         Err(e) => Probe::Unknown(e),
     }
 }
@@ -208,7 +206,9 @@ mod tests {
             (&sub, "a directory"),
             (&link, "a symbolic link"),
         ] {
-            let e = clear("statsd.unix_stream_listen", p).unwrap_err().to_string();
+            let e = clear("statsd.unix_stream_listen", p)
+                .unwrap_err()
+                .to_string();
             assert!(e.starts_with("statsd.unix_stream_listen: "), "{e}");
             assert!(e.contains(what), "{e}");
         }

@@ -15,7 +15,10 @@ const PREFIX: usize = 4;
 #[derive(Debug)]
 enum Mode {
     /// Fewer than four bytes seen yet.
-    Undecided { head: [u8; PREFIX], len: usize },
+    Undecided {
+        head: [u8; PREFIX],
+        len: usize,
+    },
     Lines,
     /// In a header (`have` of its bytes read) while `body_left` is 0, else in a body.
     Packets {
@@ -277,5 +280,4 @@ mod tests {
         p.extend_from_slice(&[1, 0]);
         assert_eq!(run(&mut d, &p, 100).2, Err(Cut));
     }
-
 }
