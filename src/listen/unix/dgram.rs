@@ -49,11 +49,33 @@ pub fn bind(path: &Path, mode: u32, recv_buffer: usize) -> anyhow::Result<Bound>
         .with_context(|| format!("{KEY}: cannot bind {}", path.display()))?;
     let file = SocketFile::claim(KEY, path, mode)?;
     socket.set_read_timeout(Some(STOP_POLL)).context(KEY)?;
+    warn_if_short_queue();
     Ok(Bound {
         socket: socket.into(),
         file,
         shard: Arc::default(),
     })
+}
+
+/// The queue length a Unix datagram socket gets (`net.unix.max_dgram_qlen`, read from this
+/// network namespace when the socket is made) below which a warning is logged.
+const QUEUE_WANTED: u64 = 512;
+
+/// DogStatsD clients send without blocking by default: with the kernel's default queue of
+/// 10 datagrams, a burst the reader has not yet drained is dropped in the client, where no
+/// counter of ours sees it.
+fn warn_if_short_queue() {
+    let qlen = std::fs::read_to_string("/proc/sys/net/unix/max_dgram_qlen")
+        .ok()
+        .and_then(|t| t.trim().parse::<u64>().ok());
+    if let Some(qlen) = qlen.filter(|q| *q < QUEUE_WANTED) {
+        tracing::warn!(
+            max_dgram_qlen = qlen,
+            "statsd.unix_listen: the kernel queues only {qlen} datagrams per Unix socket; \
+             clients that send without blocking (DogStatsD's default) drop bursts beyond it: \
+             raise net.unix.max_dgram_qlen (e.g. to {QUEUE_WANTED}) before statsgate starts"
+        );
+    }
 }
 
 /// The reader thread.
