@@ -1,4 +1,5 @@
-//! Batched UDP I/O: `recvmmsg(2)` and `sendmmsg(2)` over preallocated buffers.
+//! Batched datagram I/O (UDP, and receiving on the Unix datagram socket): `recvmmsg(2)`
+//! and `sendmmsg(2)` over preallocated buffers.
 //!
 //! Owns: the only `unsafe` code in statsgate, the FFI calls and the raw header arrays they
 //! fill. Must never: allocate per call, hand out a slot the kernel did not fill, or keep
@@ -75,8 +76,9 @@ impl RecvBatch {
     }
 
     /// Blocks until at least one datagram arrives (or the socket's read timeout passes),
-    /// then takes every queued datagram that fits without waiting again.
-    pub fn recv(&mut self, socket: &UdpSocket) -> io::Result<usize> {
+    /// then takes every queued datagram that fits without waiting again. Any datagram
+    /// socket: a Unix one's senders have no IP address, so their `source` is `None`.
+    pub fn recv(&mut self, socket: &impl AsRawFd) -> io::Result<usize> {
         self.filled = 0;
         let name_len = std::mem::size_of::<libc::sockaddr_storage>() as u32;
         for h in self.headers.iter_mut() {
