@@ -2,10 +2,12 @@
 //! of their answers.
 //!
 //! Owns: TLS roots (the system store plus configured PEM bundles), the no-redirect policy,
-//! connect and pool timeouts, and size caps on answers. Must never: follow a redirect (a
-//! redirected POST would re-send the password or the token to another origin, and a 302 to a
-//! login page would turn a POST into a GET whose 200 looks like success), read an answer
-//! without a bound, or fail for want of CA roots when no endpoint needs them.
+//! connect and pool timeouts, size caps on answers, and the one-line description of a failed
+//! request (the URL and, for TLS, what is wrong with the certificate and which setting fixes
+//! it). Must never: follow a redirect (a redirected POST would re-send the password or the
+//! token to another origin, and a 302 to a login page would turn a POST into a GET whose 200
+//! looks like success), read an answer without a bound, fail for want of CA roots when no
+//! endpoint needs them, or print a URL's credentials.
 
 use crate::secret::redact_url;
 use anyhow::Context;
@@ -92,20 +94,186 @@ pub fn location(response: &reqwest::Response) -> String {
     redact_url(&raw).chars().take(200).collect()
 }
 
-/// A reqwest error as one line: the cause chain, with the URL (which may hold credentials)
-/// replaced by its redacted form.
+/// A reqwest error as one line: [`explain`]'s text, then the URL (which may hold
+/// credentials) in its redacted form.
 pub fn describe(e: reqwest::Error) -> String {
     let url = e.url().map(|u| redact_url(u.as_str()).into_owned());
-    let mut text = crate::auth::error_chain(&e.without_url());
+    let mut text = explain(&e);
     if let Some(url) = url {
         text.push_str(&format!(" ({url})"));
     }
     text
 }
 
+/// A reqwest error as one line without its URL: for a TLS failure, what is wrong and what
+/// fixes it first, then rustls' own words in brackets; otherwise the cause chain.
+pub fn explain(e: &reqwest::Error) -> String {
+    if let Some((problem, detail)) = tls_failure(e) {
+        return format!("{} [{detail}]", problem.sentence());
+    }
+    // reqwest puts the URL in its own Display; `describe` adds the redacted one.
+    let mut parts: Vec<String> = Vec::new();
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        let text = if parts.is_empty() {
+            strip_url(&s.to_string())
+        } else {
+            s.to_string()
+        };
+        // hyper's "client error (Connect)" says nothing the next cause does not.
+        if !text.starts_with("client error (") && parts.last() != Some(&text) {
+            parts.push(text);
+        }
+        source = s.source();
+    }
+    parts.join(": ")
+}
+
+/// reqwest's Display is "error sending request for url (…)": keep the words, drop the URL.
+fn strip_url(text: &str) -> String {
+    match text.find(" for url (") {
+        Some(i) => text[..i].to_owned(),
+        None => text.to_owned(),
+    }
+}
+
+/// What went wrong in a TLS handshake with Keystone or Monasca, in the words an operator
+/// acts on. Found in a request error's cause chain by [`tls_failure`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsProblem {
+    /// Signed by a CA that neither the system store nor a configured bundle holds.
+    UnknownIssuer,
+    /// Valid, but for other names than the URL's host.
+    WrongHost,
+    Expired,
+    NotValidYet,
+    /// Any other reason the certificate failed verification.
+    Certificate,
+    /// The answer was not TLS at all: most likely a plain-HTTP server behind an https:// URL.
+    NotTls,
+    /// The handshake failed for a reason that is not the certificate's.
+    Handshake,
+}
+
+impl TlsProblem {
+    pub fn sentence(self) -> &'static str {
+        match self {
+            TlsProblem::UnknownIssuer => {
+                "TLS certificate not accepted: its issuer is not a trusted CA; give the CA's PEM \
+                 as keystone.ca_file (OS_CACERT) or monasca.ca_file, or add it to the system store"
+            }
+            TlsProblem::WrongHost => {
+                "TLS certificate not accepted: it is not valid for the host name in the URL; use \
+                 a name the certificate lists, or have it reissued for this one"
+            }
+            TlsProblem::Expired => {
+                "TLS certificate not accepted: it has expired (or this host's clock is wrong)"
+            }
+            TlsProblem::NotValidYet => {
+                "TLS certificate not accepted: it is not valid yet (check this host's clock)"
+            }
+            TlsProblem::Certificate => "TLS certificate not accepted",
+            TlsProblem::NotTls => {
+                "TLS handshake failed: the server does not speak TLS (an http:// server?)"
+            }
+            TlsProblem::Handshake => "TLS handshake failed",
+        }
+    }
+}
+
+/// The first rustls error in `e`'s cause chain, classified, with rustls' own text. rustls
+/// errors travel inside `std::io::Error`s (tokio-rustls wraps them, hyper-rustls wraps that
+/// again), whose `source()` skips what they wrap: hence the descent through `get_ref`.
+pub fn tls_failure(e: &(dyn std::error::Error + 'static)) -> Option<(TlsProblem, String)> {
+    let mut source = Some(e);
+    while let Some(s) = source {
+        if let Some(r) = rustls_inside(s) {
+            return Some((classify_tls(r), r.to_string()));
+        }
+        source = s.source();
+    }
+    None
+}
+
+/// `e` itself if it is a rustls error, else what the io errors it nests wrap.
+fn rustls_inside<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    if let Some(r) = e.downcast_ref::<rustls::Error>() {
+        return Some(r);
+    }
+    let mut io = e.downcast_ref::<std::io::Error>()?;
+    // Bounded by the nesting, which the libraries fix (two levels today).
+    loop {
+        let inner = io.get_ref()?;
+        if let Some(r) = inner.downcast_ref::<rustls::Error>() {
+            return Some(r);
+        }
+        io = inner.downcast_ref::<std::io::Error>()?;
+    }
+}
+
+fn classify_tls(e: &rustls::Error) -> TlsProblem {
+    use rustls::CertificateError as C;
+    match e {
+        rustls::Error::InvalidCertificate(c) => match c {
+            C::UnknownIssuer => TlsProblem::UnknownIssuer,
+            C::NotValidForName | C::NotValidForNameContext { .. } => TlsProblem::WrongHost,
+            C::Expired | C::ExpiredContext { .. } => TlsProblem::Expired,
+            C::NotValidYet | C::NotValidYetContext { .. } => TlsProblem::NotValidYet,
+            _ => TlsProblem::Certificate,
+        },
+        rustls::Error::InvalidMessage(_) => TlsProblem::NotTls,
+        _ => TlsProblem::Handshake,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tls_failures_are_found_inside_io_errors_and_classified() {
+        use rustls::CertificateError as C;
+        let wrapped = |c: C| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                rustls::Error::InvalidCertificate(c),
+            )
+        };
+        // As hyper-rustls hands it on: an io error around tokio-rustls' io error.
+        let nested = std::io::Error::other(wrapped(C::UnknownIssuer));
+        let (problem, detail) = tls_failure(&nested).unwrap();
+        assert_eq!(problem, TlsProblem::UnknownIssuer);
+        assert_eq!(detail, "invalid peer certificate: UnknownIssuer");
+        assert!(problem.sentence().contains("keystone.ca_file"));
+        let wrong = C::NotValidForNameContext {
+            expected: rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap(),
+            presented: vec!["DnsName(\"wrong.example\")".into()],
+        };
+        let (problem, detail) = tls_failure(&wrapped(wrong)).unwrap();
+        assert_eq!(problem, TlsProblem::WrongHost);
+        assert!(detail.contains("wrong.example"), "{detail}");
+        assert_eq!(
+            tls_failure(&wrapped(C::Expired)).unwrap().0,
+            TlsProblem::Expired
+        );
+        assert_eq!(
+            tls_failure(&wrapped(C::BadSignature)).unwrap().0,
+            TlsProblem::Certificate
+        );
+        let plain = rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType);
+        assert_eq!(tls_failure(&plain).unwrap().0, TlsProblem::NotTls);
+        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        assert_eq!(tls_failure(&refused), None);
+    }
+
+    #[test]
+    fn reqwest_url_is_cut_from_its_display() {
+        assert_eq!(
+            strip_url("error sending request for url (https://u:p@h/v3)"),
+            "error sending request"
+        );
+        assert_eq!(strip_url("builder error"), "builder error");
+    }
 
     #[test]
     fn builds_without_any_root_for_plain_http() {

@@ -6,143 +6,28 @@
 //! fails the test; elsewhere the suite is skipped with a loud message.
 
 mod common;
+#[path = "real_servers/kit.rs"]
+mod kit;
+#[path = "real_servers/tls.rs"]
+mod tls;
 
 use common::start;
+use kit::{Kit, TOKEN_SECONDS, now_ms, wait_until};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-/// Keystone tokens live 30 s, so the longer scenarios cross several renewals.
-const TOKEN_SECONDS: u64 = 30;
-
-struct Kit {
-    workdir: tempfile::TempDir,
-    info: Value,
-}
-
-fn kit_py() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/kit.py")
-}
-
-impl Kit {
-    fn start() -> Option<Kit> {
-        let run = |args: &[&str]| Command::new("python3").arg(kit_py()).args(args).output();
-        let installed = match run(&["install"]) {
-            Ok(out) if out.status.success() => Ok(()),
-            Ok(out) => Err(String::from_utf8_lossy(&out.stderr).into_owned()),
-            Err(e) => Err(format!("python3: {e}")),
-        };
-        if let Err(why) = installed {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI must run the real-server suite: {why}"
-            );
-            eprintln!("\n*** SKIPPING the real Keystone/Monasca suite: {why}\n");
-            return None;
-        }
-        let workdir = tempfile::tempdir().expect("workdir");
-        let dir = workdir.path().to_string_lossy().into_owned();
-        let expiration = TOKEN_SECONDS.to_string();
-        let out = run(&[
-            "start",
-            "--workdir",
-            &dir,
-            "--token-expiration",
-            &expiration,
-        ])
-        .expect("kit start");
-        // The guard exists before any assertion, so a failed start still stops what it began.
-        let mut kit = Kit {
-            workdir,
-            info: Value::Null,
-        };
-        assert!(
-            out.status.success(),
-            "kit start failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        kit.info = serde_json::from_slice(&out.stdout).expect("kit JSON line");
-        Some(kit)
-    }
-
-    fn s(&self, key: &str) -> String {
-        self.info[key].as_str().unwrap_or_default().to_owned()
-    }
-
-    /// Everything monasca-api published: `{"metric", "meta": {"tenantId", "region"}, ...}`.
-    fn published(&self) -> Vec<Value> {
-        let text = std::fs::read_to_string(self.s("published_file")).unwrap_or_default();
-        text.lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
-    }
-
-    fn published_with_prefix(&self, prefix: &str) -> Vec<Value> {
-        self.published()
-            .into_iter()
-            .filter(|e| {
-                e["metric"]["name"]
-                    .as_str()
-                    .is_some_and(|n| n.starts_with(prefix))
-            })
-            .collect()
-    }
-
-    fn set_fault(&self, on: bool) {
-        let path = self.s("fault_file");
-        if on {
-            std::fs::write(&path, b"").expect("fault file");
-        } else {
-            let _ = std::fs::remove_file(&path);
-        }
-    }
-
-    /// Config for the `statsgate` user (only `monasca-agent`), password identity.
-    fn password_yaml(&self) -> String {
-        let user = &self.info["users"]["statsgate"];
-        format!(
-            "keystone:\n  auth_url: {}\n  username: {}\n  password: {}\n  project_name: {}\n  user_domain_name: {}\n  project_domain_name: {}\n",
-            self.s("keystone_url"),
-            user["name"].as_str().unwrap(),
-            user["password"].as_str().unwrap(),
-            self.s("project_name"),
-            self.s("user_domain_name"),
-            self.s("project_domain_name"),
-        )
-    }
-}
-
-impl Drop for Kit {
-    fn drop(&mut self) {
-        // Stops exactly the servers this kit started (their pids are in the workdir).
-        let dir = self.workdir.path().to_string_lossy().into_owned();
-        let _ = Command::new("python3")
-            .arg(kit_py())
-            .args(["stop", "--workdir", &dir])
-            .status();
-    }
-}
-
-fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
-
+/// Keystone and monasca-api on HTTPS, their certificate from a CA the test made: statsgate
+/// trusts it through `keystone.ca_file` (or `OS_CACERT`), so every scenario here also proves
+/// the TLS path. Plain HTTP is the probe test's kit.
 #[test]
 fn real_keystone_and_monasca_api() {
-    let Some(kit) = Kit::start() else { return };
+    let Some(kit) = Kit::start_tls() else { return };
+    assert!(kit.s("keystone_url").starts_with("https://"));
+    assert!(kit.s("monasca_url").starts_with("https://"));
     scripted_datagrams_arrive_metric_by_metric(&kit);
+    tls::openrc_with_os_cacert(&kit);
+    tls::without_the_ca_batches_are_spooled_then_all_delivered_with_it(&kit);
+    tls::certificates_for_another_host_name_are_refused_and_nothing_is_lost(&kit);
     application_credential_with_an_explicit_url(&kit);
     heartbeats_and_client_metrics_reach_monasca(&kit);
     publisher_failing_for_20s_then_recovering_loses_nothing_across_token_renewals(&kit);
@@ -339,11 +224,13 @@ fn scripted_datagrams_arrive_metric_by_metric(kit: &Kit) {
 
 fn application_credential_with_an_explicit_url(kit: &Kit) {
     let yaml = format!(
-        "flush:\n  interval: 1s\nmonasca:\n  url: {}\nkeystone:\n  auth_url: {}\n  application_credential_id: {}\n  application_credential_secret: {}\n",
+        "flush:\n  interval: 1s\nmonasca:\n  url: {}\n  ca_file: {}\nkeystone:\n  auth_url: {}\n  application_credential_id: {}\n  application_credential_secret: {}\n  ca_file: {}\n",
         kit.s("monasca_url"),
+        kit.ca_file(),
         kit.s("keystone_url"),
         kit.s("app_credential_id"),
         kit.s("app_credential_secret"),
+        kit.ca_file(),
     );
     let gw = start(&yaml);
     gw.sender().send(b"e2e3.appcred:7|g").unwrap();

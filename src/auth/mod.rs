@@ -58,6 +58,14 @@ impl Token {
 pub enum AuthError {
     #[error("Keystone at {url} is unreachable: {reason}")]
     Unreachable { url: String, reason: String },
+    /// The TLS handshake failed: retrying heals it only once the certificate or the trusted
+    /// CAs change. `reason` says what is wrong and which setting fixes it.
+    #[error("Keystone at {url}: {reason}")]
+    Tls {
+        url: String,
+        problem: upstream::TlsProblem,
+        reason: String,
+    },
     #[error("Keystone refused the credentials (HTTP {status}): {message}")]
     Refused { status: u16, message: String },
     #[error("Keystone answered HTTP {status} without a usable token: {reason}")]
@@ -151,10 +159,20 @@ impl Auth {
     }
 
     async fn authenticate(&self) -> Result<Token, AuthError> {
-        let unreachable = |e: reqwest::Error| AuthError::Unreachable {
-            url: redact_url(&self.tokens_url).into_owned(),
+        let unreachable = |e: reqwest::Error| {
+            let url = redact_url(&self.tokens_url).into_owned();
             // reqwest errors carry the URL and the cause, never the request body.
-            reason: upstream::describe(e),
+            match upstream::tls_failure(&e) {
+                Some((problem, _)) => AuthError::Tls {
+                    url,
+                    problem,
+                    reason: upstream::explain(&e),
+                },
+                None => AuthError::Unreachable {
+                    url,
+                    reason: upstream::explain(&e),
+                },
+            }
         };
         let response = self
             .client

@@ -545,14 +545,24 @@ impl Forwarder {
         let response = match request.send().await {
             Ok(response) => response,
             Err(e) => {
+                let tls = upstream::tls_failure(&e).is_some();
                 let kind = if e.is_timeout() {
                     "timeout"
+                } else if tls {
+                    "tls_error"
                 } else {
                     "connection_error"
                 };
-                self.stats.log_once("post_failed", || {
-                    tracing::warn!(error = %upstream::describe(e), "POST to Monasca failed; retrying with backoff")
-                });
+                if tls {
+                    // Does not heal by itself unless the server's certificate changes: louder.
+                    self.stats.log_once("post_tls", || {
+                        tracing::error!(error = %upstream::describe(e), "POST to Monasca failed (TLS); retrying with backoff, batches wait in the buffer (and the disk spool, if configured)")
+                    });
+                } else {
+                    self.stats.log_once("post_failed", || {
+                        tracing::warn!(error = %upstream::describe(e), "POST to Monasca failed; retrying with backoff")
+                    });
+                }
                 self.stats.posted(kind, started.elapsed());
                 return Answer::default();
             }

@@ -119,6 +119,12 @@ async fn check_first_token(auth: &Auth, config: &Config) -> anyhow::Result<()> {
     let token = match tokio::time::timeout(config.keystone.timeout.get(), auth.token()).await {
         Ok(Ok(t)) => t,
         Ok(Err(e)) if e.is_refusal() => bail!("keystone: {e}"),
+        // Not fatal: the server's certificate may be fixed while batches wait (and a wrong
+        // statsgate setting loses nothing either: restart with it corrected).
+        Ok(Err(e @ auth::AuthError::Tls { .. })) => {
+            tracing::error!(error = %e, "TLS with Keystone failed; starting anyway, batches wait in the buffer (and the disk spool, if configured)");
+            return Ok(());
+        }
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "Keystone is unavailable; starting anyway, batches wait in the buffer");
             return Ok(());

@@ -5,6 +5,8 @@ Stdlib only (it drives a separate venv). See README.md next to this file.
 
     kit.py install   [--venv DIR] [--constraints PATH]
     kit.py start     [--venv DIR] --workdir DIR [--token-expiration S] [--token-cache-time S]
+                     [--tls-cert PEM --tls-key PEM --tls-ca PEM]
+    kit.py serve-cert --workdir DIR --server keystone|monasca --cert PEM --key PEM
     kit.py stop      --workdir DIR
     kit.py published --workdir DIR [--envelopes]
     kit.py smoke     [--venv DIR] [--workdir DIR] [--constraints PATH]
@@ -18,6 +20,7 @@ import re
 import secrets
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -136,6 +139,14 @@ def install(venv, constraints):
 
 # Never go through a proxy: everything the kit talks to is on 127.0.0.1.
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def trust(ca_file):
+    """Verify the servers' HTTPS against ca_file (the test CA) from now on, host names included."""
+    global _OPENER
+    context = ssl.create_default_context(cafile=str(ca_file))
+    _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}),
+                                          urllib.request.HTTPSHandler(context=context))
 
 
 def http(method, url, body=None, headers=None, timeout=30):
@@ -361,8 +372,11 @@ password_hash_rounds = 4
 """
 
 
-def _monasca_conf(workdir, keystone_root, monasca_password, influx_port, token_cache_time):
+def _monasca_conf(workdir, keystone_root, monasca_password, influx_port, token_cache_time,
+                  cafile=None):
     m = workdir / "monasca"
+    # keystonemiddleware (keystoneauth's session) verifies an https:// Keystone against this.
+    ca_line = f"cafile = {cafile}\n" if cafile else ""
     return f"""\
 [DEFAULT]
 region = {REGION}
@@ -401,7 +415,7 @@ user_domain_name = {DOMAIN}
 project_name = {PROJECT}
 project_domain_name = {DOMAIN}
 token_cache_time = {token_cache_time}
-"""
+{ca_line}"""
 
 
 # As the wheel's etc/monasca/api-config.ini, less its [server:main] (gunicorn gets flags instead).
@@ -423,11 +437,20 @@ paste.filter_factory = oslo_middleware.request_id:RequestId.factory
 """
 
 
-def _gunicorn(venv, workdir, name, port, app, env, extra_flags):
+def _tls_pem(workdir, name):
+    """The one PEM (certificate, then key) a TLS server of the kit serves; see serve_cert()."""
+    return workdir / name / "tls.pem"
+
+
+def _gunicorn(venv, workdir, name, port, app, env, extra_flags, tls=False):
     d = workdir / name
     log_path = d / f"{name}.log"
+    # Certificate and key in one file, given as both: gunicorn builds its SSL context from
+    # them at every accepted connection, so serve_cert() swaps what is served with one rename.
+    tls_flags = ["--certfile", str(_tls_pem(workdir, name)),
+                 "--keyfile", str(_tls_pem(workdir, name))] if tls else []
     cmd = [str(Path(venv) / "bin/gunicorn"), "--bind", f"127.0.0.1:{port}", "--workers", "1",
-           *extra_flags, "--timeout", "60", "--graceful-timeout", "3",
+           *extra_flags, *tls_flags, "--timeout", "60", "--graceful-timeout", "3",
            # The pid file puts the workdir on the command line: stop() checks for it.
            "--pid", str(d / "gunicorn.pid"), "--access-logfile", "-",
            "--chdir", str(d), "--pythonpath", str(HERE), app]
@@ -438,7 +461,8 @@ def _gunicorn(venv, workdir, name, port, app, env, extra_flags):
 
 
 def _wait_ready(proc, log_path, port, url, method, want, deadline, what):
-    listening = f"Listening at: http://127.0.0.1:{port} ({proc.pid})"
+    scheme = url.split(":", 1)[0]  # gunicorn logs https:// when it serves TLS
+    listening = f"Listening at: {scheme}://127.0.0.1:{port} ({proc.pid})"
     while True:
         if proc.poll() is not None:
             log_text = tail(log_path)
@@ -460,11 +484,31 @@ def _wait_ready(proc, log_path, port, url, method, want, deadline, what):
         time.sleep(0.2)
 
 
-def start(venv, workdir, token_expiration=3600, token_cache_time=300):
+def _read_tls(tls):
+    """(cert PEM, key PEM, CA PEM) as text from their paths, or None; checked before anything starts."""
+    if tls is None:
+        return None
+    texts = []
+    for what, path, marker in zip(("--tls-cert", "--tls-key", "--tls-ca"), tls,
+                                  ("CERTIFICATE-----", "PRIVATE KEY-----", "CERTIFICATE-----")):
+        try:
+            text = Path(path).read_text()
+        except OSError as e:
+            raise KitError(f"{what} {path}: {e}") from None
+        if marker not in text:
+            raise KitError(f"{what} {path}: no PEM {marker.rstrip('-')} in it")
+        texts.append(text if text.endswith("\n") else text + "\n")
+    return tuple(texts)
+
+
+def start(venv, workdir, token_expiration=3600, token_cache_time=300, tls=None):
+    """tls: None (plain HTTP) or (cert, key, ca) paths: both servers then serve cert/key over
+    HTTPS, and monasca-api's keystonemiddleware and the kit itself trust ca."""
     venv = Path(venv).resolve()
     workdir = Path(workdir).resolve()
     if _installed_versions(venv) != PINS:
         raise KitError(f"{venv} lacks {PINS}: run `kit.py install --venv {venv}` first")
+    tls = _read_tls(tls)
     workdir.mkdir(parents=True, exist_ok=True)
     for name, pid in _read_pids(workdir).items():
         if _our_processes(pid, _marker(workdir)):
@@ -472,13 +516,13 @@ def start(venv, workdir, token_expiration=3600, token_cache_time=300):
                            f"run `kit.py stop --workdir {workdir}` first")
     for attempt in range(1, 4):
         try:
-            return _start_once(venv, workdir, token_expiration, token_cache_time)
+            return _start_once(venv, workdir, token_expiration, token_cache_time, tls)
         except PortInUse as e:
             log(f"port taken under us (attempt {attempt}), retrying: {str(e).splitlines()[0]}")
     raise KitError("could not bind free ports three times in a row")
 
 
-def _start_once(venv, workdir, token_expiration, token_cache_time):
+def _start_once(venv, workdir, token_expiration, token_cache_time, tls):
     t0 = time.monotonic()
     for name in KIT_FILES:  # leftovers of an earlier, stopped run
         p = workdir / name
@@ -490,13 +534,23 @@ def _start_once(venv, workdir, token_expiration, token_cache_time):
     kdir.mkdir(mode=0o700)
     mdir.mkdir(mode=0o700)
     kport, mport, influx_port = free_ports(3)
-    keystone_root = f"http://127.0.0.1:{kport}"
+    scheme = "https" if tls else "http"
+    keystone_root = f"{scheme}://127.0.0.1:{kport}"
     keystone_url = keystone_root + "/v3"
-    monasca_url = f"http://127.0.0.1:{mport}/v2.0"
+    monasca_url = f"{scheme}://127.0.0.1:{mport}/v2.0"
+    ca_copy = None
+    if tls:
+        cert, key, ca = tls
+        ca_copy = mdir / "ca.pem"
+        _write(ca_copy, ca, 0o644)
+        for d in (kdir, mdir):
+            _write(_tls_pem(workdir, d.name), cert + key)
+        trust(ca_copy)
     pw = {n: secrets.token_urlsafe(18) for n in ("admin", "monasca", "statsgate", "operator", "nobody")}
     kconf, mconf, paste = kdir / "keystone.conf", mdir / "monasca-api.conf", mdir / "api-config.ini"
     _write(kconf, _keystone_conf(workdir, token_expiration))
-    _write(mconf, _monasca_conf(workdir, keystone_root, pw["monasca"], influx_port, token_cache_time))
+    _write(mconf, _monasca_conf(workdir, keystone_root, pw["monasca"], influx_port, token_cache_time,
+                                ca_copy))
     _write(paste, PASTE_INI)
     manage_log = kdir / "keystone-manage.log"
 
@@ -516,7 +570,7 @@ def _start_once(venv, workdir, token_expiration, token_cache_time):
             venv, workdir, "monasca", mport, "e2e_servers:monasca_app()",
             {"STATSGATE_E2E_MONASCA_CONF": str(mconf), "STATSGATE_E2E_MONASCA_PASTE": str(paste),
              "STATSGATE_E2E_WORKDIR": str(workdir)},
-            ["--worker-class", "gthread", "--threads", "4"])
+            ["--worker-class", "gthread", "--threads", "4"], tls=bool(tls))
         record()
         db_sync = _manage(venv, kconf, manage_log, "db_sync")
         keys = [_manage(venv, kconf, manage_log, "fernet_setup", *owner),
@@ -526,7 +580,7 @@ def _start_once(venv, workdir, token_expiration, token_cache_time):
         _wait_all(keys, manage_log, "keystone-manage fernet_setup/credential_setup")
         procs["keystone"], klog = _gunicorn(
             venv, workdir, "keystone", kport, "e2e_servers:keystone_app()",
-            {"OS_KEYSTONE_CONFIG_FILES": str(kconf)}, ["--worker-class", "sync"])
+            {"OS_KEYSTONE_CONFIG_FILES": str(kconf)}, ["--worker-class", "sync"], tls=bool(tls))
         record()
         _wait_all([db_sync], manage_log, "keystone-manage db_sync")
         # Without WAL, concurrent writers (role creation) fail with "database is locked" -> 500.
@@ -586,6 +640,9 @@ def _start_once(venv, workdir, token_expiration, token_cache_time):
         "logs": {"keystone": str(klog), "monasca": str(mlog)},
         "token_expiration": token_expiration,
         "token_cache_time": token_cache_time,
+        "tls": {"ca_file": str(ca_copy),
+                "served": {n: str(_tls_pem(workdir, n)) for n in ("keystone", "monasca")}}
+        if tls else None,
     })
     return info
 
@@ -647,6 +704,21 @@ def stop(workdir):
         raise KitError(f"still alive after SIGKILL: {left}")
     _pids_file(workdir).unlink(missing_ok=True)
     log(f"stopped {pids}")
+
+
+def serve_cert(workdir, server, cert, key):
+    """Make a running TLS server of the kit serve another certificate from its next connection on.
+
+    gunicorn loads --certfile/--keyfile at every accepted connection; one rename swaps both."""
+    workdir = Path(workdir).resolve()
+    target = _tls_pem(workdir, server)
+    if not target.exists():
+        raise KitError(f"{target} does not exist: was `start` given --tls-cert/--tls-key?")
+    cert_text, key_text, _ = _read_tls((cert, key, cert))
+    tmp = target.with_name("tls.pem.new")
+    _write(tmp, cert_text + key_text)
+    os.replace(tmp, target)
+    log(f"{server} now serves {cert}")
 
 
 def published(workdir, envelopes=False):
@@ -799,8 +871,18 @@ def main(argv=None):
                     help="Keystone [token] expiration (default 3600)")
     ps.add_argument("--token-cache-time", type=int, default=300, metavar="SECONDS",
                     help="keystonemiddleware token_cache_time on monasca-api (default 300)")
+    ps.add_argument("--tls-cert", metavar="PEM", help="serve both over HTTPS with this certificate "
+                    "(needs --tls-key and --tls-ca)")
+    ps.add_argument("--tls-key", metavar="PEM", help="the certificate's private key")
+    ps.add_argument("--tls-ca", metavar="PEM", help="the CA that signed it: keystonemiddleware and "
+                    "the kit verify Keystone against it")
     pt = sub.add_parser("stop", help="stop the servers recorded in WORKDIR/pids")
     pt.add_argument("--workdir", required=True)
+    pc = sub.add_parser("serve-cert", help="make a TLS server of the kit serve another certificate")
+    pc.add_argument("--workdir", required=True)
+    pc.add_argument("--server", required=True, choices=["keystone", "monasca"])
+    pc.add_argument("--cert", required=True, help="PEM certificate (chain)")
+    pc.add_argument("--key", required=True, help="PEM private key")
     pp = sub.add_parser("published", help="print the published metrics as a JSON array")
     pp.add_argument("--workdir", required=True)
     pp.add_argument("--envelopes", action="store_true",
@@ -810,6 +892,12 @@ def main(argv=None):
     pk.add_argument("--workdir", help="default: a fresh temporary directory, removed on success")
     pk.add_argument("--constraints", default=str(DEFAULT_CONSTRAINTS))
     args = p.parse_args(argv)
+    tls = None
+    if args.cmd == "start":
+        given = [args.tls_cert, args.tls_key, args.tls_ca]
+        if any(given) and not all(given):
+            p.error("--tls-cert, --tls-key and --tls-ca go together")
+        tls = tuple(given) if all(given) else None
 
     # A SIGTERM while starting must still run start's cleanup (it catches BaseException).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -817,10 +905,12 @@ def main(argv=None):
         if args.cmd == "install":
             install(args.venv, args.constraints)
         elif args.cmd == "start":
-            info = start(args.venv, args.workdir, args.token_expiration, args.token_cache_time)
+            info = start(args.venv, args.workdir, args.token_expiration, args.token_cache_time, tls)
             print(json.dumps(info), flush=True)  # the only line on stdout
         elif args.cmd == "stop":
             stop(args.workdir)
+        elif args.cmd == "serve-cert":
+            serve_cert(args.workdir, args.server, args.cert, args.key)
         elif args.cmd == "published":
             print(json.dumps(published(args.workdir, args.envelopes)))
         elif args.cmd == "smoke":
