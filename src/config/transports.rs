@@ -108,7 +108,7 @@ pub fn validate(c: &Config) -> Result<(), Invalid> {
     let s = &c.statsd;
     address("statsd.tcp_listen", &s.tcp_listen)?;
     address("statsd.tls_listen", &s.tls_listen)?;
-    if !s.tcp_listen.is_empty() && s.tcp_listen == s.tls_listen {
+    if !s.tcp_listen.is_empty() && s.tcp_listen == s.tls_listen && !s.tls_listen.ends_with(":0") {
         bad(
             "statsd.tls_listen",
             "must differ from statsd.tcp_listen".to_owned(),
