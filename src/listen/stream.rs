@@ -112,6 +112,17 @@ pub struct IngestConfig {
     pub heartbeats: Option<Arc<Heartbeats>>,
 }
 
+impl From<&super::ReaderConfig> for IngestConfig {
+    /// The UDP readers' parse and aggregate settings, which every stream transport shares.
+    fn from(readers: &super::ReaderConfig) -> IngestConfig {
+        IngestConfig {
+            limits: readers.limits,
+            aggregate: readers.aggregate.clone(),
+            heartbeats: readers.heartbeats.clone(),
+        }
+    }
+}
+
 impl Ingest {
     /// Starts the thread; it ends once every [`ChunkSender`] is dropped (after
     /// [`Ingest::close`]) and the chunks queued before are processed.

@@ -54,11 +54,7 @@ pub fn bind(
     connections: &Arc<tokio::sync::Semaphore>,
 ) -> anyhow::Result<Bound> {
     let s = &config.statsd;
-    let ingest = IngestConfig {
-        limits: readers.limits,
-        aggregate: readers.aggregate.clone(),
-        heartbeats: readers.heartbeats.clone(),
-    };
+    let ingest = IngestConfig::from(readers);
     let mut listeners = Vec::new();
     for (transport, key, value) in [
         (Transport::Tcp, "statsd.tcp_listen", &s.tcp_listen),

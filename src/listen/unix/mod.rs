@@ -58,11 +58,7 @@ pub fn bind(
     let stream = if s.unix_stream_listen.is_empty() {
         None
     } else {
-        let ingest = IngestConfig {
-            limits: readers.limits,
-            aggregate: readers.aggregate.clone(),
-            heartbeats: readers.heartbeats.clone(),
-        };
+        let ingest = IngestConfig::from(readers);
         Some(conn::bind(
             Path::new(&s.unix_stream_listen),
             mode,
