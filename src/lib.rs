@@ -32,6 +32,7 @@ pub mod heartbeat;
 pub mod history;
 pub mod http;
 pub mod listen;
+pub mod live;
 pub mod loadgen;
 pub mod metric;
 pub mod parse;

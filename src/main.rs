@@ -28,6 +28,9 @@ enum Command {
         #[arg(long)]
         online: bool,
     },
+    /// Ask the running gateway (found from `admin.listen` of this configuration) to reload
+    /// its configuration, as SIGHUP does, and print the outcome; exit 1 if it kept the old one.
+    Reload,
     /// Load generator: send statsd traffic to a server and report what it accepted.
     Bench(Box<statsgate::loadgen::Options>),
 }
@@ -73,12 +76,17 @@ fn main() -> ExitCode {
             }
         }
         Command::Bench(opts) => bench(&opts.with_config(&config)),
+        Command::Reload => reload(&config),
         Command::Run => {
-            init_logging(&config);
+            let set_log_level = init_logging(&config);
             if let Some(note) = &ignored_note {
                 tracing::warn!("{note}");
             }
-            match statsgate::gateway::run(config) {
+            let options = statsgate::gateway::Options {
+                config_path: cli.config.clone(),
+                set_log_level: Some(set_log_level),
+            };
+            match statsgate::gateway::run(config, options) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!("{e:#}");
@@ -147,18 +155,48 @@ fn check_config(config: &Config) -> ExitCode {
     }
 }
 
-/// Logs go to stderr: stdout belongs to the console sink.
-fn init_logging(config: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.log.level))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+/// Logs go to stderr: stdout belongs to the console sink. Returns what a reload calls to
+/// set `log.level` (`RUST_LOG`, when set, wins at start and keeps winning).
+fn init_logging(config: &Config) -> Box<dyn Fn(&str) -> Result<(), String> + Send> {
+    use tracing_subscriber::EnvFilter;
+    let from_env = EnvFilter::try_from_default_env().is_ok();
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&config.log.level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
     use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal());
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_filter_reloading();
+    let handle = builder.reload_handle();
     match config.log.format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
+    }
+    Box::new(move |level: &str| {
+        if from_env {
+            return Err("RUST_LOG is set and wins over log.level".to_owned());
+        }
+        let filter = EnvFilter::try_new(level).map_err(|e| format!("{level:?} is no filter: {e}"))?;
+        handle.reload(filter).map_err(|e| e.to_string())
+    })
+}
+
+/// `statsgate reload`: `POST /-/reload` on the admin port this configuration names.
+fn reload(config: &Config) -> ExitCode {
+    match statsgate::admin::client::reload(config) {
+        Ok((true, message)) => {
+            eprintln!("statsgate: reload: {message}");
+            ExitCode::SUCCESS
+        }
+        Ok((false, message)) => {
+            eprintln!("statsgate: reload: {message}; the gateway runs on with its previous configuration");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("statsgate reload: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }

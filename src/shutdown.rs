@@ -1,4 +1,4 @@
-//! Shutdown: SIGTERM/SIGINT, and waiting for the pipeline to drain within the grace period.
+//! Shutdown: SIGTERM/SIGINT (and SIGHUP, the reload signal), and waiting for the pipeline to drain within the grace period.
 //!
 //! Owns: the signal wait and the deadline. Must never: cut the final flush short while
 //! time remains.
@@ -10,8 +10,8 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 
 /// SIGTERM and SIGINT, caught from the moment this is built: build it before announcing
 /// that the gateway listens, or a supervisor's early SIGTERM kills it without a final flush.
-/// SIGHUP too: its default action would kill the gateway with the open interval unsent
-/// (`systemctl reload` and a closing terminal send it). Must be built inside the runtime.
+/// SIGHUP too: it asks for a reload (`systemctl reload` sends it), where its default action
+/// would kill the gateway with the open interval unsent. Must be built inside the runtime.
 pub struct Signals {
     stop: Option<(Signal, Signal)>,
     hangup: Option<Signal>,
@@ -35,32 +35,32 @@ impl Signals {
         Signals { stop, hangup }
     }
 
-    /// Resolves with the signal's name on the first SIGTERM or SIGINT. A SIGHUP is logged
-    /// and changes nothing: the configuration is read at start only.
-    pub async fn recv(self) -> &'static str {
-        let Some((mut term, mut int)) = self.stop else {
+    /// The next signal: SIGTERM or SIGINT (stop, with its name) or SIGHUP (reload).
+    pub async fn next(&mut self) -> Event {
+        let Some((term, int)) = self.stop.as_mut() else {
             // Without signal handlers the process can only be killed; wait forever.
             std::future::pending::<()>().await;
-            return "none";
+            return Event::Stop("none");
         };
-        let mut hangup = self.hangup;
-        loop {
-            let hup = async {
-                match hangup.as_mut() {
-                    Some(h) => h.recv().await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                _ = term.recv() => return "SIGTERM",
-                _ = int.recv() => return "SIGINT",
-                _ = hup => tracing::warn!(
-                    "SIGHUP received: statsgate does not reload its configuration yet; \
-                     still running with the one it started with (restart to apply changes)"
-                ),
+        let hup = async {
+            match self.hangup.as_mut() {
+                Some(h) => h.recv().await,
+                None => std::future::pending().await,
             }
+        };
+        tokio::select! {
+            _ = term.recv() => Event::Stop("SIGTERM"),
+            _ = int.recv() => Event::Stop("SIGINT"),
+            _ = hup => Event::Reload,
         }
     }
+}
+
+/// What a caught signal asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    Stop(&'static str),
+    Reload,
 }
 
 /// Joins `handles` before `deadline`; false if any is still running then.

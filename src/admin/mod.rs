@@ -9,6 +9,7 @@
 //! the connection handling is [`crate::http::serve`]'s).
 
 mod chart;
+pub mod client;
 mod html;
 mod latest;
 mod samples;
@@ -59,11 +60,59 @@ pub async fn serve(
     telemetry: Arc<Telemetry>,
     heartbeats: Option<Arc<Heartbeats>>,
     settings: Settings,
+    reload: Option<ReloadTrigger>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let stats = Arc::clone(&telemetry.http.admin);
-    let app = router(telemetry, heartbeats, settings.flush_interval);
+    let app = router(telemetry, heartbeats, settings.flush_interval).merge(reload_route(reload));
     serve::serve("admin", addr, app, None, settings.limits, stats, shutdown).await
+}
+
+/// Where `POST /-/reload` asks the gateway to reload; the answer comes back on the
+/// one-shot sender.
+pub type ReloadTrigger = tokio::sync::mpsc::Sender<
+    tokio::sync::oneshot::Sender<(crate::telemetry::reload::ReloadOutcome, String)>,
+>;
+
+/// `POST /-/reload` (what `statsgate reload` calls), from a loopback peer only: the admin
+/// port may be published for `/healthz` and `/metrics`, but a reload is the operator's.
+fn reload_route(trigger: Option<ReloadTrigger>) -> Router {
+    let Some(trigger) = trigger else {
+        return Router::new();
+    };
+    Router::new().route(
+        "/-/reload",
+        axum::routing::post(
+            move |axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<SocketAddr>| {
+                let trigger = trigger.clone();
+                async move { reload(trigger, peer).await }
+            },
+        ),
+    )
+}
+
+async fn reload(trigger: ReloadTrigger, peer: SocketAddr) -> (StatusCode, axum::Json<serde_json::Value>) {
+    let reply = |code, outcome: &str, message: &str| {
+        (code, axum::Json(serde_json::json!({"outcome": outcome, "message": message})))
+    };
+    if !peer.ip().is_loopback() {
+        return reply(StatusCode::FORBIDDEN, "refused", "a reload is accepted from loopback only");
+    }
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    if trigger.send(tx).await.is_err() {
+        return reply(StatusCode::SERVICE_UNAVAILABLE, "failed", "the gateway is shutting down");
+    }
+    match rx.await {
+        Ok((outcome, message)) => {
+            let code = if outcome.ok() {
+                StatusCode::OK
+            } else {
+                StatusCode::UNPROCESSABLE_ENTITY
+            };
+            reply(code, outcome.label(), &message)
+        }
+        Err(_) => reply(StatusCode::SERVICE_UNAVAILABLE, "failed", "the gateway is shutting down"),
+    }
 }
 
 #[derive(Clone)]
@@ -127,8 +176,8 @@ async fn limits_api(State(s): State<AdminState>) -> impl IntoResponse {
     let top = t.top_names.lock().map(|g| g.clone()).unwrap_or_default();
     let budget = t.budget.get();
     let body = serde_json::json!({
-        "max_series": budget.map(|b| b.max_total),
-        "max_series_per_name": budget.map(|b| b.max_per_name),
+        "max_series": budget.map(|b| b.max_total()),
+        "max_series_per_name": budget.map(|b| b.max_per_name()),
         "series_this_interval": budget.map(|b| b.live()),
         "gauges_persisted": t.flush.gauges_persisted.get(),
         "refused_total": {
@@ -212,7 +261,10 @@ fn health_inputs(s: &AdminState, now: u64) -> HealthInputs {
     HealthInputs {
         now_ms: now,
         started_ms: now.saturating_sub((t.uptime_seconds() * 1e3) as u64),
-        flush_interval: s.flush_interval,
+        flush_interval: match t.flush_interval_ms.load(Relaxed) {
+            0 => s.flush_interval,
+            ms => Duration::from_millis(ms),
+        },
         last_flush_ms: t.flush.last_flush_unix.get() * 1000,
         consecutive_failures: f.consecutive_failures.load(Relaxed),
         last_success_ms: f.last_success_ms.load(Relaxed),
@@ -245,6 +297,7 @@ async fn healthz(State(s): State<AdminState>) -> impl IntoResponse {
             "queue_bytes": f.queue_bytes.load(Relaxed),
             "spool_bytes": inputs.spool_bytes,
         },
+        "last_reload": t.reloads.last(),
     });
     (
         code,

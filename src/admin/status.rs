@@ -436,8 +436,8 @@ fn series(out: &mut String, s: &AdminState, samples: &Samples) {
         let _ = write!(
             out,
             "<tr><th>budget</th><td class=\"n\">{}</td><td class=\"muted\">series.max_series ({} per name); {} live this interval</td></tr>",
-            b.max_total,
-            b.max_per_name,
+            b.max_total(),
+            b.max_per_name(),
             b.live()
         );
     }

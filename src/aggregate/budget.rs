@@ -32,8 +32,9 @@ pub struct NameReport {
 
 #[derive(Debug)]
 pub struct SeriesBudget {
-    pub max_total: usize,
-    pub max_per_name: usize,
+    /// Settable live (a reload): series over a lowered limit stay until they go idle.
+    max_total: AtomicUsize,
+    max_per_name: AtomicUsize,
     total: AtomicUsize,
     names: Mutex<HashMap<Box<str>, NameUse>>,
 }
@@ -47,17 +48,33 @@ impl Default for SeriesBudget {
 impl SeriesBudget {
     pub fn new(max_total: usize, max_per_name: usize) -> Self {
         SeriesBudget {
-            max_total,
-            max_per_name,
+            max_total: AtomicUsize::new(max_total),
+            max_per_name: AtomicUsize::new(max_per_name),
             total: AtomicUsize::new(0),
             names: Mutex::new(HashMap::new()),
         }
     }
 
+    /// `aggregate.max_series` now.
+    pub fn max_total(&self) -> usize {
+        self.max_total.load(Relaxed)
+    }
+
+    /// `aggregate.max_series_per_name` now.
+    pub fn max_per_name(&self) -> usize {
+        self.max_per_name.load(Relaxed)
+    }
+
+    /// New limits for the series created from now on (a reload).
+    pub fn set_limits(&self, max_total: usize, max_per_name: usize) {
+        self.max_total.store(max_total, Relaxed);
+        self.max_per_name.store(max_per_name, Relaxed);
+    }
+
     /// May a new series of metric `name` be created?
     pub fn admit(&self, name: &str) -> Result<(), Reject> {
         // Over the total, refuse without the lock: a cardinality flood must stay cheap.
-        if self.total.load(Relaxed) >= self.max_total {
+        if self.total.load(Relaxed) >= self.max_total.load(Relaxed) {
             return Err(Reject::SeriesLimit);
         }
         let mut names = self.names.lock().unwrap_or_else(|p| p.into_inner());
@@ -65,7 +82,7 @@ impl SeriesBudget {
             Some(u) => u,
             None => names.entry(name.into()).or_default(),
         };
-        if used.series >= self.max_per_name {
+        if used.series >= self.max_per_name.load(Relaxed) {
             used.refused += 1;
             return Err(Reject::NameSeriesLimit);
         }

@@ -149,12 +149,7 @@ impl LineMemo {
     /// lines would otherwise hold its room for good).
     pub fn recycle(&mut self, mut to: impl FnMut(Op, u32) -> Option<u32>) {
         if self.full || self.given_up {
-            self.table.clear();
-            self.bytes.clear();
-            self.full = false;
-            self.given_up = false;
-            self.full_lookups = 0;
-            self.full_hits = 0;
+            self.clear();
             return;
         }
         self.table.retain(|e| match to(e.op, e.series) {
@@ -164,6 +159,16 @@ impl LineMemo {
             }
             None => false,
         });
+    }
+
+    /// Forgets every line, keeping the allocations.
+    pub fn clear(&mut self) {
+        self.table.clear();
+        self.bytes.clear();
+        self.full = false;
+        self.given_up = false;
+        self.full_lookups = 0;
+        self.full_hits = 0;
     }
 
     pub fn entries(&self) -> usize {

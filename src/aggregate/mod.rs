@@ -84,6 +84,8 @@ pub struct Shard {
     pub percents: SeriesMap<PercentSamples>,
     /// Repeated lines → series positions in the maps above; recycled with them.
     memo: LineMemo,
+    /// The settings generation of the aggregator whose lines the memo remembers.
+    settings_epoch: u64,
 }
 
 impl Shard {
@@ -105,6 +107,13 @@ impl Shard {
             + self.sets.len()
             + self.rates.len()
             + self.percents.len()
+    }
+
+    /// Forgets the remembered lines: their outcome was worked out under other settings
+    /// (limits, default dimensions) than the aggregator now holds.
+    fn adopt(&mut self, settings_epoch: u64) {
+        self.memo.clear();
+        self.settings_epoch = settings_epoch;
     }
 
     /// Lines remembered by the memo.
@@ -207,6 +216,9 @@ fn merge_map<V: Recycle + Clone>(
 #[derive(Debug)]
 pub struct Aggregator {
     settings: Settings,
+    /// Bumped by every [`Aggregator::replace_settings`]; a shard whose memo was filled under
+    /// another generation forgets it before its next line.
+    settings_epoch: u64,
     key_buf: Vec<u8>,
     member_hasher: foldhash::fast::FixedState,
 }
@@ -215,9 +227,17 @@ impl Aggregator {
     pub fn new(settings: Settings) -> Self {
         Aggregator {
             settings,
+            settings_epoch: 0,
             key_buf: Vec::with_capacity(512),
             member_hasher: foldhash::fast::FixedState::with_seed(SET_MEMBER_SEED),
         }
+    }
+
+    /// Takes reloaded settings for the lines that follow; series already in a shard keep
+    /// their state (the open interval is not lost).
+    pub fn replace_settings(&mut self, settings: Settings) {
+        self.settings = settings;
+        self.settings_epoch += 1;
     }
 
     /// Applies one parsed line; `now_ms` times `r` samples that carry no `|T`.
@@ -238,6 +258,9 @@ impl Aggregator {
         now_ms: u64,
         parse: impl FnOnce() -> Result<Line<'a>, Reject>,
     ) -> Result<Kind, Reject> {
+        if shard.settings_epoch != self.settings_epoch {
+            shard.adopt(self.settings_epoch);
+        }
         let mut hash = None;
         if shard.memo.worth_asking() {
             let h = shard.memo.hash(raw);

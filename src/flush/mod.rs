@@ -25,6 +25,7 @@ use crate::telemetry::Telemetry;
 use hashbrown::HashMap;
 use render::Emitter;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -42,6 +43,18 @@ pub struct FlushSettings {
     pub default_dimensions: Arc<[(String, String)]>,
     /// Most gauges, and most rate bases, carried across intervals (`aggregate.max_series`).
     pub max_persisted: usize,
+}
+
+impl FlushSettings {
+    /// Rendering merges the defaults with each series' sorted dimensions in one pass.
+    fn sorted(mut self) -> Self {
+        if !self.default_dimensions.is_sorted() {
+            let mut sorted = self.default_dimensions.to_vec();
+            sorted.sort();
+            self.default_dimensions = sorted.into();
+        }
+        self
+    }
 }
 
 /// A gauge's value carried across intervals.
@@ -92,6 +105,8 @@ pub struct Flusher {
     /// Where gauge values and rate bases are saved after each flush.
     checkpoint: Option<std::path::PathBuf>,
     checkpoint_failing: bool,
+    /// Settings a reload sent; taken at the next boundary, after its flush.
+    updates: Option<std::sync::mpsc::Receiver<FlushSettings>>,
 }
 
 /// Frees entries not updated within `expiry` of `now`; returns how many.
@@ -119,13 +134,10 @@ impl Flusher {
         telemetry: Arc<Telemetry>,
         sink: Box<dyn Sink>,
     ) -> Self {
-        let mut settings = settings;
-        // Rendering merges these with each series' sorted dimensions in one pass.
-        if !settings.default_dimensions.is_sorted() {
-            let mut sorted = settings.default_dimensions.to_vec();
-            sorted.sort();
-            settings.default_dimensions = sorted.into();
-        }
+        let settings = settings.sorted();
+        telemetry
+            .flush_interval_ms
+            .store(settings.interval.as_millis() as u64, Relaxed);
         Flusher {
             spares: shards.iter().map(|_| None).collect(),
             merged: Shard::default(),
@@ -144,7 +156,31 @@ impl Flusher {
             self_metrics_to_sink: false,
             checkpoint: None,
             checkpoint_failing: false,
+            updates: None,
         }
+    }
+
+    /// Takes new settings from `updates` (a reload) at each boundary: the interval open when
+    /// they arrive is flushed as it was configured when it opened, and the next one runs
+    /// with them (its length, timer outputs, defaults, expiry).
+    pub fn with_updates(mut self, updates: std::sync::mpsc::Receiver<FlushSettings>) -> Self {
+        self.updates = Some(updates);
+        self
+    }
+
+    /// The newest settings a reload sent since the last boundary, applied.
+    fn take_update(&mut self) -> bool {
+        let Some(updates) = &self.updates else {
+            return false;
+        };
+        let Some(newest) = updates.try_iter().last() else {
+            return false;
+        };
+        self.settings = newest.sorted();
+        self.telemetry
+            .flush_interval_ms
+            .store(self.settings.interval.as_millis() as u64, Relaxed);
+        true
     }
 
     /// Restores gauge values and rate bases from `path` and saves them there after every
@@ -267,7 +303,7 @@ impl Flusher {
         ping_every: Option<Duration>,
         mut ping: impl FnMut(),
     ) {
-        let interval_ms = (self.settings.interval.as_millis() as u64).max(1);
+        let mut interval_ms = (self.settings.interval.as_millis() as u64).max(1);
         let mut boundary = next_boundary(now_ms(), interval_ms);
         loop {
             if ping_every.is_some() {
@@ -276,6 +312,9 @@ impl Flusher {
             let now = now_ms();
             if now >= boundary {
                 self.flush(boundary);
+                if self.take_update() {
+                    interval_ms = (self.settings.interval.as_millis() as u64).max(1);
+                }
                 // A flush slower than an interval merges the missed boundaries into the next.
                 boundary = next_boundary(now.max(boundary), interval_ms);
                 continue;

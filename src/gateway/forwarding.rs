@@ -228,7 +228,7 @@ pub fn check_online(config: &Config) -> anyhow::Result<String> {
 
 /// The client for Keystone and Monasca: their CA bundles, and their URLs to check that
 /// HTTPS can be verified.
-fn http_client(config: &Config) -> anyhow::Result<reqwest::Client> {
+pub fn http_client(config: &Config) -> anyhow::Result<reqwest::Client> {
     let (k, m) = (&config.keystone, &config.monasca);
     upstream::client(&[&k.ca_file, &m.ca_file], &[&k.auth_url, &m.url])
 }

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 mod forwarding;
+mod reload;
 mod stages;
 mod streams;
 
@@ -50,6 +51,19 @@ pub fn default_dimensions(config: &Config) -> Vec<(String, String)> {
     dims
 }
 
+/// [`default_dimensions`], refused when the machine's hostname is no valid dimension value.
+fn checked_default_dimensions(config: &Config) -> anyhow::Result<Vec<(String, String)>> {
+    let defaults = default_dimensions(config);
+    if let Some((_, host)) = defaults.iter().find(|(k, _)| k == "hostname")
+        && crate::validate::dimension_value(host).is_err()
+    {
+        bail!(
+            "aggregate.hostname: this machine's hostname {host:?} is not a valid Monasca dimension; set aggregate.hostname"
+        );
+    }
+    Ok(defaults)
+}
+
 /// The address `value` holds, or `None` when it is empty (the listener is disabled).
 fn optional_addr(key: &str, value: &str) -> anyhow::Result<Option<SocketAddr>> {
     if value.is_empty() {
@@ -74,12 +88,23 @@ fn lock_spool_dir(config: &Config) -> anyhow::Result<Option<SpoolDir>> {
 /// The gauge checkpoint's file name in `buffer.spool_dir`.
 pub const CHECKPOINT_FILE: &str = "gauges.checkpoint.json";
 
+/// What `run` needs beyond the configuration: where a reload reads it again, and how to
+/// change the log filter.
+#[derive(Default)]
+pub struct Options {
+    /// The file given with `--config`; a reload reads it and the environment again.
+    pub config_path: Option<std::path::PathBuf>,
+    /// Sets `log.level` on a reload; an error names what the filter refused.
+    pub set_log_level: Option<Box<dyn Fn(&str) -> Result<(), String> + Send>>,
+}
+
 /// The pipeline, in data-path order: each stage starts from its config section and the
-/// shared handles, and stops in the same order, readers first, the admin port last.
-pub fn run(config: Config) -> anyhow::Result<()> {
+/// shared handles, and stops in the same order, readers first, the admin port last. Until
+/// SIGTERM or SIGINT it waits; each SIGHUP (or `POST /-/reload`) reloads the configuration.
+pub fn run(config: Config, options: Options) -> anyhow::Result<()> {
     // Held until `run` returns, so through the final flush and spooling.
     let spool_dir = lock_spool_dir(&config)?;
-    let shared = Shared::new(&config)?;
+    let mut shared = Shared::new(&config)?;
     let udp = stages::Udp::bind(&config, &shared)?;
     let streams = streams::Streams::bind(&config, &shared, udp.reader_config())?;
     let shards: Vec<_> = udp.shards.iter().cloned().chain(streams.shards()).collect();
@@ -87,52 +112,79 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let flush = stages::Flush::start(&config, &shared, spool_dir.as_ref(), &shards, &output, sink)?;
     let caps = crate::config::connection_caps(&config, crate::config::fd_limit())
         .map_err(|(key, message)| anyhow::anyhow!("{key}: {message}"))?;
-    let admin = stages::Admin::start(&config, &shared, caps.admin)?;
+    let (reload_trigger, mut reload_requests) = tokio::sync::mpsc::channel(4);
+    let admin = stages::Admin::start(&config, &shared, caps.admin, Some(reload_trigger.clone()))?;
     let http = stages::HttpIngest::start(&config, &shared, caps.http)?;
     let readers = udp.start(&shared)?;
     let streams = streams.start()?;
     let probes = stages::start_probes(&config, &shared)?;
     let checks = stages::start_checks(&config, &shared)?;
+    let mut p = reload::Pipeline {
+        config,
+        caps,
+        reload_trigger,
+        readers,
+        streams,
+        output,
+        flush,
+        admin,
+        http,
+        probes: Some(probes),
+        checks: Some(checks),
+    };
 
-    let signals = shared
+    let mut signals = shared
         .runtime
         .block_on(async { shutdown::Signals::install() });
     tracing::info!(
-        udp = %readers.addr,
-        streams = %streams.shown(),
-        admin = %stages::shown(admin.addr()),
-        http = %stages::shown(http.addr()),
+        udp = %p.readers.addr,
+        streams = %p.streams.shown(),
+        admin = %stages::shown(p.admin.addr()),
+        http = %stages::shown(p.http.addr()),
         readers = shared.readers,
-        flush_interval = %humantime::format_duration(config.flush.interval.get()),
-        sink = %output.name,
+        flush_interval = %humantime::format_duration(p.config.flush.interval.get()),
+        sink = %p.output.name,
         "statsgate listening"
     );
     // Every listener is bound, the readers run and the signals are caught: ready.
-    crate::service::ready(&format!(
-        "listening: statsd udp {}, streams {}, http {}, admin {}; flushing every {} to {}",
-        readers.addr,
-        streams.shown(),
-        stages::shown(http.addr()),
-        stages::shown(admin.addr()),
-        humantime::format_duration(config.flush.interval.get()),
-        output.name,
-    ));
-    let signal = shared.runtime.block_on(signals.recv());
-    let grace = config.shutdown.grace.get();
+    crate::service::ready(&p.listening());
+    let signal = loop {
+        let event = shared.runtime.block_on(async {
+            tokio::select! {
+                e = signals.next() => (e, None),
+                r = reload_requests.recv() => (shutdown::Event::Reload, r),
+            }
+        });
+        match event {
+            (shutdown::Event::Stop(signal), _) => break signal,
+            (shutdown::Event::Reload, reply) => {
+                let outcome = reload::reload(&mut p, &mut shared, &options);
+                if let Some(reply) = reply {
+                    let _ = reply.send(outcome);
+                }
+            }
+        }
+    };
+    drop(reload_requests);
+    let grace = p.config.shutdown.grace.get();
     let deadline = Instant::now() + grace;
     crate::service::stopping();
     crate::service::status(&format!("{signal}: final flush"));
     tracing::info!(signal, grace = %humantime::format_duration(grace), "shutting down: final flush");
 
-    let readers_done = readers.stop(deadline);
-    let streams_done = streams.stop(deadline);
+    let readers_done = p.readers.stop(deadline);
+    let streams_done = p.streams.stop(deadline);
     // No new beats, client or probe metrics once the final flush is under way.
-    probes.stop();
-    checks.stop();
-    http.stop(&shared);
-    let flushed = flush.stop(deadline);
-    let unsent = output.stop(&shared, deadline);
-    admin.stop(&shared);
+    if let Some(probes) = p.probes.take() {
+        probes.stop();
+    }
+    if let Some(checks) = p.checks.take() {
+        checks.stop();
+    }
+    p.http.stop(&shared);
+    let flushed = p.flush.stop(deadline);
+    let unsent = p.output.stop(&shared, deadline);
+    p.admin.stop(&shared);
     if !(readers_done && streams_done && flushed) {
         bail!(
             "shutdown.grace ({}) ran out before the final flush finished",
@@ -169,14 +221,7 @@ impl Shared {
     fn new(config: &Config) -> anyhow::Result<Shared> {
         let readers = reader_count(config);
         let telemetry = Arc::new(Telemetry::new(readers));
-        let defaults = default_dimensions(config);
-        if let Some((_, host)) = defaults.iter().find(|(k, _)| k == "hostname")
-            && crate::validate::dimension_value(host).is_err()
-        {
-            bail!(
-                "aggregate.hostname: this machine's hostname {host:?} is not a valid Monasca dimension; set aggregate.hostname"
-            );
-        }
+        let defaults = checked_default_dimensions(config)?;
         let passthrough = Arc::new(Passthrough::new(config.buffer.max_pending.bytes() as usize));
         let hb = &config.heartbeat;
         let liveness = Liveness::new(LivenessSettings {

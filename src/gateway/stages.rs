@@ -11,7 +11,8 @@ use crate::allow::AllowList;
 use crate::config::Config;
 use crate::flush::{FlushSettings, Flusher, TimerOutput};
 use crate::forward::Forwarder;
-use crate::listen::{self, Listener, ReaderConfig};
+use crate::listen::{self, Listener, LiveReaders, ReaderConfig};
+use crate::live::Live;
 use crate::parse::Limits;
 use crate::sink::{ConsoleSink, Sink};
 use crate::spool::SpoolDir;
@@ -35,83 +36,116 @@ pub fn shown(addr: Option<SocketAddr>) -> String {
 /// and the shards their readers will fill.
 pub struct Udp {
     listener: Listener,
-    config: ReaderConfig,
+    config: LiveReaders,
     pub shards: Vec<Arc<Mutex<Shard>>>,
+}
+
+/// What every statsd reader and ingest thread runs with, from `config`.
+pub fn reader_config(
+    config: &Config,
+    shared: &Shared,
+    defaults: &[(String, String)],
+) -> anyhow::Result<ReaderConfig> {
+    let s = &config.statsd;
+    let a = &config.aggregate;
+    Ok(ReaderConfig {
+        limits: Limits {
+            max_line: s.max_line.bytes() as usize,
+            max_dimensions: s.max_dimensions,
+        },
+        max_datagram: s.max_datagram.bytes() as usize,
+        aggregate: aggregate::Settings {
+            default_dimensions: defaults.to_vec(),
+            budget: Arc::clone(&shared.budget),
+            max_set_members: a.max_set_members,
+            histogram: aggregate::HistogramSpec::new(a.histogram_precision, a.histogram_max_value),
+        },
+        // Validated at load; an entry that fails here cannot occur.
+        allow: AllowList::new(
+            crate::config::networks(&s.allow).map_err(|e| anyhow::anyhow!("statsd.allow: {e}"))?,
+        ),
+        heartbeats: Some(Arc::clone(&shared.heartbeats)),
+        // Half the grace: the final flush and its delivery need the rest.
+        drain_for: config.shutdown.grace.get() / 2,
+    })
+}
+
+/// Binds `statsd.listen` with `readers` sockets.
+pub fn bind_udp(config: &Config, readers: usize) -> anyhow::Result<Listener> {
+    let s = &config.statsd;
+    let addr: SocketAddr = s
+        .listen
+        .parse()
+        .with_context(|| format!("statsd.listen: {:?} is not an address", s.listen))?;
+    listen::bind(addr, readers, s.recv_buffer.bytes() as usize)
+        .with_context(|| format!("statsd.listen: cannot bind UDP {addr}"))
 }
 
 impl Udp {
     pub fn bind(config: &Config, shared: &Shared) -> anyhow::Result<Udp> {
-        let s = &config.statsd;
-        let addr: SocketAddr = s
-            .listen
-            .parse()
-            .with_context(|| format!("statsd.listen: {:?} is not an address", s.listen))?;
-        let listener = listen::bind(addr, shared.readers, s.recv_buffer.bytes() as usize)
-            .with_context(|| format!("statsd.listen: cannot bind UDP {addr}"))?;
-        let a = &config.aggregate;
-        let reader_config = ReaderConfig {
-            limits: Limits {
-                max_line: s.max_line.bytes() as usize,
-                max_dimensions: s.max_dimensions,
-            },
-            max_datagram: s.max_datagram.bytes() as usize,
-            aggregate: aggregate::Settings {
-                default_dimensions: shared.defaults.clone(),
-                budget: Arc::clone(&shared.budget),
-                max_set_members: a.max_set_members,
-                histogram: aggregate::HistogramSpec::new(
-                    a.histogram_precision,
-                    a.histogram_max_value,
-                ),
-            },
-            // Validated at load; an entry that fails here cannot occur.
-            allow: AllowList::new(
-                crate::config::networks(&s.allow)
-                    .map_err(|e| anyhow::anyhow!("statsd.allow: {e}"))?,
-            ),
-            heartbeats: Some(Arc::clone(&shared.heartbeats)),
-            // Half the grace: the final flush and its delivery need the rest.
-            drain_for: config.shutdown.grace.get() / 2,
-        };
+        let listener = bind_udp(config, shared.readers)?;
+        let reader_config = reader_config(config, shared, &shared.defaults)?;
         Ok(Udp {
             listener,
-            config: reader_config,
+            config: Live::new(reader_config),
             shards: (0..shared.readers).map(|_| Arc::default()).collect(),
         })
     }
 
-    /// What every statsd reader and ingest thread is configured with.
-    pub fn reader_config(&self) -> &ReaderConfig {
+    /// What every statsd reader and ingest thread is configured with, as a reload replaces it.
+    pub fn reader_config(&self) -> &LiveReaders {
         &self.config
     }
 
     /// Starts the reader threads: from here on datagrams are read.
     pub fn start(self, shared: &Shared) -> anyhow::Result<Readers> {
-        let addr = self.listener.local_addr;
-        let stop = Arc::new(AtomicBool::new(false));
-        let handles = listen::spawn_readers(
-            self.listener,
-            &self.shards,
-            &shared.telemetry,
-            &self.config,
-            &stop,
-        )?;
-        Ok(Readers {
-            addr,
-            stop,
-            handles,
-        })
+        Readers::start(self.listener, self.shards, self.config, shared)
     }
 }
 
 /// The running reader threads.
 pub struct Readers {
     pub addr: SocketAddr,
+    pub config: LiveReaders,
+    shards: Vec<Arc<Mutex<Shard>>>,
     stop: Arc<AtomicBool>,
     handles: Vec<JoinHandle<()>>,
 }
 
 impl Readers {
+    fn start(
+        listener: Listener,
+        shards: Vec<Arc<Mutex<Shard>>>,
+        config: LiveReaders,
+        shared: &Shared,
+    ) -> anyhow::Result<Readers> {
+        let addr = listener.local_addr;
+        let stop = Arc::new(AtomicBool::new(false));
+        let handles = listen::spawn_readers(listener, &shards, &shared.telemetry, &config, &stop)?;
+        Ok(Readers {
+            addr,
+            config,
+            shards,
+            stop,
+            handles,
+        })
+    }
+
+    /// Moves to `listener` (a reload changed `statsd.listen`, and bound it already, so the
+    /// kernel queues what arrives there): the old readers drain their sockets and end, then
+    /// new ones start on the new sockets with the same shards and counters. The open
+    /// interval is kept and nothing queued on either address is lost. (Old and new readers
+    /// never run at once: a reader's counters have one writer.)
+    pub fn rebind(&mut self, listener: Listener, shared: &Shared, deadline: Instant) -> anyhow::Result<()> {
+        self.stop.store(true, Ordering::Relaxed);
+        if !shutdown::join_until(std::mem::take(&mut self.handles), deadline) {
+            anyhow::bail!("statsd.listen: the readers of the old address did not finish draining");
+        }
+        let new = Readers::start(listener, self.shards.clone(), Arc::clone(&self.config), shared)?;
+        *self = new;
+        Ok(())
+    }
+
     /// Stops reading (after draining what the kernel queued); false if a reader is still
     /// running at `deadline`.
     pub fn stop(self, deadline: Instant) -> bool {
@@ -155,6 +189,11 @@ impl Output {
         self.forwarding.is_some()
     }
 
+    /// The Monasca senders, for a reload to point at a new URL or client.
+    pub fn forwarder(&self) -> Option<std::sync::Arc<Forwarder>> {
+        self.forwarding.as_ref().map(|(f, _)| Arc::clone(f))
+    }
+
     /// Drains the queue (or spools it) until `deadline`; returns the metrics lost so.
     pub fn stop(self, shared: &Shared, deadline: Instant) -> u64 {
         match self.forwarding {
@@ -170,6 +209,20 @@ impl Output {
 pub struct Flush {
     stop: mpsc::Sender<()>,
     handle: JoinHandle<()>,
+    updates: mpsc::Sender<FlushSettings>,
+}
+
+/// The flusher's settings from `config`, with `defaults` as the default dimensions.
+pub fn flush_settings(config: &Config, defaults: &[(String, String)]) -> FlushSettings {
+    let a = &config.aggregate;
+    FlushSettings {
+        interval: config.flush.interval.get(),
+        idle_expiry: config.flush.idle_expiry.get(),
+        counters_as_rate: a.counters_as_rate,
+        timer_outputs: TimerOutput::list(&a.timer_aggregates, &a.percentiles),
+        default_dimensions: defaults.to_vec().into(),
+        max_persisted: a.max_series,
+    }
 }
 
 impl Flush {
@@ -181,20 +234,14 @@ impl Flush {
         output: &Output,
         sink: Box<dyn Sink>,
     ) -> anyhow::Result<Flush> {
-        let a = &config.aggregate;
+        let (updates, updated) = mpsc::channel();
         let flusher = Flusher::new(
             shards.to_vec(),
-            FlushSettings {
-                interval: config.flush.interval.get(),
-                idle_expiry: config.flush.idle_expiry.get(),
-                counters_as_rate: a.counters_as_rate,
-                timer_outputs: TimerOutput::list(&a.timer_aggregates, &a.percentiles),
-                default_dimensions: shared.defaults.clone().into(),
-                max_persisted: a.max_series,
-            },
+            flush_settings(config, &shared.defaults),
             Arc::clone(&shared.telemetry),
             sink,
         )
+        .with_updates(updated)
         .with_passthrough(
             Arc::clone(&shared.passthrough),
             Some((
@@ -227,7 +274,16 @@ impl Flush {
         let handle = std::thread::Builder::new()
             .name("flush".into())
             .spawn(move || flusher.run(stopped))?;
-        Ok(Flush { stop, handle })
+        Ok(Flush {
+            stop,
+            handle,
+            updates,
+        })
+    }
+
+    /// Settings for the next interval (a reload): taken at the next boundary.
+    pub fn update(&self, settings: FlushSettings) {
+        let _ = self.updates.send(settings);
     }
 
     /// The final flush; false if it has not finished at `deadline`.
@@ -268,7 +324,12 @@ fn stop_channel() -> (
 pub struct Admin(Option<Server>);
 
 impl Admin {
-    pub fn start(config: &Config, shared: &Shared, cap: usize) -> anyhow::Result<Admin> {
+    pub fn start(
+        config: &Config,
+        shared: &Shared,
+        cap: usize,
+        reload: Option<admin::ReloadTrigger>,
+    ) -> anyhow::Result<Admin> {
         let Some(addr) = optional_addr("admin.listen", &config.admin.listen)? else {
             return Ok(Admin(None));
         };
@@ -282,6 +343,7 @@ impl Admin {
                 Arc::clone(&shared.telemetry),
                 Some(Arc::clone(&shared.heartbeats)),
                 settings,
+                reload,
                 stopped,
             ))
             .with_context(|| format!("admin.listen: cannot bind TCP {addr}"))?;
@@ -301,20 +363,26 @@ impl Admin {
 
 /// The HTTP ingest listener: `/beat`, `/status`, `/v2.0/metrics`; and its TLS config holder
 /// when it serves HTTPS.
-pub struct HttpIngest(Option<Server>, Option<Arc<crate::tls::ServerTls>>);
+pub struct HttpIngest {
+    server: Option<Server>,
+    tls: Option<Arc<crate::tls::ServerTls>>,
+    allow: Option<Arc<Live<AllowList>>>,
+}
 
 impl HttpIngest {
     pub fn start(config: &Config, shared: &Shared, cap: usize) -> anyhow::Result<HttpIngest> {
         let Some(addr) = optional_addr("http.listen", &config.http.listen)? else {
-            return Ok(HttpIngest(None, None));
+            return Ok(HttpIngest {
+                server: None,
+                tls: None,
+                allow: None,
+            });
         };
+        let allow = Live::new(http_allow(config)?);
         let state = http::HttpState {
             beats: Arc::clone(&shared.heartbeats),
             passthrough: Arc::clone(&shared.passthrough),
-            allow: Arc::new(AllowList::new(
-                crate::config::networks(&config.http.allow)
-                    .map_err(|e| anyhow::anyhow!("http.allow: {e}"))?,
-            )),
+            allow: Arc::clone(&allow),
             stats: Arc::clone(&shared.telemetry.http),
             rainbow: Arc::clone(&shared.rainbow),
             history: shared.telemetry.history.get().cloned(),
@@ -336,28 +404,40 @@ impl HttpIngest {
             .runtime
             .block_on(http::serve(addr, state, settings, stopped))
             .with_context(|| format!("http.listen: cannot bind TCP {addr}"))?;
-        Ok(HttpIngest(Some(Server { addr, stop, task }), tls))
+        Ok(HttpIngest {
+            server: Some(Server { addr, stop, task }),
+            tls,
+            allow: Some(allow),
+        })
     }
 
     pub fn addr(&self) -> Option<SocketAddr> {
-        self.0.as_ref().map(|s| s.addr)
+        self.server.as_ref().map(|s| s.addr)
     }
 
     /// Where the HTTPS listener takes each new connection's certificate: a reload calls
     /// `replace(http::tls::config(&files)?)` on it. `None` when it serves plain HTTP.
-    #[allow(
-        dead_code,
-        reason = "the SIGHUP reload swaps the certificate through it"
-    )]
     pub fn tls(&self) -> Option<Arc<crate::tls::ServerTls>> {
-        self.1.clone()
+        self.tls.clone()
+    }
+
+    /// `http.allow` as the listener checks it at each accept; `None` when it is off.
+    pub fn allow(&self) -> Option<&Arc<Live<AllowList>>> {
+        self.allow.as_ref()
     }
 
     pub fn stop(self, shared: &Shared) {
-        if let Some(s) = self.0 {
+        if let Some(s) = self.server {
             s.stop(shared);
         }
     }
+}
+
+/// `http.allow` from `config`.
+pub fn http_allow(config: &Config) -> anyhow::Result<AllowList> {
+    Ok(AllowList::new(
+        crate::config::networks(&config.http.allow).map_err(|e| anyhow::anyhow!("http.allow: {e}"))?,
+    ))
 }
 
 /// The host and container probes (`probes`), on their own thread; their metrics join each
@@ -371,9 +451,10 @@ pub fn start_probes(
         shared.defaults.clone(),
         Arc::clone(&shared.passthrough),
     )?;
-    if probes.running() {
-        let _ = shared.telemetry.probes.set(Arc::clone(&probes.stats));
-    }
+    shared
+        .telemetry
+        .probes
+        .set(probes.running().then(|| Arc::clone(&probes.stats)));
     Ok(probes)
 }
 
@@ -401,6 +482,6 @@ pub fn start_checks(
         Arc::clone(&shared.passthrough),
         Arc::clone(&shared.rainbow),
     )?;
-    let _ = shared.telemetry.checks.set(Arc::clone(&checks.stats));
+    shared.telemetry.checks.set(Some(Arc::clone(&checks.stats)));
     Ok(checks)
 }

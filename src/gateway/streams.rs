@@ -9,7 +9,7 @@
 use super::Shared;
 use crate::aggregate::Shard;
 use crate::config::Config;
-use crate::listen::{ReaderConfig, tcp, unix};
+use crate::listen::{LiveReaders, tcp, unix};
 use anyhow::Context;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -39,7 +39,7 @@ impl Streams {
     pub fn bind(
         config: &Config,
         shared: &Shared,
-        readers: &ReaderConfig,
+        readers: &LiveReaders,
     ) -> anyhow::Result<Streams> {
         // Sockets are registered with the runtime they are bound in.
         let runtime = if any_configured(config) {
@@ -117,6 +117,11 @@ impl RunningStreams {
         } else {
             parts.join(" ")
         }
+    }
+
+    /// The TLS listener's certificate holder (`statsd.tls_listen`), for a reload.
+    pub fn tls(&self) -> Option<Arc<crate::tls::ServerTls>> {
+        self.tcp.as_ref().and_then(|t| t.tls())
     }
 
     /// Stops accepting and reading; every connection's lines read so far reach the shards

@@ -60,7 +60,8 @@ pub struct HttpStats {
 pub struct HttpState {
     pub beats: Arc<Heartbeats>,
     pub passthrough: Arc<Passthrough>,
-    pub allow: Arc<AllowList>,
+    /// `http.allow`, replaced by a reload.
+    pub allow: Arc<crate::live::Live<AllowList>>,
     pub stats: Arc<HttpStats>,
     /// Rainbow's user-defined metrics counters (`checks.rainbow_path`).
     pub rainbow: Arc<crate::checks::rainbow::RainbowStats>,

@@ -10,6 +10,7 @@
 //! spin on an accept error such as EMFILE.
 
 use crate::allow::AllowList;
+use crate::live::Live;
 use crate::tls::ServerTls;
 use axum::Router;
 use axum::extract::ConnectInfo;
@@ -74,7 +75,7 @@ pub struct ListenerStats {
 /// only.
 pub struct Listener {
     pub name: &'static str,
-    pub allow: Option<Arc<AllowList>>,
+    pub allow: Option<Arc<Live<AllowList>>>,
     pub tls: Option<Arc<ServerTls>>,
 }
 
@@ -85,7 +86,7 @@ pub async fn serve(
     name: &'static str,
     addr: SocketAddr,
     router: Router,
-    allow: Option<Arc<AllowList>>,
+    allow: Option<Arc<Live<AllowList>>>,
     limits: Limits,
     stats: Arc<ListenerStats>,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -145,8 +146,9 @@ async fn accept_loop(
             }
         };
         // Dropping the stream closes it: no answer, no byte read, no buffer spent.
+        // As it is now: a reload applies from the next connection.
         if let Some(allow) = &allow
-            && !allow.permits(peer.ip())
+            && !allow.get().permits(peer.ip())
         {
             stats.refused_denied.fetch_add(1, Relaxed);
             continue;

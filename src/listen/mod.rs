@@ -17,6 +17,7 @@ use crate::aggregate::{Aggregator, Settings, Shard};
 use crate::allow::AllowList;
 use crate::clock::now_ms;
 use crate::heartbeat::{self, Heartbeats, Via};
+use crate::live::{Follower, Live};
 use crate::parse::{Limits, is_heartbeat, lines, parse_line};
 use crate::telemetry::{ReaderStats, Telemetry, socket_inode};
 use mmsg::RecvBatch;
@@ -108,7 +109,9 @@ fn bind_one(addr: SocketAddr, recv_buffer: usize) -> io::Result<UdpSocket> {
     Ok(socket.into())
 }
 
-/// Everything one reader thread needs.
+/// Everything one reader thread needs. Shared as [`LiveReaders`]: a reload replaces it and
+/// every reader and ingest thread takes the new one before its next batch.
+#[derive(Clone)]
 pub struct ReaderConfig {
     pub limits: Limits,
     pub max_datagram: usize,
@@ -120,12 +123,15 @@ pub struct ReaderConfig {
     pub heartbeats: Option<Arc<Heartbeats>>,
 }
 
+/// The readers' settings as a reload replaces them.
+pub type LiveReaders = Arc<Live<ReaderConfig>>;
+
 /// Starts one reader thread per socket; they return once `stop` is set.
 pub fn spawn_readers(
     listener: Listener,
     shards: &[Arc<Mutex<Shard>>],
     telemetry: &Arc<Telemetry>,
-    config: &ReaderConfig,
+    config: &LiveReaders,
     stop: &Arc<AtomicBool>,
 ) -> io::Result<Vec<JoinHandle<()>>> {
     telemetry.set_socket_inodes(listener.sockets.iter().filter_map(socket_inode).collect());
@@ -134,111 +140,101 @@ pub fn spawn_readers(
         let shard = Arc::clone(&shards[i]);
         let telemetry = Arc::clone(telemetry);
         let stop = Arc::clone(stop);
-        let mut aggregator = Aggregator::new(config.aggregate.clone());
-        let reader = Reader {
-            limits: config.limits,
-            max_datagram: config.max_datagram,
-            allow: config.allow.clone(),
-            heartbeats: config.heartbeats.clone(),
-            drain_for: config.drain_for,
-        };
+        let follow = config.follow();
         let handle = std::thread::Builder::new()
             .name(format!("reader-{i}"))
             .spawn(move || {
                 let stats = &telemetry.readers[i];
-                reader.receive_loop(&socket, &shard, &mut aggregator, stats, &stop);
+                receive_loop(&socket, &shard, follow, stats, &stop);
             })?;
         handles.push(handle);
     }
     Ok(handles)
 }
 
-struct Reader {
-    limits: Limits,
-    max_datagram: usize,
-    allow: AllowList,
-    heartbeats: Option<Arc<Heartbeats>>,
-    drain_for: Duration,
-}
-
-impl Reader {
-    /// Receives in batches (one `recvmmsg` per wake-up) and processes a whole batch under
-    /// one take of the shard lock and one clock read.
-    fn receive_loop(
-        &self,
-        socket: &UdpSocket,
-        shard: &Mutex<Shard>,
-        aggregator: &mut Aggregator,
-        stats: &ReaderStats,
-        stop: &AtomicBool,
-    ) {
-        // One byte more than allowed, so an oversized datagram shows itself by its length.
-        let mut batch = RecvBatch::new(mmsg::DEFAULT_BATCH, self.max_datagram + 1);
-        let beats = self.heartbeats.as_deref();
-        // After `stop`: what the kernel already queued for this socket was sent to a gateway
-        // that was running, so it is read too, until the queue is empty or `drain_until`.
-        let mut draining: Option<std::time::Instant> = None;
-        loop {
-            if draining.is_none() && stop.load(Ordering::Relaxed) {
-                if socket.set_nonblocking(true).is_err() {
-                    break;
-                }
-                draining = Some(std::time::Instant::now() + self.drain_for);
+/// Receives in batches (one `recvmmsg` per wake-up) and processes a whole batch under one
+/// take of the shard lock and one clock read. Before each batch it looks (one atomic load)
+/// whether a reload replaced its settings.
+fn receive_loop(
+    socket: &UdpSocket,
+    shard: &Mutex<Shard>,
+    mut follow: Follower<ReaderConfig>,
+    stats: &ReaderStats,
+    stop: &AtomicBool,
+) {
+    let mut config = follow.current();
+    let mut aggregator = Aggregator::new(config.aggregate.clone());
+    // One byte more than allowed, so an oversized datagram shows itself by its length.
+    let mut batch = RecvBatch::new(mmsg::DEFAULT_BATCH, config.max_datagram + 1);
+    // After `stop`: what the kernel already queued for this socket was sent to a gateway
+    // that was running, so it is read too, until the queue is empty or `drain_until`.
+    let mut draining: Option<std::time::Instant> = None;
+    loop {
+        if let Some(new) = follow.changed() {
+            aggregator.replace_settings(new.aggregate.clone());
+            if new.max_datagram != config.max_datagram {
+                batch = RecvBatch::new(mmsg::DEFAULT_BATCH, new.max_datagram + 1);
             }
-            if draining.is_some_and(|until| std::time::Instant::now() >= until) {
+            config = new;
+        }
+        if draining.is_none() && stop.load(Ordering::Relaxed) {
+            if socket.set_nonblocking(true).is_err() {
                 break;
             }
-            match batch.recv(socket) {
-                Ok(_) => {}
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock
-                            | io::ErrorKind::TimedOut
-                            | io::ErrorKind::Interrupted
-                    ) =>
-                {
-                    if draining.is_some() && e.kind() != io::ErrorKind::Interrupted {
-                        break;
-                    }
-                    continue;
-                }
-                Err(e) => {
-                    stats.recv_errors.add(1);
-                    tracing::warn!(error = %e, "statsd receive failed");
-                    std::thread::sleep(STOP_POLL);
-                    continue;
-                }
-            }
-            let now = now_ms();
-            let mut shard = shard
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            for i in 0..batch.len() {
-                let Some((datagram, full_len, source)) = batch.get(i) else {
+            draining = Some(std::time::Instant::now() + config.drain_for);
+        }
+        if draining.is_some_and(|until| std::time::Instant::now() >= until) {
+            break;
+        }
+        match batch.recv(socket) {
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+                ) =>
+            {
+                if draining.is_some() && e.kind() != io::ErrorKind::Interrupted {
                     break;
-                };
-                stats.datagrams.add(1);
-                stats.bytes.add(full_len as u64);
-                if !self.allow.is_empty() && !source.is_some_and(|s| self.allow.permits(s.ip())) {
-                    stats.source_denied.add(1);
-                    continue;
                 }
-                if full_len > self.max_datagram {
-                    stats.datagrams_too_large.add(1);
-                    continue;
-                }
-                process_into(
-                    datagram,
-                    &mut shard,
-                    aggregator,
-                    stats,
-                    &self.limits,
-                    beats,
-                    source,
-                    now,
-                );
+                continue;
             }
+            Err(e) => {
+                stats.recv_errors.add(1);
+                tracing::warn!(error = %e, "statsd receive failed");
+                std::thread::sleep(STOP_POLL);
+                continue;
+            }
+        }
+        let now = now_ms();
+        let beats = config.heartbeats.as_deref();
+        let mut shard = shard
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for i in 0..batch.len() {
+            let Some((datagram, full_len, source)) = batch.get(i) else {
+                break;
+            };
+            stats.datagrams.add(1);
+            stats.bytes.add(full_len as u64);
+            if !config.allow.is_empty() && !source.is_some_and(|s| config.allow.permits(s.ip())) {
+                stats.source_denied.add(1);
+                continue;
+            }
+            if full_len > config.max_datagram {
+                stats.datagrams_too_large.add(1);
+                continue;
+            }
+            process_into(
+                datagram,
+                &mut shard,
+                &mut aggregator,
+                stats,
+                &config.limits,
+                beats,
+                source,
+                now,
+            );
         }
     }
 }

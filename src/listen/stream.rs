@@ -9,11 +9,9 @@
 //! Must never: share a shard or a lock with a UDP reader, or buffer more than the channel's
 //! bound plus one partial line per connection.
 
-use super::process_lines_into;
-use crate::aggregate::{Aggregator, Settings, Shard};
+use super::{LiveReaders, process_lines_into};
+use crate::aggregate::{Aggregator, Shard};
 use crate::clock::now_ms;
-use crate::heartbeat::Heartbeats;
-use crate::parse::Limits;
 use crate::telemetry::{Telemetry, Transport};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
@@ -104,38 +102,20 @@ pub struct Ingest {
     handle: Option<JoinHandle<()>>,
 }
 
-/// What an ingest thread needs besides its transport.
-#[derive(Clone)]
-pub struct IngestConfig {
-    pub limits: Limits,
-    pub aggregate: Settings,
-    pub heartbeats: Option<Arc<Heartbeats>>,
-}
-
-impl From<&super::ReaderConfig> for IngestConfig {
-    /// The UDP readers' parse and aggregate settings, which every stream transport shares.
-    fn from(readers: &super::ReaderConfig) -> IngestConfig {
-        IngestConfig {
-            limits: readers.limits,
-            aggregate: readers.aggregate.clone(),
-            heartbeats: readers.heartbeats.clone(),
-        }
-    }
-}
-
 impl Ingest {
     /// Starts the thread; it ends once every [`ChunkSender`] is dropped (after
     /// [`Ingest::close`]) and the chunks queued before are processed.
     pub fn start(
         transport: Transport,
-        config: &IngestConfig,
+        readers: &LiveReaders,
         telemetry: &Arc<Telemetry>,
     ) -> std::io::Result<Ingest> {
         let (sender, mut chunks) = tokio::sync::mpsc::channel::<Chunk>(CHANNEL_CHUNKS);
         let shard: Arc<Mutex<Shard>> = Arc::default();
+        // The UDP readers' parse and aggregate settings, followed across reloads.
+        let mut follow = readers.follow();
+        let mut config = follow.current();
         let mut aggregator = Aggregator::new(config.aggregate.clone());
-        let limits = config.limits;
-        let beats = config.heartbeats.clone();
         let telemetry = Arc::clone(telemetry);
         let thread_shard = Arc::clone(&shard);
         let handle = std::thread::Builder::new()
@@ -146,6 +126,10 @@ impl Ingest {
                 };
                 let stats = &stats.lines;
                 while let Some(chunk) = chunks.blocking_recv() {
+                    if let Some(new) = follow.changed() {
+                        aggregator.replace_settings(new.aggregate.clone());
+                        config = new;
+                    }
                     stats.datagrams.add(1);
                     stats.bytes.add(chunk.lines.len() as u64);
                     let mut shard = thread_shard
@@ -156,8 +140,8 @@ impl Ingest {
                         &mut shard,
                         &mut aggregator,
                         stats,
-                        &limits,
-                        beats.as_deref(),
+                        &config.limits,
+                        config.heartbeats.as_deref(),
                         chunk.source,
                         now_ms(),
                     );

@@ -135,7 +135,7 @@ impl Options {
 }
 
 /// A wildcard listen address is reached on the loopback of its family.
-fn reachable(mut addr: SocketAddr) -> SocketAddr {
+pub fn reachable(mut addr: SocketAddr) -> SocketAddr {
     if addr.ip().is_unspecified() {
         addr.set_ip(match addr {
             SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),

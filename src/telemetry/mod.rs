@@ -6,6 +6,7 @@
 
 pub mod kernel;
 mod prometheus;
+pub mod reload;
 pub mod transport;
 
 pub use kernel::{socket_inode, udp_drops};
@@ -122,12 +123,16 @@ pub struct Telemetry {
     /// The live-series budget, and its top names in the last flushed interval.
     pub budget: std::sync::OnceLock<std::sync::Arc<crate::aggregate::SeriesBudget>>,
     /// Set when the probes stage runs, for its error, sample and duration counters.
-    pub probes: std::sync::OnceLock<std::sync::Arc<crate::probes::ProbeStats>>,
+    pub probes: reload::Slot<crate::probes::ProbeStats>,
     /// Set when the checks stage starts, for its run, duration and metric counters.
-    pub checks: std::sync::OnceLock<std::sync::Arc<crate::checks::CheckStats>>,
+    pub checks: reload::Slot<crate::checks::CheckStats>,
     /// The local history (`history.enabled`): the flusher feeds it, the admin port reads it.
     pub history: std::sync::OnceLock<std::sync::Arc<crate::history::History>>,
     pub top_names: Mutex<Vec<crate::aggregate::NameReport>>,
+    /// How configuration reloads ended.
+    pub reloads: reload::ReloadStats,
+    /// `flush.interval` as running now (a reload changes it at the next boundary), in ms.
+    pub flush_interval_ms: std::sync::atomic::AtomicU64,
     /// Inodes of the statsd sockets, to find their drop counts in `/proc/net/udp*`.
     socket_inodes: Mutex<Vec<u64>>,
     started: std::time::Instant,
@@ -144,10 +149,12 @@ impl Telemetry {
             heartbeats: std::sync::OnceLock::new(),
             auth: std::sync::OnceLock::new(),
             budget: std::sync::OnceLock::new(),
-            probes: std::sync::OnceLock::new(),
-            checks: std::sync::OnceLock::new(),
+            probes: Default::default(),
+            checks: Default::default(),
             history: std::sync::OnceLock::new(),
             top_names: Mutex::new(Vec::new()),
+            reloads: Default::default(),
+            flush_interval_ms: Default::default(),
             socket_inodes: Mutex::new(Vec::new()),
             started: std::time::Instant::now(),
         }

@@ -181,6 +181,15 @@ impl Collector for View {
         encode_forward(&mut enc, t)?;
         encode_ingest(&mut enc, t)?;
         encode_transports(&mut enc, t)?;
+        labelled_counter(
+            &mut enc,
+            "reloads",
+            "Configuration reloads (SIGHUP, statsgate reload) by outcome: applied, unchanged, failed (invalid, the old configuration runs on), refused (a key that cannot change while running)",
+            "outcome",
+            super::reload::ReloadOutcome::ALL
+                .iter()
+                .map(|o| (o.label(), t.reloads.count(*o))),
+        )?;
         encode_probes(&mut enc, t)?;
         encode_checks(&mut enc, t)?;
         encode_history(&mut enc, t)?;
@@ -627,7 +636,7 @@ fn encode_probes(enc: &mut DescriptorEncoder<'_>, t: &Telemetry) -> Result {
                 .encode(family.encode_family(&labels)?)?;
         }
     }
-    let stats: &crate::probes::ProbeStats = p;
+    let stats: &crate::probes::ProbeStats = &p;
     labelled_counter(
         enc,
         "probe_metrics",

@@ -21,6 +21,8 @@ pub struct Gateway {
     pub http: SocketAddr,
     flushes: Receiver<Vec<Value>>,
     pub stderr: std::sync::Arc<std::sync::Mutex<String>>,
+    /// The file given with `--config`: a test rewrites it and sends SIGHUP to reload.
+    pub config: std::path::PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -40,7 +42,17 @@ pub fn start_with_nofile(yaml: &str, nofile: Option<u64>) -> Gateway {
     start_with(yaml, &[], nofile)
 }
 
+/// [`start`] with the listen addresses of `yaml` itself (no `STATSGATE_*__LISTEN` from the
+/// harness, which would win over the file): a test that moves a listener on reload.
+pub fn start_own_ports(yaml: &str) -> Gateway {
+    spawn(yaml, &[], None, false)
+}
+
 fn start_with(yaml: &str, env: &[(&str, &str)], nofile: Option<u64>) -> Gateway {
+    spawn(yaml, env, nofile, true)
+}
+
+fn spawn(yaml: &str, env: &[(&str, &str)], nofile: Option<u64>, env_ports: bool) -> Gateway {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("statsgate.yaml");
     // Ports and hostname come from the environment, so a test's YAML may have any section.
@@ -63,14 +75,17 @@ fn start_with(yaml: &str, env: &[(&str, &str)], nofile: Option<u64>) -> Gateway 
             });
         }
     }
+    if env_ports {
+        command
+            .env("STATSGATE_STATSD__LISTEN", "127.0.0.1:0")
+            .env("STATSGATE_ADMIN__LISTEN", "127.0.0.1:0")
+            .env("STATSGATE_HTTP__LISTEN", "127.0.0.1:0");
+    }
     let mut child = command
         .arg("--config")
         .arg(&path)
         .env("RUST_LOG", "info")
-        .env("STATSGATE_STATSD__LISTEN", "127.0.0.1:0")
         .env("STATSGATE_STATSD__READERS", "2")
-        .env("STATSGATE_ADMIN__LISTEN", "127.0.0.1:0")
-        .env("STATSGATE_HTTP__LISTEN", "127.0.0.1:0")
         .env("STATSGATE_AGGREGATE__HOSTNAME", "test-host")
         // Host probes would add ~45 metrics to every flush a test counts; tests/probes.rs
         // turns them back on.
@@ -120,6 +135,7 @@ fn start_with(yaml: &str, env: &[(&str, &str)], nofile: Option<u64>) -> Gateway 
         http,
         flushes,
         stderr: stderr_text,
+        config: path,
         _dir: dir,
     }
 }
@@ -264,6 +280,33 @@ impl Gateway {
                 return m;
             }
         }
+    }
+
+    /// SIGHUP: the gateway reloads its configuration.
+    pub fn hangup(&self) {
+        let status = Command::new("kill")
+            .args(["-HUP", &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    /// Rewrites the configuration file with `yaml` and sends SIGHUP; waits until the
+    /// reload counter moved and returns the last reload's (outcome, message) from `/healthz`.
+    pub fn reload_with(&self, yaml: &str) -> (String, String) {
+        let before = self.counter("statsgate_reloads_total", "");
+        std::fs::write(&self.config, yaml).expect("rewrite config");
+        self.hangup();
+        self.wait_for("the reload", Duration::from_secs(30), |g| {
+            g.counter("statsgate_reloads_total", "") > before
+        });
+        let (_, body) = self.get("/healthz");
+        let health: Value = serde_json::from_str(&body).expect("healthz JSON");
+        let last = &health["last_reload"];
+        (
+            last["outcome"].as_str().unwrap_or_default().to_owned(),
+            last["message"].as_str().unwrap_or_default().to_owned(),
+        )
     }
 
     /// SIGTERM, then everything printed until exit, and the exit status.

@@ -6,7 +6,6 @@
 //! connection in the accept loop (each runs in its own task), or spin on a failing accept.
 
 use super::conn;
-use crate::allow::AllowList;
 use crate::listen::stream::ChunkSender;
 use crate::telemetry::{ConnOutcome, Telemetry, Transport, TransportStats};
 use crate::tls::ServerTls;
@@ -25,7 +24,6 @@ const WARN_EVERY: Duration = Duration::from_secs(10);
 
 /// What every accept loop and connection task of the TCP module shares.
 pub struct Settings {
-    pub allow: AllowList,
     /// `statsd.tcp_max_connections`, shared with the Unix stream socket.
     pub connections: Arc<Semaphore>,
     /// How connections read; its telemetry is the counters' too.
@@ -70,7 +68,8 @@ pub async fn accept_loop(
                 }
             }
         };
-        if !settings.allow.permits(peer.ip()) {
+        // `statsd.allow` as it is now: a reload applies from the next connection.
+        if !settings.conn.readers.get().allow.permits(peer.ip()) {
             stats.connection(ConnOutcome::Denied);
             continue;
         }

@@ -8,6 +8,7 @@
 //! waiting for the ingest channel, or read on after the stop signal beyond what is already
 //! there.
 
+use crate::listen::LiveReaders;
 use crate::listen::stream::{Chunk, ChunkSender, Framer, count_skipped};
 use crate::telemetry::{ConnOutcome, Telemetry, Transport};
 use std::net::SocketAddr;
@@ -24,12 +25,11 @@ pub const READ_BUFFER: usize = 16 * 1024;
 /// How a connection reads.
 pub struct Settings {
     pub telemetry: Arc<Telemetry>,
-    /// `statsd.max_line`: the longest partial line kept.
-    pub max_line: usize,
+    /// `statsd.max_line` (the longest partial line kept) and the drain time after the stop
+    /// signal, as they are when a connection opens.
+    pub readers: LiveReaders,
     /// `statsd.tcp_idle_timeout`.
     pub idle: Duration,
-    /// After the stop signal: how long what is already readable is still read.
-    pub drain_for: Duration,
 }
 
 /// Reads `io` into `sender` until it ends; the outcome to count beyond `accepted`, if any
@@ -43,7 +43,7 @@ pub async fn serve<R: AsyncRead + Unpin>(
     mut stop: watch::Receiver<bool>,
 ) -> Option<ConnOutcome> {
     let mut buf = vec![0u8; READ_BUFFER];
-    let mut framer = Framer::new(settings.max_line);
+    let mut framer = Framer::new(settings.readers.get().limits.max_line);
     let idle = tokio::time::sleep(settings.idle);
     tokio::pin!(idle);
     let mut outcome = None;
@@ -133,7 +133,7 @@ async fn drain<R: AsyncRead + Unpin>(
     sender: &ChunkSender,
     settings: &Settings,
 ) {
-    let until = std::time::Instant::now() + settings.drain_for;
+    let until = std::time::Instant::now() + settings.readers.get().drain_for;
     while std::time::Instant::now() < until {
         // Unconstrained: a spent task budget must not pass for an empty socket.
         let n = tokio::task::unconstrained(ready_now(io, buf)).await;
@@ -167,11 +167,21 @@ mod tests {
     use tokio::io::AsyncWriteExt;
 
     fn settings(idle: Duration) -> Settings {
+        let readers = crate::listen::ReaderConfig {
+            limits: crate::parse::Limits {
+                max_line: 16,
+                ..Default::default()
+            },
+            max_datagram: 1432,
+            aggregate: Default::default(),
+            allow: Default::default(),
+            drain_for: Duration::from_secs(1),
+            heartbeats: None,
+        };
         Settings {
             telemetry: Arc::new(Telemetry::new(1)),
-            max_line: 16,
+            readers: crate::live::Live::new(readers),
             idle,
-            drain_for: Duration::from_secs(1),
         }
     }
 

@@ -11,8 +11,8 @@
 mod accept;
 pub mod conn;
 
-use super::ReaderConfig;
-use super::stream::{Ingest, IngestConfig};
+use super::LiveReaders;
+use super::stream::Ingest;
 use crate::aggregate::Shard;
 use crate::config::Config;
 use crate::telemetry::{Telemetry, Transport};
@@ -49,12 +49,11 @@ pub struct Bound {
 /// Binds whatever of `statsd.tcp_listen` and `statsd.tls_listen` is configured.
 pub fn bind(
     config: &Config,
-    readers: &ReaderConfig,
+    readers: &LiveReaders,
     telemetry: &Arc<Telemetry>,
     connections: &Arc<tokio::sync::Semaphore>,
 ) -> anyhow::Result<Bound> {
     let s = &config.statsd;
-    let ingest = IngestConfig::from(readers);
     let mut listeners = Vec::new();
     for (transport, key, value) in [
         (Transport::Tcp, "statsd.tcp_listen", &s.tcp_listen),
@@ -85,7 +84,7 @@ pub fn bind(
             }
             _ => None,
         };
-        let ingest = Ingest::start(transport, &ingest, telemetry)
+        let ingest = Ingest::start(transport, readers, telemetry)
             .with_context(|| format!("starting the {} ingest thread", transport.label()))?;
         listeners.push(Listener {
             transport,
@@ -96,13 +95,11 @@ pub fn bind(
         });
     }
     let settings = Arc::new(accept::Settings {
-        allow: readers.allow.clone(),
         connections: Arc::clone(connections),
         conn: conn::Settings {
             telemetry: Arc::clone(telemetry),
-            max_line: readers.limits.max_line,
+            readers: Arc::clone(readers),
             idle: s.tcp_idle_timeout.get(),
-            drain_for: readers.drain_for,
         },
         handshake: HANDSHAKE_TIMEOUT.min(s.tcp_idle_timeout.get()),
     });

@@ -9,7 +9,8 @@
 
 use super::file::{self, SocketFile};
 use super::framing::Decoder;
-use crate::listen::stream::{Chunk, ChunkSender, Ingest, IngestConfig, count_skipped};
+use crate::listen::LiveReaders;
+use crate::listen::stream::{Chunk, ChunkSender, Ingest, count_skipped};
 use crate::telemetry::{ConnOutcome, Telemetry, Transport};
 use anyhow::Context;
 use socket2::{Domain, SockAddr, Socket, Type};
@@ -32,9 +33,9 @@ const BACKLOG: i32 = 1024;
 /// What a connection task needs.
 #[derive(Clone)]
 pub struct ConnConfig {
-    pub max_line: usize,
+    /// `statsd.max_line` and the drain time, as they are when a connection opens.
+    pub readers: LiveReaders,
     pub idle: Duration,
-    pub drain_for: Duration,
 }
 
 /// Bound (the listener registered with the streams runtime), not yet accepting.
@@ -49,7 +50,7 @@ pub struct Bound {
 pub fn bind(
     path: &Path,
     mode: u32,
-    ingest: &IngestConfig,
+    readers: &LiveReaders,
     telemetry: &Arc<Telemetry>,
 ) -> anyhow::Result<Bound> {
     file::clear(KEY, path)?;
@@ -63,7 +64,7 @@ pub fn bind(
     socket.set_nonblocking(true).context(KEY)?;
     let listener = UnixListener::from_std(socket.into()).context(KEY)?;
     let ingest =
-        Ingest::start(TRANSPORT, ingest, telemetry).context("starting the unix_stream ingest")?;
+        Ingest::start(TRANSPORT, readers, telemetry).context("starting the unix_stream ingest")?;
     Ok(Bound {
         listener,
         file,
@@ -216,7 +217,7 @@ async fn serve(
     telemetry: &Telemetry,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut decoder = Decoder::new(config.max_line);
+    let mut decoder = Decoder::new(config.readers.get().limits.max_line);
     let mut buf = vec![0u8; READ_BUFFER];
     let send = async |decoder: &mut Decoder, bytes: &[u8]| -> bool {
         let (lines, skipped) = decoder.push(bytes);
@@ -252,7 +253,7 @@ async fn serve(
     let mut end = end;
     if end == End::Stop {
         // What the peer wrote before the stop is read, up to `drain_for`; nothing is waited for.
-        let until = Instant::now() + config.drain_for;
+        let until = Instant::now() + config.readers.get().drain_for;
         while Instant::now() < until {
             match stream.try_read(&mut buf) {
                 Ok(0) => break,

@@ -9,10 +9,9 @@
 use super::file::{self, SocketFile};
 use crate::aggregate::{Aggregator, Shard};
 use crate::clock::now_ms;
-use crate::heartbeat::Heartbeats;
 use crate::listen::mmsg::{self, RecvBatch};
-use crate::listen::{ReaderConfig, process_into};
-use crate::parse::Limits;
+use crate::listen::{LiveReaders, ReaderConfig, process_into};
+use crate::live::Follower;
 use crate::telemetry::{ReaderStats, Telemetry, Transport};
 use anyhow::Context;
 use socket2::{Domain, SockAddr, Socket, Type};
@@ -86,16 +85,14 @@ pub struct Running {
 }
 
 impl Bound {
-    pub fn start(self, config: &ReaderConfig, telemetry: &Arc<Telemetry>) -> io::Result<Running> {
+    pub fn start(self, config: &LiveReaders, telemetry: &Arc<Telemetry>) -> io::Result<Running> {
         let stop = Arc::new(AtomicBool::new(false));
+        let follow = config.follow();
         let reader = Reader {
             socket: self.socket,
             shard: self.shard,
-            aggregator: Aggregator::new(config.aggregate.clone()),
-            limits: config.limits,
-            max_datagram: config.max_datagram,
-            heartbeats: config.heartbeats.clone(),
-            drain_for: config.drain_for,
+            aggregator: Aggregator::new(follow.current().aggregate.clone()),
+            follow,
         };
         let telemetry = Arc::clone(telemetry);
         let flag = Arc::clone(&stop);
@@ -130,10 +127,7 @@ struct Reader {
     socket: UnixDatagram,
     shard: Arc<Mutex<Shard>>,
     aggregator: Aggregator,
-    limits: Limits,
-    max_datagram: usize,
-    heartbeats: Option<Arc<Heartbeats>>,
-    drain_for: Duration,
+    follow: Follower<ReaderConfig>,
 }
 
 impl Reader {
@@ -142,15 +136,22 @@ impl Reader {
     fn receive_loop(mut self, stats: &ReaderStats, stop: &AtomicBool) {
         // One byte more than allowed: with MSG_TRUNC the full length shows anyway, and a
         // datagram just over the limit is never mistaken for one at it.
-        let mut batch = RecvBatch::new(mmsg::DEFAULT_BATCH, self.max_datagram + 1);
-        let beats = self.heartbeats.clone();
+        let mut config = self.follow.current();
+        let mut batch = RecvBatch::new(mmsg::DEFAULT_BATCH, config.max_datagram + 1);
         let mut draining: Option<Instant> = None;
         loop {
+            if let Some(new) = self.follow.changed() {
+                self.aggregator.replace_settings(new.aggregate.clone());
+                if new.max_datagram != config.max_datagram {
+                    batch = RecvBatch::new(mmsg::DEFAULT_BATCH, new.max_datagram + 1);
+                }
+                config = new;
+            }
             if draining.is_none() && stop.load(Ordering::Relaxed) {
                 if self.socket.set_nonblocking(true).is_err() {
                     break;
                 }
-                draining = Some(Instant::now() + self.drain_for);
+                draining = Some(Instant::now() + config.drain_for);
             }
             if draining.is_some_and(|until| Instant::now() >= until) {
                 break;
@@ -188,7 +189,7 @@ impl Reader {
                 };
                 stats.datagrams.add(1);
                 stats.bytes.add(full_len as u64);
-                if full_len > self.max_datagram {
+                if full_len > config.max_datagram {
                     stats.datagrams_too_large.add(1);
                     continue;
                 }
@@ -197,8 +198,8 @@ impl Reader {
                     &mut shard,
                     &mut self.aggregator,
                     stats,
-                    &self.limits,
-                    beats.as_deref(),
+                    &config.limits,
+                    config.heartbeats.as_deref(),
                     None,
                     now,
                 );

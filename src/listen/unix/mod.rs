@@ -15,8 +15,7 @@ mod dgram;
 mod file;
 mod framing;
 
-use super::ReaderConfig;
-use super::stream::IngestConfig;
+use super::LiveReaders;
 use crate::aggregate::Shard;
 use crate::config::Config;
 use crate::telemetry::Telemetry;
@@ -29,7 +28,7 @@ use std::time::{Duration, Instant};
 pub struct Bound {
     dgram: Option<dgram::Bound>,
     stream: Option<conn::Bound>,
-    readers: ReaderConfig,
+    readers: LiveReaders,
     conn: conn::ConnConfig,
     telemetry: Arc<Telemetry>,
     connections: Arc<tokio::sync::Semaphore>,
@@ -39,7 +38,7 @@ pub struct Bound {
 /// Call inside the streams runtime's context (the stream listener registers with it).
 pub fn bind(
     config: &Config,
-    readers: &ReaderConfig,
+    readers: &LiveReaders,
     telemetry: &Arc<Telemetry>,
     connections: &Arc<tokio::sync::Semaphore>,
 ) -> anyhow::Result<Bound> {
@@ -58,29 +57,20 @@ pub fn bind(
     let stream = if s.unix_stream_listen.is_empty() {
         None
     } else {
-        let ingest = IngestConfig::from(readers);
         Some(conn::bind(
             Path::new(&s.unix_stream_listen),
             mode,
-            &ingest,
+            readers,
             telemetry,
         )?)
     };
     Ok(Bound {
         dgram,
         stream,
-        readers: ReaderConfig {
-            limits: readers.limits,
-            max_datagram: readers.max_datagram,
-            aggregate: readers.aggregate.clone(),
-            allow: readers.allow.clone(),
-            drain_for: readers.drain_for,
-            heartbeats: readers.heartbeats.clone(),
-        },
+        readers: Arc::clone(readers),
         conn: conn::ConnConfig {
-            max_line: readers.limits.max_line,
+            readers: Arc::clone(readers),
             idle: s.tcp_idle_timeout.get(),
-            drain_for: readers.drain_for,
         },
         telemetry: Arc::clone(telemetry),
         connections: Arc::clone(connections),

@@ -1,0 +1,247 @@
+//! Reload: SIGHUP (or `POST /-/reload` from `statsgate reload`) reads the configuration file
+//! and the environment again, and applies what changed to the running pipeline without
+//! losing the open interval, gauges, rate bases, the liveness table, the queue or the spool.
+//!
+//! Owns: the order of a reload (load and validate; refuse a key that cannot change live,
+//! naming it and why; prepare everything that can fail; only then apply), its outcome on
+//! `statsgate_reloads_total` and `/healthz`, and the service manager's RELOADING/READY
+//! around it. Must never: apply part of a configuration that failed (the old one runs on
+//! whole), or show a value (a message names keys; secrets are compared, never printed).
+
+mod keys;
+
+use super::{Shared, checked_default_dimensions, forwarding, stages, streams};
+use crate::admin::ReloadTrigger;
+use crate::config::{self, Config};
+use crate::telemetry::reload::ReloadOutcome;
+pub use keys::{Apply, apply_of};
+use std::time::{Duration, Instant};
+
+/// The running stages a reload may change.
+pub struct Pipeline {
+    pub config: Config,
+    pub caps: config::ConnectionCaps,
+    pub reload_trigger: ReloadTrigger,
+    pub readers: stages::Readers,
+    pub streams: streams::RunningStreams,
+    pub output: stages::Output,
+    pub flush: stages::Flush,
+    pub admin: stages::Admin,
+    pub http: stages::HttpIngest,
+    /// `None` only while a reload restarts them.
+    pub probes: Option<crate::probes::ProbesHandle>,
+    pub checks: Option<crate::checks::ChecksHandle>,
+}
+
+impl Pipeline {
+    /// The service manager's STATUS= line.
+    pub fn listening(&self) -> String {
+        format!(
+            "listening: statsd udp {}, streams {}, http {}, admin {}; flushing every {} to {}",
+            self.readers.addr,
+            self.streams.shown(),
+            stages::shown(self.http.addr()),
+            stages::shown(self.admin.addr()),
+            humantime::format_duration(self.config.flush.interval.get()),
+            self.output.name,
+        )
+    }
+}
+
+/// How long the old readers may take to drain when `statsd.listen` moves.
+const REBIND_DRAIN: Duration = Duration::from_secs(10);
+
+/// Reloads, records and logs the outcome, and tells the service manager; returns the
+/// outcome and its message (for `statsgate reload`).
+pub fn reload(p: &mut Pipeline, shared: &mut Shared, options: &super::Options) -> (ReloadOutcome, String) {
+    crate::service::reloading();
+    let (outcome, message) = match attempt(p, shared, options) {
+        Ok(done) => done,
+        Err(e) => (ReloadOutcome::Failed, format!("{e:#}")),
+    };
+    shared
+        .telemetry
+        .reloads
+        .record(outcome, &message, crate::clock::now_ms() / 1000);
+    match outcome {
+        ReloadOutcome::Applied | ReloadOutcome::Unchanged => {
+            tracing::info!(outcome = outcome.label(), "reload: {message}")
+        }
+        ReloadOutcome::Failed | ReloadOutcome::Refused => tracing::error!(
+            outcome = outcome.label(),
+            "reload: {message}; still running with the previous configuration"
+        ),
+    }
+    crate::service::ready(&p.listening());
+    (outcome, message)
+}
+
+/// `std::env::vars()` panics on a non-UTF-8 variable; such variables cannot be ours anyway.
+fn utf8_env() -> impl Iterator<Item = (String, String)> {
+    std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+}
+
+/// Why a change cannot apply live, beyond the key table: switching a stage on or off.
+fn switches(old: &Config, new: &Config) -> Vec<String> {
+    let mut refused = Vec::new();
+    if old.forwards() != new.forwards()
+        || old.keystone.auth_url.is_empty() != new.keystone.auth_url.is_empty()
+    {
+        refused.push(
+            "monasca.url/keystone.auth_url: switching between the console and Monasca (or Keystone on and off) needs a restart"
+                .to_owned(),
+        );
+    }
+    if old.http.tls_cert.is_empty() != new.http.tls_cert.is_empty() {
+        refused.push("http.tls_cert: turning HTTPS on or off needs a restart".to_owned());
+    }
+    refused
+}
+
+fn attempt(
+    p: &mut Pipeline,
+    shared: &mut Shared,
+    options: &super::Options,
+) -> anyhow::Result<(ReloadOutcome, String)> {
+    let new = config::load_reporting(options.config_path.as_deref(), utf8_env())
+        .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?
+        .config;
+    let changed = keys::changed(&p.config, &new);
+    let mut refused: Vec<String> = changed
+        .iter()
+        .filter_map(|k| match apply_of(k) {
+            Apply::Refused(why) => Some(format!("{k}: {why}")),
+            _ => None,
+        })
+        .collect();
+    refused.extend(switches(&p.config, &new));
+    if !refused.is_empty() {
+        return Ok((ReloadOutcome::Refused, refused.join("; ")));
+    }
+    let is = |key: &str| changed.iter().any(|k| k == key);
+    let section = |s: &str| changed.iter().any(|k| k.split('.').next() == Some(s));
+
+    // Prepare: everything that can fail, before anything changes.
+    let defaults = checked_default_dimensions(&new)?;
+    let readers = stages::reader_config(&new, shared, &defaults)?;
+    let http_allow = match p.http.allow() {
+        Some(_) => Some(stages::http_allow(&new)?),
+        None => None,
+    };
+    // Certificates are read on every reload, changed paths or not: rotation keeps the paths.
+    let statsd_tls = match p.streams.tls() {
+        Some(_) => Some(
+            crate::tls::server_config(&config::statsd_tls(&new), &[])
+                .map_err(|e| anyhow::anyhow!("{}: {}", statsd_tls_key(e.file), e.message))?,
+        ),
+        None => None,
+    };
+    let http_tls = match (p.http.tls(), config::http_tls(&new)) {
+        (Some(_), Some(files)) => Some(
+            crate::http::tls::config(&files)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", crate::http::tls::key(e.file)))?,
+        ),
+        _ => None,
+    };
+    let udp = if is("statsd.listen") {
+        Some(stages::bind_udp(&new, shared.readers)?)
+    } else {
+        None
+    };
+    let upstream_changed = changed.iter().any(|k| apply_of(k) == Apply::Upstream);
+    let upstream = match (upstream_changed, p.output.forwarder()) {
+        (true, Some(forwarder)) => {
+            let client = forwarding::http_client(&new)?;
+            let keystone_changed = section("keystone") || is("monasca.ca_file");
+            if keystone_changed && let Some(auth) = shared.telemetry.auth.get() && false {
+                // A new token first: on failure the old credentials and token stay.
+                shared
+                    .runtime
+                    .block_on(auth.switch(client.clone(), new.keystone.clone()))
+                    .map_err(|e| anyhow::anyhow!("keystone: the new credentials got no token: {e}"))?;
+            }
+            let _ = (forwarder, client, keystone_changed);
+            None::<(std::sync::Arc<crate::forward::Forwarder>, reqwest::Client, ())>
+        }
+        _ => None,
+    };
+
+    // Apply: nothing below fails but a listener's bind, and those come first.
+    let mut notes: Vec<String> = Vec::new();
+    if is("admin.listen") {
+        let admin = stages::Admin::start(&new, shared, p.caps.admin, Some(p.reload_trigger.clone()))?;
+        std::mem::replace(&mut p.admin, admin).stop(shared);
+    }
+    if is("http.listen") {
+        // The old listener closes after the new one is bound: no gap for senders that
+        // follow the address change.
+        let http = stages::HttpIngest::start(&new, shared, p.caps.http)?;
+        std::mem::replace(&mut p.http, http).stop(shared);
+    }
+    p.readers.config.replace(readers);
+    shared
+        .budget
+        .set_limits(new.aggregate.max_series, new.aggregate.max_series_per_name);
+    p.flush.update(stages::flush_settings(&new, &defaults));
+    if let (Some(allow), Some(list)) = (p.http.allow(), http_allow) {
+        allow.replace(list);
+    }
+    if let (Some(holder), Some(tls)) = (p.streams.tls(), statsd_tls) {
+        holder.replace(tls);
+        notes.push("statsd TLS certificate re-read".to_owned());
+    }
+    if let (Some(holder), Some(tls)) = (p.http.tls(), http_tls) {
+        holder.replace(tls);
+        notes.push("HTTPS certificate re-read".to_owned());
+    }
+    if is("log.level")
+        && let Some(set) = &options.set_log_level
+        && let Err(e) = set(&new.log.level)
+    {
+        notes.push(format!("log.level: {e}; the old filter runs on"));
+    }
+    if let Some((forwarder, client, settings)) = upstream {
+        let _ = (forwarder, client, settings);
+    }
+    let defaults_changed = defaults != shared.defaults;
+    shared.defaults = defaults;
+    if section("probes") || defaults_changed {
+        if let Some(old) = p.probes.take() {
+            old.stop();
+        }
+        p.probes = Some(stages::start_probes(&new, shared)?);
+    }
+    if section("checks") || defaults_changed {
+        if let Some(old) = p.checks.take() {
+            old.stop();
+        }
+        p.checks = Some(stages::start_checks(&new, shared)?);
+    }
+    if let Some(listener) = udp {
+        p.readers
+            .rebind(listener, shared, Instant::now() + REBIND_DRAIN)?;
+    }
+    p.config = new;
+    if changed.is_empty() {
+        let mut message = "configuration unchanged".to_owned();
+        for n in notes {
+            message.push_str("; ");
+            message.push_str(&n);
+        }
+        return Ok((ReloadOutcome::Unchanged, message));
+    }
+    let applied: Vec<String> = changed
+        .iter()
+        .map(|k| format!("{k} ({})", apply_of(k).describe()))
+        .chain(notes)
+        .collect();
+    Ok((ReloadOutcome::Applied, format!("applied {}", applied.join(", "))))
+}
+
+fn statsd_tls_key(file: crate::tls::TlsFile) -> &'static str {
+    match file {
+        crate::tls::TlsFile::Cert => "statsd.tls_cert",
+        crate::tls::TlsFile::Key => "statsd.tls_key",
+        crate::tls::TlsFile::ClientCa => "statsd.tls_client_ca",
+    }
+}

@@ -1,0 +1,263 @@
+//! Configuration reload through the real binary: SIGHUP and `statsgate reload` re-read the
+//! file and the environment. Under `statsgate bench` load a reload that changes the flush
+//! interval, the percentiles, limits and the Keystone credentials loses no line and no
+//! gauge (every line is counted once, in Monasca, across it); an invalid file or a key that
+//! cannot change live keeps the running configuration and names the key; limits and the
+//! allow-list apply at once; a moved listener and new TLS certificates are taken live.
+
+mod common;
+#[path = "reload/listen.rs"]
+mod listen;
+#[path = "reload/tls.rs"]
+mod tls;
+
+use common::fake_openstack::{APP_SECRET, Fake, PASSWORD};
+use common::{Gateway, start};
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::process::Command;
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// The Keystone identity and Monasca URL of `fake`, by application credential or password.
+fn upstream(fake: &Fake, password: bool) -> String {
+    let identity = if password {
+        format!("  username: statsgate\n  password: {PASSWORD}\n  user_domain_name: Default\n")
+    } else {
+        format!("  application_credential_id: app-cred-id\n  application_credential_secret: {APP_SECRET}\n")
+    };
+    format!(
+        "keystone:\n  auth_url: {}\n{identity}  project_name: service\n  project_domain_name: Default\nmonasca:\n  url: {}\n",
+        fake.keystone_url(),
+        fake.monasca_url()
+    )
+}
+
+fn bench(gw: &Gateway, args: &[&str]) -> Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_statsgate"))
+        .arg("bench")
+        .args(["--target", &gw.udp.to_string()])
+        .args(["--admin", &gw.admin.to_string()])
+        .arg("--json")
+        .args(args)
+        .output()
+        .expect("run statsgate bench");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "bench failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
+}
+
+/// A stream listener's address (`tls=`, `tcp=`) from the start-up line.
+fn listen_addr(gw: &Gateway, tag: &str) -> std::net::SocketAddr {
+    let text = gw.stderr.lock().unwrap().clone();
+    let line = text
+        .lines()
+        .find(|l| l.contains("statsgate listening"))
+        .expect("start-up line");
+    line.split([' ', '"'])
+        .find_map(|w| w.strip_prefix(tag).or_else(|| w.strip_prefix(&format!("streams={tag}")[..])))
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no {tag} in {line}"))
+}
+
+fn name(m: &Value) -> &str {
+    m["name"].as_str().unwrap_or_default()
+}
+
+fn timestamp(m: &Value) -> u64 {
+    m["timestamp"].as_u64().unwrap_or_default()
+}
+
+/// The distinct flush timestamps of the metrics `keep` selects, in order.
+fn flush_times(metrics: &[Value], keep: impl Fn(&Value) -> bool) -> Vec<u64> {
+    let set: BTreeSet<u64> = metrics.iter().filter(|m| keep(m)).map(timestamp).collect();
+    set.into_iter().collect()
+}
+
+#[test]
+fn a_reload_under_bench_load_loses_no_line_and_no_gauge() {
+    let fake = Fake::start();
+    let before = |password| {
+        format!(
+            "flush:\n  interval: 1s\naggregate:\n  percentiles: [0.95]\n  max_series_per_name: 100000\nstatsd:\n  max_line: 8KiB\n{}",
+            upstream(&fake, password)
+        )
+    };
+    let gw = start(&before(false));
+    // A gauge set once, before the reload: it must still be sent after it.
+    gw.sender().send(b"reload.kept:42|g").unwrap();
+    gw.wait_for("the gauge counted", WAIT, |g| g.lines_counted() == 1);
+
+    let reloaded = std::thread::scope(|s| {
+        let load = s.spawn(|| {
+            bench(
+                &gw,
+                &[
+                    "--lines", "120000", "--rate", "24000", "--series", "40",
+                    "--types", "c,ms", "--lines-per-datagram", "10", "--prefix", "load",
+                ],
+            )
+        });
+        std::thread::sleep(Duration::from_secs(2));
+        let after = format!(
+            "flush:\n  interval: 2s\naggregate:\n  percentiles: [0.5, 0.99]\n  max_series_per_name: 50000\nstatsd:\n  max_line: 4KiB\n{}",
+            upstream(&fake, true)
+        );
+        let reloaded = gw.reload_with(&after);
+        let report = load.join().expect("bench thread");
+        (reloaded, report)
+    });
+    let ((outcome, message), report) = reloaded;
+    assert_eq!(outcome, "applied", "{message}");
+    for key in [
+        "flush.interval (next flush boundary)",
+        "aggregate.percentiles (next interval)",
+        "aggregate.max_series_per_name (live)",
+        "statsd.max_line (live)",
+        "keystone.password (new token first)",
+    ] {
+        assert!(message.contains(key), "{key} missing from {message:?}");
+    }
+    assert!(!message.contains(PASSWORD), "a secret in {message:?}");
+    let stderr = gw.stderr.lock().unwrap().clone();
+    assert!(!stderr.contains(PASSWORD) && !stderr.contains(APP_SECRET));
+
+    let offered = report["offered_lines"].as_u64().unwrap();
+    assert_eq!(report["lost_lines"], 0, "{report}");
+    assert_eq!(report["accepted_lines"].as_u64(), Some(offered), "{report}");
+    let (_, exit) = gw.stop();
+    assert!(exit.success());
+
+    let metrics = fake.metrics();
+    // Every line once: a counter line adds 1 to its series, a timer line 1 to its `.count`.
+    let total: f64 = metrics
+        .iter()
+        .filter(|m| {
+            let n = name(m);
+            n.starts_with("load.c.") || (n.starts_with("load.ms.") && n.ends_with(".count"))
+        })
+        .map(|m| m["value"].as_f64().unwrap_or_default())
+        .sum();
+    assert_eq!(total, offered as f64, "every bench line is in Monasca once");
+
+    // The percentiles changed from one interval to the next, never within one.
+    let old = flush_times(&metrics, |m| name(m).ends_with(".95percentile"));
+    let new = flush_times(&metrics, |m| name(m).ends_with(".99percentile"));
+    let median = flush_times(&metrics, |m| name(m).ends_with(".50percentile"));
+    assert!(!old.is_empty() && !new.is_empty(), "both sets of percentiles sent");
+    assert_eq!(new, median, "0.5 and 0.99 came in together");
+    assert!(old.last() < new.first(), "old {old:?} then new {new:?}");
+
+    // 1 s intervals before, 2 s after (the last flush, at SIGTERM, is partial).
+    let times = flush_times(&metrics, |m| name(m).starts_with("load."));
+    let gaps: Vec<u64> = times.windows(2).map(|w| w[1] - w[0]).collect();
+    let switch = times.iter().position(|t| Some(t) == new.first()).unwrap();
+    assert!(
+        gaps[..switch.saturating_sub(1)].iter().all(|&g| g == 1000),
+        "1 s flushes before the reload: {gaps:?}"
+    );
+    let after = &gaps[switch..gaps.len().saturating_sub(1)];
+    assert!(!after.is_empty() && after.iter().all(|&g| g == 2000), "2 s after: {gaps:?}");
+
+    // The gauge set before the reload is still sent, with its value, after it.
+    let kept = flush_times(&metrics, |m| name(m) == "reload.kept" && m["value"] == 42.0);
+    assert!(kept.last() >= new.last(), "gauge kept to the end: {kept:?} vs {new:?}");
+
+    // A token from the new credentials was fetched (the first came from the old ones).
+    let methods: Vec<Value> = fake.with(|s| {
+        s.auth_requests
+            .iter()
+            .map(|r| r["auth"]["identity"]["methods"][0].clone())
+            .collect()
+    });
+    assert_eq!(methods.first(), Some(&Value::from("application_credential")));
+    assert_eq!(methods.last(), Some(&Value::from("password")), "{methods:?}");
+}
+
+#[test]
+fn a_bad_reload_keeps_the_running_configuration_and_says_which_key() {
+    let gw = start("flush:\n  interval: 500ms\n");
+    let (outcome, message) = gw.reload_with("flush:\n  interval: banana\n");
+    assert_eq!(outcome, "failed");
+    assert!(message.contains("flush.interval"), "{message}");
+    let (outcome, message) = gw.reload_with("buffer:\n  spool_dir: /tmp/elsewhere\n");
+    assert_eq!(outcome, "refused");
+    assert!(message.contains("buffer.spool_dir: the spool directory"), "{message}");
+    assert!(!std::path::Path::new("/tmp/elsewhere").exists());
+    let (outcome, message) = gw.reload_with("flush:\n  interval: 500ms\n");
+    assert_eq!((outcome.as_str(), message.as_str()), ("unchanged", "configuration unchanged"));
+    for (label, n) in [("failed", 1), ("refused", 1), ("unchanged", 1), ("applied", 0)] {
+        assert_eq!(
+            gw.counter("statsgate_reloads_total", &format!("outcome=\"{label}\"")),
+            n,
+            "{label}"
+        );
+    }
+    // Still flushing every 500 ms, on the configuration it started with.
+    gw.sender().send(b"still.running:1|c").unwrap();
+    let m = gw.first_flushed("the counter", WAIT, |m| name(m) == "still.running");
+    assert_eq!(m["value"], 1.0);
+}
+
+#[test]
+fn limits_and_the_allow_list_apply_at_once() {
+    let gw = start("flush:\n  interval: 1h\n");
+    let s = gw.sender();
+    let long = format!("long.line.{}:1|c", "x".repeat(100));
+    s.send(long.as_bytes()).unwrap();
+    gw.wait_for("the long line accepted", WAIT, |g| g.lines_counted() == 1);
+
+    let (outcome, message) = gw.reload_with("flush:\n  interval: 1h\nstatsd:\n  max_line: 64\n");
+    assert_eq!(outcome, "applied", "{message}");
+    s.send(long.as_bytes()).unwrap();
+    gw.wait_for("the long line refused", WAIT, |g| {
+        g.counter("statsgate_lines_rejected_total", "reason=\"line_too_long\"") == 1
+    });
+    // The same bytes a reader's memo had accepted before are judged by the new limit.
+    s.send(b"short:1|c").unwrap();
+    gw.wait_for("the short line", WAIT, |g| g.lines_counted() == 3);
+
+    let (outcome, message) =
+        gw.reload_with("flush:\n  interval: 1h\nstatsd:\n  max_line: 64\n  allow: [10.0.0.0/8]\n");
+    assert_eq!(outcome, "applied", "{message}");
+    s.send(b"denied:1|c").unwrap();
+    gw.wait_for("the datagram denied", WAIT, |g| {
+        g.counter("statsgate_source_denied_total", "") == 1
+    });
+    let (flushes, exit) = gw.stop();
+    assert!(exit.success());
+    let all: Vec<Value> = flushes.into_iter().flatten().collect();
+    let long_name = long.split(':').next().unwrap();
+    assert_eq!(common::value(&all, long_name, &[]), 1.0, "accepted once, before the reload");
+    assert!(common::find(&all, "denied", &[]).is_none());
+}
+
+#[test]
+fn statsgate_reload_asks_the_running_gateway_and_prints_the_outcome() {
+    let gw = start("flush:\n  interval: 1h\n");
+    let run = |yaml: &str| {
+        std::fs::write(&gw.config, yaml).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_statsgate"))
+            .arg("--config")
+            .arg(&gw.config)
+            .arg("reload")
+            .env("STATSGATE_ADMIN__LISTEN", gw.admin.to_string())
+            .output()
+            .expect("run statsgate reload");
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (code, text) = run("flush:\n  interval: 1h\naggregate:\n  percentiles: [0.5]\n");
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("applied aggregate.percentiles (next interval)"), "{text}");
+    let (code, text) = run("statsd:\n  readers: 7\nflush:\n  interval: 1h\n");
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("statsd.readers"), "{text}");
+    assert!(text.contains("previous configuration"), "{text}");
+    let (_, health) = gw.get("/healthz");
+    assert!(health.contains("\"outcome\":\"refused\""), "{health}");
+}
