@@ -66,10 +66,20 @@ pub enum AuthError {
         problem: upstream::TlsProblem,
         reason: String,
     },
-    #[error("Keystone refused the credentials (HTTP {status}): {message}")]
-    Refused { status: u16, message: String },
-    #[error("Keystone answered HTTP {status} without a usable token: {reason}")]
-    Malformed { status: u16, reason: String },
+    /// The URL comes after the status so that the message still starts as README's
+    /// troubleshooting table quotes it.
+    #[error("Keystone refused the credentials (HTTP {status}) at {url}: {message}")]
+    Refused {
+        url: String,
+        status: u16,
+        message: String,
+    },
+    #[error("Keystone at {url} answered HTTP {status} without a usable token: {reason}")]
+    Malformed {
+        url: String,
+        status: u16,
+        reason: String,
+    },
     /// Never followed: the request carries the password or the credential secret.
     #[error(
         "Keystone at {url} answered HTTP {status} redirecting to {location}; statsgate does not \
@@ -92,22 +102,37 @@ impl AuthError {
 /// The token cache shared by every sender. `Debug` shows no secret (see [`Secret`]).
 #[derive(Debug)]
 pub struct Auth {
-    client: reqwest::Client,
-    config: KeystoneConfig,
-    tokens_url: String,
-    current: tokio::sync::Mutex<Option<Arc<Token>>>,
+    /// The identity and the token it got, under one lock: a switch replaces both at once, so
+    /// a token is never renewed with credentials other than the ones that got it.
+    state: tokio::sync::Mutex<State>,
+    /// Serializes [`Auth::switch`]es, so that the last one called is the one that stays.
+    switching: tokio::sync::Mutex<()>,
     pub renewals: AtomicU64,
     pub failures: AtomicU64,
 }
 
+#[derive(Debug)]
+struct State {
+    keystone: Keystone,
+    current: Option<Arc<Token>>,
+}
+
+/// Where and as whom to authenticate.
+#[derive(Debug)]
+struct Keystone {
+    client: reqwest::Client,
+    config: KeystoneConfig,
+    tokens_url: String,
+}
+
 impl Auth {
     pub fn new(client: reqwest::Client, config: KeystoneConfig) -> Self {
-        let tokens_url = format!("{}/auth/tokens", config.auth_url.trim_end_matches('/'));
         Auth {
-            client,
-            config,
-            tokens_url,
-            current: tokio::sync::Mutex::new(None),
+            state: tokio::sync::Mutex::new(State {
+                keystone: Keystone::new(client, config),
+                current: None,
+            }),
+            switching: tokio::sync::Mutex::new(()),
             renewals: AtomicU64::new(0),
             failures: AtomicU64::new(0),
         }
@@ -116,30 +141,35 @@ impl Auth {
     /// When the cached token expires: `None` before the first token, or while a renewal
     /// holds the lock (only tried, so that the status page never waits on Keystone).
     pub fn expires_at(&self) -> Option<SystemTime> {
-        self.current.try_lock().ok()?.as_ref().map(|t| t.expires_at)
+        self.state
+            .try_lock()
+            .ok()?
+            .current
+            .as_ref()
+            .map(|t| t.expires_at)
     }
 
     /// A valid token: the cached one, or a fresh one when it is due. Callers queue on the
     /// lock, so one renewal is in flight however many senders ask.
     pub async fn token(&self) -> Result<Arc<Token>, AuthError> {
-        let mut current = self.current.lock().await;
+        let mut state = self.state.lock().await;
         let now = SystemTime::now();
-        if let Some(t) = current.as_ref()
-            && !t.needs_renewal(self.config.renew_before.get(), now)
+        if let Some(t) = state.current.as_ref()
+            && !t.needs_renewal(state.keystone.config.renew_before.get(), now)
         {
             return Ok(Arc::clone(t));
         }
-        match self.authenticate().await {
+        match state.keystone.authenticate().await {
             Ok(fresh) => {
                 let fresh = Arc::new(fresh);
                 self.renewals.fetch_add(1, Relaxed);
-                *current = Some(Arc::clone(&fresh));
+                state.current = Some(Arc::clone(&fresh));
                 Ok(fresh)
             }
             Err(e) => {
                 self.failures.fetch_add(1, Relaxed);
                 // A renewal that fails early is not fatal: the old token still works.
-                match current.as_ref() {
+                match state.current.as_ref() {
                     Some(t) if !t.is_expired(now) => {
                         tracing::warn!(error = %e, "token renewal failed; using the current token until it expires");
                         Ok(Arc::clone(t))
@@ -150,17 +180,62 @@ impl Auth {
         }
     }
 
+    /// Changes the identity (a reload): authenticates with `client` and `config` first, and
+    /// only once Keystone issued a token replaces the identity and the cached token together.
+    /// Senders keep getting the old token while the new one is fetched (the lock is not held
+    /// meanwhile), then get the new one. On failure nothing changes and the error (naming
+    /// the URL, never a secret) is returned; either way it counts as a renewal or a failure.
+    pub async fn switch(
+        &self,
+        client: reqwest::Client,
+        config: KeystoneConfig,
+    ) -> Result<(), AuthError> {
+        let _one_at_a_time = self.switching.lock().await;
+        let keystone = Keystone::new(client, config);
+        match keystone.authenticate().await {
+            Ok(fresh) => {
+                self.renewals.fetch_add(1, Relaxed);
+                let mut state = self.state.lock().await;
+                *state = State {
+                    keystone,
+                    current: Some(Arc::new(fresh)),
+                };
+                Ok(())
+            }
+            Err(e) => {
+                self.failures.fetch_add(1, Relaxed);
+                Err(e)
+            }
+        }
+    }
+
     /// Forgets `stale` (after Monasca answered 401 with it); a newer token is kept.
     pub async fn invalidate(&self, stale: &Token) {
-        let mut current = self.current.lock().await;
-        if current.as_ref().is_some_and(|t| t.value == stale.value) {
-            *current = None;
+        let mut state = self.state.lock().await;
+        if state
+            .current
+            .as_ref()
+            .is_some_and(|t| t.value == stale.value)
+        {
+            state.current = None;
+        }
+    }
+}
+
+impl Keystone {
+    fn new(client: reqwest::Client, config: KeystoneConfig) -> Self {
+        let tokens_url = format!("{}/auth/tokens", config.auth_url.trim_end_matches('/'));
+        Keystone {
+            client,
+            config,
+            tokens_url,
         }
     }
 
     async fn authenticate(&self) -> Result<Token, AuthError> {
+        let url = || redact_url(&self.tokens_url).into_owned();
         let unreachable = |e: reqwest::Error| {
-            let url = redact_url(&self.tokens_url).into_owned();
+            let url = url();
             // reqwest errors carry the URL and the cause, never the request body.
             match upstream::tls_failure(&e) {
                 Some((problem, _)) => AuthError::Tls {
@@ -190,7 +265,7 @@ impl Auth {
             .map(str::to_owned);
         if (300..400).contains(&status) {
             return Err(AuthError::Redirected {
-                url: redact_url(&self.tokens_url).into_owned(),
+                url: url(),
                 status,
                 location: upstream::location(&response),
             });
@@ -200,6 +275,7 @@ impl Auth {
             .map_err(unreachable)?;
         if truncated && (status == 201 || status == 200) {
             return Err(AuthError::Malformed {
+                url: url(),
                 status,
                 reason: format!(
                     "the token body is larger than {} MiB",
@@ -209,17 +285,23 @@ impl Auth {
         }
         if status == 401 || status == 403 || status == 404 {
             return Err(AuthError::Refused {
+                url: url(),
                 status,
                 message: error_message(&body),
             });
         }
         if status != 201 && status != 200 {
             return Err(AuthError::Malformed {
+                url: url(),
                 status,
                 reason: error_message(&body),
             });
         }
-        let malformed = |reason: String| AuthError::Malformed { status, reason };
+        let malformed = |reason: String| AuthError::Malformed {
+            url: url(),
+            status,
+            reason,
+        };
         let value = subject.ok_or_else(|| malformed("no X-Subject-Token header".into()))?;
         let parsed: keystone::TokenBody =
             serde_json::from_slice(&body).map_err(|e| malformed(format!("token body: {e}")))?;

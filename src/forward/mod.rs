@@ -34,6 +34,7 @@ pub struct ForwardSettings {
     pub url: String,
     pub tenant_id: String,
     pub delegate_roles: Vec<String>,
+    /// Fixed once the senders are spawned: [`Forwarder::set_upstream`] ignores it.
     pub concurrency: usize,
     pub timeout: Duration,
     pub backoff: Backoff,
@@ -104,13 +105,27 @@ enum Delivery {
     Split(Batch, Batch),
 }
 
+/// The client and settings one POST attempt uses.
+struct Upstream {
+    client: reqwest::Client,
+    settings: ForwardSettings,
+}
+
+impl Upstream {
+    async fn backoff(&self, attempt: &mut u32) {
+        tokio::time::sleep(self.settings.backoff.delay(*attempt, fastrand::f64())).await;
+        *attempt = attempt.saturating_add(1);
+    }
+}
+
 /// The senders: each pops a batch and sees it through to an outcome.
 pub struct Forwarder {
     pub queue: Arc<Queue>,
     pub stats: Arc<ForwardStats>,
-    client: reqwest::Client,
     auth: Option<Arc<Auth>>,
-    settings: ForwardSettings,
+    /// Replaced whole by [`Forwarder::set_upstream`]; each attempt takes its own snapshot.
+    upstream: std::sync::RwLock<Arc<Upstream>>,
+    concurrency: usize,
     spooler: Option<Arc<Spooler>>,
     /// Batches being sent by live senders, so the end of the grace period can spool them.
     in_flight: std::sync::Mutex<std::collections::HashMap<u64, Batch>>,
@@ -130,14 +145,28 @@ impl Forwarder {
         Arc::new(Forwarder {
             queue,
             stats,
-            client,
             auth,
-            settings,
+            concurrency: settings.concurrency,
+            upstream: std::sync::RwLock::new(Arc::new(Upstream { client, settings })),
             spooler,
             in_flight: Default::default(),
             next_flight: Default::default(),
             stopping: tokio::sync::watch::Sender::new(false),
         })
+    }
+
+    /// Changes where and how batches are POSTed (a reload): the URL, tenant, delegate roles,
+    /// timeout, backoff and HTTP client apply to every attempt that starts after the call;
+    /// POSTs in flight finish as they began. The queue, the spool and the counters carry on.
+    /// `settings.concurrency` is ignored: the senders are already running, so the caller
+    /// refuses a reload that changes it.
+    pub fn set_upstream(&self, client: reqwest::Client, settings: ForwardSettings) {
+        let fresh = Arc::new(Upstream { client, settings });
+        *self.upstream.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+    }
+
+    fn upstream(&self) -> Arc<Upstream> {
+        Arc::clone(&self.upstream.read().unwrap_or_else(|p| p.into_inner()))
     }
 
     fn flights(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<u64, Batch>> {
@@ -146,7 +175,7 @@ impl Forwarder {
 
     /// Starts `concurrency` senders (and the spool's replay stream) on the current runtime.
     pub fn spawn(self: &Arc<Self>) -> Vec<tokio::task::JoinHandle<()>> {
-        let mut tasks: Vec<_> = (0..self.settings.concurrency)
+        let mut tasks: Vec<_> = (0..self.concurrency)
             .map(|_| {
                 let me = Arc::clone(self);
                 tokio::spawn(async move {
@@ -378,14 +407,17 @@ impl Forwarder {
                         if self.spill(batch, mode).await {
                             return Delivery::Done;
                         }
-                        self.backoff(&mut attempt).await;
+                        self.upstream().backoff(&mut attempt).await;
                         continue;
                     }
                 },
             };
+            // Taken after the token, which may have waited on Keystone: a reload meanwhile
+            // applies to this attempt.
+            let upstream = self.upstream();
+            let settings = &upstream.settings;
             if let Some(t) = &token
-                && check_roles(t, &self.settings.tenant_id, &self.settings.delegate_roles)
-                    .tenant_refused
+                && check_roles(t, &settings.tenant_id, &settings.delegate_roles).tenant_refused
             {
                 self.stats.drop_batch(BatchDrop::TenantRefused, batch);
                 self.stats.log_once("tenant", || {
@@ -396,21 +428,21 @@ impl Forwarder {
                 });
                 return Delivery::Done;
             }
-            let Some(url) = self.metrics_url(token.as_deref()) else {
+            let Some(url) = metrics_url_for(settings, token.as_deref()) else {
                 self.stats.log_once("no_url", || {
                     tracing::error!("no Monasca URL: set monasca.url or register a `monitoring` endpoint in the catalog")
                 });
                 if self.spill(batch, mode).await {
                     return Delivery::Done;
                 }
-                self.backoff(&mut attempt).await;
+                upstream.backoff(&mut attempt).await;
                 continue;
             };
             let Answer {
                 status,
                 body,
                 location,
-            } = self.post(&url, token.as_deref(), batch).await;
+            } = self.post(&upstream, &url, token.as_deref(), batch).await;
             let action = policy::classify(status, &body);
             if !matches!(action, Action::Retry | Action::Redirected)
                 && let Some(sp) = &self.spooler
@@ -453,7 +485,7 @@ impl Forwarder {
                     if action != Action::Reauthenticate && self.spill(batch, mode).await {
                         return Delivery::Done;
                     }
-                    self.backoff(&mut attempt).await;
+                    upstream.backoff(&mut attempt).await;
                     reauthenticated = false;
                 }
                 Action::Forbidden => {
@@ -506,33 +538,19 @@ impl Forwarder {
         mode == Mode::Live && sp.put_async(batch).await
     }
 
-    async fn backoff(&self, attempt: &mut u32) {
-        tokio::time::sleep(self.settings.backoff.delay(*attempt, fastrand::f64())).await;
-        *attempt = attempt.saturating_add(1);
-    }
-
-    /// `…/v2.0/metrics[?tenant_id=…]` from `monasca.url` or the token's catalog.
-    fn metrics_url(&self, token: Option<&Token>) -> Option<String> {
-        let base = if self.settings.url.is_empty() {
-            token?.monasca_url.clone()?
-        } else {
-            self.settings.url.clone()
-        };
-        let mut url = metrics_url(&base);
-        if !self.settings.tenant_id.is_empty() {
-            url.push_str("?tenant_id=");
-            url.push_str(&self.settings.tenant_id);
-        }
-        Some(url)
-    }
-
     /// One POST: exactly `application/json`, a fixed-length body, the token if any. The
     /// answer's body is read up to [`upstream::MONASCA_ANSWER_CAP`].
-    async fn post(&self, url: &str, token: Option<&Token>, batch: &Batch) -> Answer {
-        let mut request = self
+    async fn post(
+        &self,
+        upstream: &Upstream,
+        url: &str,
+        token: Option<&Token>,
+        batch: &Batch,
+    ) -> Answer {
+        let mut request = upstream
             .client
             .post(url)
-            .timeout(self.settings.timeout)
+            .timeout(upstream.settings.timeout)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(batch.body.clone());
         if let Some(t) = token
@@ -583,6 +601,21 @@ impl Forwarder {
             location,
         }
     }
+}
+
+/// `…/v2.0/metrics[?tenant_id=…]` from `monasca.url` or the token's catalog.
+fn metrics_url_for(settings: &ForwardSettings, token: Option<&Token>) -> Option<String> {
+    let base = if settings.url.is_empty() {
+        token?.monasca_url.clone()?
+    } else {
+        settings.url.clone()
+    };
+    let mut url = metrics_url(&base);
+    if !settings.tenant_id.is_empty() {
+        url.push_str("?tenant_id=");
+        url.push_str(&settings.tenant_id);
+    }
+    Some(url)
 }
 
 /// What one POST got back (`status: None`: no answer at all).

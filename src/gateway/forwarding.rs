@@ -32,17 +32,7 @@ pub async fn start_forwarding(
     }
     let queue = Arc::new(Queue::new(config.buffer.max_bytes.bytes() as usize));
     let stats = Arc::clone(&telemetry.forward);
-    let settings = ForwardSettings {
-        url: m.url.clone(),
-        tenant_id: m.tenant_id.clone(),
-        delegate_roles: m.delegate_roles.clone(),
-        concurrency: m.concurrency,
-        timeout: m.timeout.get(),
-        backoff: Backoff {
-            initial: m.backoff_initial.get(),
-            max: m.backoff_max.get(),
-        },
-    };
+    let settings = forward_settings(config);
     let spooler = open_spool(config, &stats)?;
     let forwarder = Forwarder::new(
         Arc::clone(&queue),
@@ -71,6 +61,22 @@ pub async fn start_forwarding(
         forwarder,
         name,
     ))
+}
+
+/// Where and how the senders POST, from `monasca.*`: at start-up, and again on a reload.
+pub fn forward_settings(config: &Config) -> ForwardSettings {
+    let m = &config.monasca;
+    ForwardSettings {
+        url: m.url.clone(),
+        tenant_id: m.tenant_id.clone(),
+        delegate_roles: m.delegate_roles.clone(),
+        concurrency: m.concurrency,
+        timeout: m.timeout.get(),
+        backoff: Backoff {
+            initial: m.backoff_initial.get(),
+            max: m.backoff_max.get(),
+        },
+    }
 }
 
 /// Segment files roll over at this size: small enough that evicting the oldest frees
@@ -227,7 +233,7 @@ pub fn check_online(config: &Config) -> anyhow::Result<String> {
 }
 
 /// The client for Keystone and Monasca: their CA bundles, and their URLs to check that
-/// HTTPS can be verified.
+/// HTTPS can be verified. Also built again on a reload, with the new CA files.
 pub fn http_client(config: &Config) -> anyhow::Result<reqwest::Client> {
     let (k, m) = (&config.keystone, &config.monasca);
     upstream::client(&[&k.ca_file, &m.ca_file], &[&k.auth_url, &m.url])

@@ -28,21 +28,36 @@ pub struct Faults {
     pub monasca_delay: Duration,
     /// Monasca answers 413 to bodies larger than this (a proxy's limit); 0 = no limit.
     pub max_body: usize,
+    /// While set, each Keystone request waits for a permit of this semaphore before it is
+    /// answered (the test adds permits to let requests through, one each).
+    pub keystone_hold: Option<Arc<tokio::sync::Semaphore>>,
+    /// The same for metrics POSTs (after counting them in `post_arrivals`).
+    pub monasca_hold: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 pub struct FakeState {
     pub faults: Faults,
     pub token_lifetime: Duration,
     pub roles: Vec<String>,
+    /// The password Keystone accepts (a rotation changes it).
+    pub password: String,
     /// token → expiry
     tokens: HashMap<String, SystemTime>,
     pub tokens_issued: u64,
     pub auth_requests: Vec<Value>,
+    /// Keystone requests received, counted before any hold.
+    pub auth_arrivals: u64,
     pub metrics: Vec<Value>,
     pub posts: u64,
+    /// Metrics POSTs received, counted before `monasca_delay`.
+    pub post_arrivals: u64,
+    /// The `X-Auth-Token` of every metrics POST, in order ("" for none).
+    pub post_tokens: Vec<String>,
     pub content_types: Vec<String>,
     pub tenant_ids: Vec<Option<String>>,
     monasca_url: String,
+    /// A Monasca-only fake also accepts the tokens this Keystone issued.
+    token_source: Option<Arc<Mutex<FakeState>>>,
 }
 
 #[derive(Clone)]
@@ -54,6 +69,16 @@ pub struct Fake {
 
 impl Fake {
     pub fn start() -> Fake {
+        Fake::start_with(None)
+    }
+
+    /// A second Monasca (another address, its own records) that accepts the tokens
+    /// `keystone` issues, as a Monasca behind the same Keystone does.
+    pub fn start_monasca_for(keystone: &Fake) -> Fake {
+        Fake::start_with(Some(Arc::clone(&keystone.state)))
+    }
+
+    fn start_with(token_source: Option<Arc<Mutex<FakeState>>>) -> Fake {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -67,14 +92,19 @@ impl Fake {
             faults: Faults::default(),
             token_lifetime: Duration::from_secs(3600),
             roles: vec!["monasca-agent".into()],
+            password: PASSWORD.into(),
             tokens: HashMap::new(),
             tokens_issued: 0,
             auth_requests: Vec::new(),
+            auth_arrivals: 0,
             metrics: Vec::new(),
             posts: 0,
+            post_arrivals: 0,
+            post_tokens: Vec::new(),
             content_types: Vec::new(),
             tenant_ids: Vec::new(),
             monasca_url: format!("http://{addr}/v2.0"),
+            token_source,
         }));
         let app = Router::new()
             .route("/v3/auth/tokens", post(issue_token))
@@ -122,13 +152,22 @@ impl Fake {
 
 async fn issue_token(State(state): State<Arc<Mutex<FakeState>>>, body: Bytes) -> Response {
     let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let hold = {
+        let mut s = state.lock().unwrap();
+        s.auth_arrivals += 1;
+        s.faults.keystone_hold.clone()
+    };
+    if let Some(hold) = hold {
+        // The permit is used up: one request through per permit added.
+        hold.acquire().await.unwrap().forget();
+    }
     let mut s = state.lock().unwrap();
     if s.faults.keystone_down {
         return (StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable").into_response();
     }
     s.auth_requests.push(request.clone());
     let identity = &request["auth"]["identity"];
-    let password_ok = identity["password"]["user"]["password"] == PASSWORD;
+    let password_ok = identity["password"]["user"]["password"] == s.password.as_str();
     let app_ok = identity["application_credential"]["secret"] == APP_SECRET;
     if !password_ok && !app_ok {
         let body = json!({"error": {"code": 401, "title": "Unauthorized", "message": "The request you have made requires authentication."}});
@@ -172,7 +211,14 @@ async fn post_metrics(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let delay = state.lock().unwrap().faults.monasca_delay;
+    let (delay, hold) = {
+        let mut s = state.lock().unwrap();
+        s.post_arrivals += 1;
+        (s.faults.monasca_delay, s.faults.monasca_hold.clone())
+    };
+    if let Some(hold) = hold {
+        hold.acquire().await.unwrap().forget();
+    }
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
@@ -182,10 +228,16 @@ async fn post_metrics(
         .get("x-auth-token")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let valid = s
-        .tokens
-        .get(token)
-        .is_some_and(|exp| *exp > SystemTime::now());
+    s.post_tokens.push(token.to_owned());
+    let unexpired = |tokens: &HashMap<String, SystemTime>| {
+        tokens
+            .get(token)
+            .is_some_and(|exp| *exp > SystemTime::now())
+    };
+    let valid = unexpired(&s.tokens)
+        || s.token_source
+            .as_ref()
+            .is_some_and(|k| unexpired(&k.lock().unwrap().tokens));
     if !valid {
         let body = json!({"error": {"code": 401, "title": "Unauthorized", "message": "The request you have made requires authentication."}});
         let mut h = HeaderMap::new();

@@ -153,15 +153,14 @@ fn attempt(
         (true, Some(forwarder)) => {
             let client = forwarding::http_client(&new)?;
             let keystone_changed = section("keystone") || is("monasca.ca_file");
-            if keystone_changed && let Some(auth) = shared.telemetry.auth.get() && false {
+            if keystone_changed && let Some(auth) = shared.telemetry.auth.get() {
                 // A new token first: on failure the old credentials and token stay.
                 shared
                     .runtime
                     .block_on(auth.switch(client.clone(), new.keystone.clone()))
                     .map_err(|e| anyhow::anyhow!("keystone: the new credentials got no token: {e}"))?;
             }
-            let _ = (forwarder, client, keystone_changed);
-            None::<(std::sync::Arc<crate::forward::Forwarder>, reqwest::Client, ())>
+            Some((forwarder, client, forwarding::forward_settings(&new)))
         }
         _ => None,
     };
@@ -201,7 +200,7 @@ fn attempt(
         notes.push(format!("log.level: {e}; the old filter runs on"));
     }
     if let Some((forwarder, client, settings)) = upstream {
-        let _ = (forwarder, client, settings);
+        forwarder.set_upstream(client, settings);
     }
     let defaults_changed = defaults != shared.defaults;
     shared.defaults = defaults;
