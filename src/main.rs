@@ -158,28 +158,36 @@ fn check_config(config: &Config) -> ExitCode {
 /// Logs go to stderr: stdout belongs to the console sink. Returns what a reload calls to
 /// set `log.level` (`RUST_LOG`, when set, wins at start and keeps winning).
 fn init_logging(config: &Config) -> Box<dyn Fn(&str) -> Result<(), String> + Send> {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let from_env = EnvFilter::try_from_default_env().is_ok();
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&config.log.level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_filter_reloading();
-    let handle = builder.reload_handle();
-    match config.log.format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
-    }
+        .with_ansi(std::io::stderr().is_terminal());
+    // Each format has its own subscriber type, hence its own handle.
+    let set: Box<dyn Fn(EnvFilter) -> Result<(), String> + Send> = match config.log.format {
+        LogFormat::Json => {
+            let builder = builder.json().with_filter_reloading();
+            let handle = builder.reload_handle();
+            builder.init();
+            Box::new(move |f| handle.reload(f).map_err(|e| e.to_string()))
+        }
+        LogFormat::Text => {
+            let builder = builder.with_filter_reloading();
+            let handle = builder.reload_handle();
+            builder.init();
+            Box::new(move |f| handle.reload(f).map_err(|e| e.to_string()))
+        }
+    };
     Box::new(move |level: &str| {
         if from_env {
             return Err("RUST_LOG is set and wins over log.level".to_owned());
         }
-        let filter = EnvFilter::try_new(level).map_err(|e| format!("{level:?} is no filter: {e}"))?;
-        handle.reload(filter).map_err(|e| e.to_string())
+        set(EnvFilter::try_new(level).map_err(|e| format!("{level:?} is no filter: {e}"))?)
     })
 }
 

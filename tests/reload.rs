@@ -11,34 +11,36 @@ mod listen;
 #[path = "reload/tls.rs"]
 mod tls;
 
-use common::fake_openstack::{APP_SECRET, Fake, PASSWORD};
+use common::fake_openstack::{Fake, PASSWORD};
 use common::{Gateway, start};
 use serde_json::Value;
 use std::collections::BTreeSet;
+use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(30);
 
-/// The Keystone identity and Monasca URL of `fake`, by application credential or password.
-fn upstream(fake: &Fake, password: bool) -> String {
-    let identity = if password {
-        format!("  username: statsgate\n  password: {PASSWORD}\n  user_domain_name: Default\n")
-    } else {
-        format!("  application_credential_id: app-cred-id\n  application_credential_secret: {APP_SECRET}\n")
-    };
+/// One flush, the final one at stop.
+const ONE_FLUSH: &str = "flush:\n  interval: 1h\n  idle_expiry: 1h\n";
+
+/// The password Keystone accepts after the rotation the test makes.
+const NEW_PASSWORD: &str = "rotated-battery-staple-2";
+
+/// The Keystone identity (user `statsgate` with `password`) and Monasca URL of `fake`.
+fn upstream(fake: &Fake, password: &str) -> String {
     format!(
-        "keystone:\n  auth_url: {}\n{identity}  project_name: service\n  project_domain_name: Default\nmonasca:\n  url: {}\n",
+        "keystone:\n  auth_url: {}\n  username: statsgate\n  password: {password}\n  user_domain_name: Default\n  project_name: service\n  project_domain_name: Default\nmonasca:\n  url: {}\n",
         fake.keystone_url(),
         fake.monasca_url()
     )
 }
 
-fn bench(gw: &Gateway, args: &[&str]) -> Value {
+fn bench(udp: SocketAddr, admin: SocketAddr, args: &[&str]) -> Value {
     let out = Command::new(env!("CARGO_BIN_EXE_statsgate"))
         .arg("bench")
-        .args(["--target", &gw.udp.to_string()])
-        .args(["--admin", &gw.admin.to_string()])
+        .args(["--target", &udp.to_string()])
+        .args(["--admin", &admin.to_string()])
         .arg("--json")
         .args(args)
         .output()
@@ -53,7 +55,7 @@ fn bench(gw: &Gateway, args: &[&str]) -> Value {
 }
 
 /// A stream listener's address (`tls=`, `tcp=`) from the start-up line.
-fn listen_addr(gw: &Gateway, tag: &str) -> std::net::SocketAddr {
+fn listen_addr(gw: &Gateway, tag: &str) -> SocketAddr {
     let text = gw.stderr.lock().unwrap().clone();
     let line = text
         .lines()
@@ -82,31 +84,33 @@ fn flush_times(metrics: &[Value], keep: impl Fn(&Value) -> bool) -> Vec<u64> {
 #[test]
 fn a_reload_under_bench_load_loses_no_line_and_no_gauge() {
     let fake = Fake::start();
-    let before = |password| {
-        format!(
-            "flush:\n  interval: 1s\naggregate:\n  percentiles: [0.95]\n  max_series_per_name: 100000\nstatsd:\n  max_line: 8KiB\n{}",
-            upstream(&fake, password)
-        )
-    };
-    let gw = start(&before(false));
+    let gw = start(&format!(
+        "flush:\n  interval: 1s\naggregate:\n  percentiles: [0.95]\n  max_series_per_name: 100000\nstatsd:\n  max_line: 8KiB\n{}",
+        upstream(&fake, PASSWORD)
+    ));
     // A gauge set once, before the reload: it must still be sent after it.
     gw.sender().send(b"reload.kept:42|g").unwrap();
     gw.wait_for("the gauge counted", WAIT, |g| g.lines_counted() == 1);
 
     let reloaded = std::thread::scope(|s| {
-        let load = s.spawn(|| {
+        let (udp, admin) = (gw.udp, gw.admin);
+        let load = s.spawn(move || {
             bench(
-                &gw,
+                udp,
+                admin,
                 &[
-                    "--lines", "120000", "--rate", "24000", "--series", "40",
+                    "--lines", "192000", "--rate", "24000", "--series", "40",
                     "--types", "c,ms", "--lines-per-datagram", "10", "--prefix", "load",
                 ],
             )
         });
         std::thread::sleep(Duration::from_secs(2));
+        // The password is rotated in Keystone; the gateway's token from the old one stays
+        // valid until it has one from the new.
+        fake.with(|s| s.password = NEW_PASSWORD.to_owned());
         let after = format!(
             "flush:\n  interval: 2s\naggregate:\n  percentiles: [0.5, 0.99]\n  max_series_per_name: 50000\nstatsd:\n  max_line: 4KiB\n{}",
-            upstream(&fake, true)
+            upstream(&fake, NEW_PASSWORD)
         );
         let reloaded = gw.reload_with(&after);
         let report = load.join().expect("bench thread");
@@ -123,9 +127,9 @@ fn a_reload_under_bench_load_loses_no_line_and_no_gauge() {
     ] {
         assert!(message.contains(key), "{key} missing from {message:?}");
     }
-    assert!(!message.contains(PASSWORD), "a secret in {message:?}");
+    assert!(!message.contains(NEW_PASSWORD), "a secret in {message:?}");
     let stderr = gw.stderr.lock().unwrap().clone();
-    assert!(!stderr.contains(PASSWORD) && !stderr.contains(APP_SECRET));
+    assert!(!stderr.contains(PASSWORD) && !stderr.contains(NEW_PASSWORD));
 
     let offered = report["offered_lines"].as_u64().unwrap();
     assert_eq!(report["lost_lines"], 0, "{report}");
@@ -156,27 +160,41 @@ fn a_reload_under_bench_load_loses_no_line_and_no_gauge() {
     // 1 s intervals before, 2 s after (the last flush, at SIGTERM, is partial).
     let times = flush_times(&metrics, |m| name(m).starts_with("load."));
     let gaps: Vec<u64> = times.windows(2).map(|w| w[1] - w[0]).collect();
+    // The interval open at the reload ends at its 1 s boundary; the next one ends at the
+    // next multiple of 2 s (intervals are aligned to wall-clock multiples), then 2 s each.
     let switch = times.iter().position(|t| Some(t) == new.first()).unwrap();
     assert!(
-        gaps[..switch.saturating_sub(1)].iter().all(|&g| g == 1000),
+        gaps[..switch - 1].iter().all(|&g| g == 1000),
         "1 s flushes before the reload: {gaps:?}"
     );
-    let after = &gaps[switch..gaps.len().saturating_sub(1)];
-    assert!(!after.is_empty() && after.iter().all(|&g| g == 2000), "2 s after: {gaps:?}");
+    assert!([1000, 2000].contains(&gaps[switch - 1]), "{gaps:?}");
+    assert_eq!(new.first().map(|t| t % 2000), Some(0), "aligned to 2 s");
+    let after = &gaps[switch..gaps.len() - 1];
+    assert!(
+        !after.is_empty() && after.iter().all(|&g| g == 2000),
+        "2 s after {switch}: {gaps:?} {times:?} {new:?}"
+    );
 
     // The gauge set before the reload is still sent, with its value, after it.
     let kept = flush_times(&metrics, |m| name(m) == "reload.kept" && m["value"] == 42.0);
     assert!(kept.last() >= new.last(), "gauge kept to the end: {kept:?} vs {new:?}");
 
-    // A token from the new credentials was fetched (the first came from the old ones).
-    let methods: Vec<Value> = fake.with(|s| {
-        s.auth_requests
+    // A token from the new password was fetched and every later POST carried it.
+    let (passwords, tokens) = fake.with(|s| {
+        let passwords: Vec<Value> = s
+            .auth_requests
             .iter()
-            .map(|r| r["auth"]["identity"]["methods"][0].clone())
-            .collect()
+            .map(|r| r["auth"]["identity"]["password"]["user"]["password"].clone())
+            .collect();
+        (passwords, s.post_tokens.clone())
     });
-    assert_eq!(methods.first(), Some(&Value::from("application_credential")));
-    assert_eq!(methods.last(), Some(&Value::from("password")), "{methods:?}");
+    assert_eq!(passwords, [PASSWORD, NEW_PASSWORD], "one token from each password");
+    let first_new = tokens.iter().position(|t| Some(t) != tokens.first());
+    let first_new = first_new.expect("a POST with the new token");
+    assert!(
+        tokens[first_new..].iter().all(|t| *t == tokens[first_new]),
+        "no POST went back to the old token"
+    );
 }
 
 #[test]
@@ -206,13 +224,13 @@ fn a_bad_reload_keeps_the_running_configuration_and_says_which_key() {
 
 #[test]
 fn limits_and_the_allow_list_apply_at_once() {
-    let gw = start("flush:\n  interval: 1h\n");
+    let gw = start(ONE_FLUSH);
     let s = gw.sender();
     let long = format!("long.line.{}:1|c", "x".repeat(100));
     s.send(long.as_bytes()).unwrap();
     gw.wait_for("the long line accepted", WAIT, |g| g.lines_counted() == 1);
 
-    let (outcome, message) = gw.reload_with("flush:\n  interval: 1h\nstatsd:\n  max_line: 64\n");
+    let (outcome, message) = gw.reload_with(&format!("{ONE_FLUSH}statsd:\n  max_line: 64\n"));
     assert_eq!(outcome, "applied", "{message}");
     s.send(long.as_bytes()).unwrap();
     gw.wait_for("the long line refused", WAIT, |g| {
@@ -223,7 +241,7 @@ fn limits_and_the_allow_list_apply_at_once() {
     gw.wait_for("the short line", WAIT, |g| g.lines_counted() == 3);
 
     let (outcome, message) =
-        gw.reload_with("flush:\n  interval: 1h\nstatsd:\n  max_line: 64\n  allow: [10.0.0.0/8]\n");
+        gw.reload_with(&format!("{ONE_FLUSH}statsd:\n  max_line: 64\n  allow: [10.0.0.0/8]\n"));
     assert_eq!(outcome, "applied", "{message}");
     s.send(b"denied:1|c").unwrap();
     gw.wait_for("the datagram denied", WAIT, |g| {
@@ -239,7 +257,7 @@ fn limits_and_the_allow_list_apply_at_once() {
 
 #[test]
 fn statsgate_reload_asks_the_running_gateway_and_prints_the_outcome() {
-    let gw = start("flush:\n  interval: 1h\n");
+    let gw = start(ONE_FLUSH);
     let run = |yaml: &str| {
         std::fs::write(&gw.config, yaml).unwrap();
         let out = Command::new(env!("CARGO_BIN_EXE_statsgate"))
@@ -251,12 +269,12 @@ fn statsgate_reload_asks_the_running_gateway_and_prints_the_outcome() {
             .expect("run statsgate reload");
         (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
     };
-    let (code, text) = run("flush:\n  interval: 1h\naggregate:\n  percentiles: [0.5]\n");
+    let (code, text) = run(&format!("{ONE_FLUSH}aggregate:\n  percentiles: [0.5]\n"));
     assert_eq!(code, Some(0), "{text}");
     assert!(text.contains("applied aggregate.percentiles (next interval)"), "{text}");
-    let (code, text) = run("statsd:\n  readers: 7\nflush:\n  interval: 1h\n");
+    let (code, text) = run(&format!("{ONE_FLUSH}log:\n  format: json\n"));
     assert_eq!(code, Some(1), "{text}");
-    assert!(text.contains("statsd.readers"), "{text}");
+    assert!(text.contains("log.format: the log format is set up once"), "{text}");
     assert!(text.contains("previous configuration"), "{text}");
     let (_, health) = gw.get("/healthz");
     assert!(health.contains("\"outcome\":\"refused\""), "{health}");

@@ -169,14 +169,8 @@ fn receive_loop(
     // After `stop`: what the kernel already queued for this socket was sent to a gateway
     // that was running, so it is read too, until the queue is empty or `drain_until`.
     let mut draining: Option<std::time::Instant> = None;
+    let mut resize = false;
     loop {
-        if let Some(new) = follow.changed() {
-            aggregator.replace_settings(new.aggregate.clone());
-            if new.max_datagram != config.max_datagram {
-                batch = RecvBatch::new(mmsg::DEFAULT_BATCH, new.max_datagram + 1);
-            }
-            config = new;
-        }
         if draining.is_none() && stop.load(Ordering::Relaxed) {
             if socket.set_nonblocking(true).is_err() {
                 break;
@@ -185,6 +179,10 @@ fn receive_loop(
         }
         if draining.is_some_and(|until| std::time::Instant::now() >= until) {
             break;
+        }
+        if resize {
+            batch = RecvBatch::new(mmsg::DEFAULT_BATCH, config.max_datagram + 1);
+            resize = false;
         }
         match batch.recv(socket) {
             Ok(_) => {}
@@ -205,6 +203,13 @@ fn receive_loop(
                 std::thread::sleep(STOP_POLL);
                 continue;
             }
+        }
+        // After the receive, which may have waited across a reload: what arrives after one
+        // is judged by the new settings. (A larger `max_datagram` sizes the next receive.)
+        if let Some(new) = follow.changed() {
+            aggregator.replace_settings(new.aggregate.clone());
+            resize = new.max_datagram != config.max_datagram;
+            config = new;
         }
         let now = now_ms();
         let beats = config.heartbeats.as_deref();

@@ -789,7 +789,7 @@ mod tests {
         let stats = Arc::new(crate::probes::ProbeStats::default());
         stats.count_error("disk", "timeout");
         stats.duration_us[0].store(1500, std::sync::atomic::Ordering::Relaxed);
-        let _ = t.probes.set(stats);
+        t.probes.set(Some(stats));
         let text = render(&t);
         assert!(
             text.contains("statsgate_probe_errors_total{group=\"disk\",reason=\"timeout\"} 1\n"),

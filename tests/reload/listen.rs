@@ -16,7 +16,7 @@ fn free_tcp() -> u16 {
 
 fn yaml(udp: u16, http: u16, admin: u16) -> String {
     format!(
-        "flush:\n  interval: 1h\nstatsd:\n  listen: 127.0.0.1:{udp}\nhttp:\n  listen: 127.0.0.1:{http}\nadmin:\n  listen: 127.0.0.1:{admin}\n"
+        "flush:\n  interval: 1h\n  idle_expiry: 1h\nstatsd:\n  listen: 127.0.0.1:{udp}\nhttp:\n  listen: 127.0.0.1:{http}\nadmin:\n  listen: 127.0.0.1:{admin}\n"
     )
 }
 

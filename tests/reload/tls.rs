@@ -58,7 +58,7 @@ fn new_certificates_at_the_same_paths_serve_the_next_handshake() {
     copy(&a, dir.path());
     let (cert, key) = (dir.path().join("server.pem"), dir.path().join("server.key"));
     let yaml = format!(
-        "flush:\n  interval: 1h\nhttp:\n  tls_cert: {c}\n  tls_key: {k}\nstatsd:\n  tls_listen: 127.0.0.1:0\n  tls_cert: {c}\n  tls_key: {k}\n",
+        "flush:\n  interval: 1h\n  idle_expiry: 1h\nhttp:\n  tls_cert: {c}\n  tls_key: {k}\nstatsd:\n  tls_listen: 127.0.0.1:0\n  tls_cert: {c}\n  tls_key: {k}\n",
         c = cert.display(),
         k = key.display()
     );

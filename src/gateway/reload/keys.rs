@@ -47,7 +47,6 @@ impl Apply {
 
 const BOUND_AT_START: &str = "the sockets and threads it sizes are made at start; restart to change it";
 const STREAMS: &str = "the stream listeners are bound at start; restart to change them";
-const OUTPUT: &str = "switching between the console and Monasca (or Keystone on and off) needs a restart";
 const SPOOL: &str = "the spool directory is locked and recovered at start; restart to change it";
 const HISTOGRAM: &str = "timer histograms of the open interval must merge with the new ones; restart to change it";
 const HTTP_SERVER: &str = "the HTTP listener's limits are set when it is bound; change http.listen with it, or restart";
@@ -245,12 +244,12 @@ mod tests {
         new.flush.interval = "20s".parse().unwrap();
         new.keystone.password = crate::secret::Secret::new("s3cret-new");
         new.aggregate.percentiles = vec![0.5];
-        let changed = changed(&old, &new);
+        let diff = changed(&old, &new);
         assert_eq!(
-            changed,
+            diff,
             ["flush.interval", "aggregate.percentiles", "keystone.password"]
         );
-        assert!(changed.iter().all(|k| !k.contains("s3cret")));
+        assert!(diff.iter().all(|k| !k.contains("s3cret")));
         assert_eq!(apply_of("flush.interval"), Apply::NextBoundary);
         assert_eq!(apply_of("probes.period"), Apply::RestartStage);
         assert!(matches!(apply_of("buffer.spool_dir"), Apply::Refused(_)));

@@ -139,13 +139,11 @@ impl Reader {
         let mut config = self.follow.current();
         let mut batch = RecvBatch::new(mmsg::DEFAULT_BATCH, config.max_datagram + 1);
         let mut draining: Option<Instant> = None;
+        let mut resize = false;
         loop {
-            if let Some(new) = self.follow.changed() {
-                self.aggregator.replace_settings(new.aggregate.clone());
-                if new.max_datagram != config.max_datagram {
-                    batch = RecvBatch::new(mmsg::DEFAULT_BATCH, new.max_datagram + 1);
-                }
-                config = new;
+            if resize {
+                batch = RecvBatch::new(mmsg::DEFAULT_BATCH, config.max_datagram + 1);
+                resize = false;
             }
             if draining.is_none() && stop.load(Ordering::Relaxed) {
                 if self.socket.set_nonblocking(true).is_err() {
@@ -177,6 +175,12 @@ impl Reader {
                     std::thread::sleep(STOP_POLL);
                     continue;
                 }
+            }
+            // After the receive, as the UDP readers do (see `listen::receive_loop`).
+            if let Some(new) = self.follow.changed() {
+                self.aggregator.replace_settings(new.aggregate.clone());
+                resize = new.max_datagram != config.max_datagram;
+                config = new;
             }
             let now = now_ms();
             let mut shard = self
