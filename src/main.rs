@@ -157,7 +157,7 @@ fn check_config(config: &Config) -> ExitCode {
 
 /// Logs go to stderr: stdout belongs to the console sink. Returns what a reload calls to
 /// set `log.level` (`RUST_LOG`, when set, wins at start and keeps winning).
-fn init_logging(config: &Config) -> Box<dyn Fn(&str) -> Result<(), String> + Send> {
+fn init_logging(config: &Config) -> statsgate::gateway::SetLogLevel {
     use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let from_env = EnvFilter::try_from_default_env().is_ok();
@@ -199,7 +199,9 @@ fn reload(config: &Config) -> ExitCode {
             ExitCode::SUCCESS
         }
         Ok((false, message)) => {
-            eprintln!("statsgate: reload: {message}; the gateway runs on with its previous configuration");
+            eprintln!(
+                "statsgate: reload: {message}; the gateway runs on with its previous configuration"
+            );
             ExitCode::FAILURE
         }
         Err(e) => {

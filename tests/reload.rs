@@ -62,7 +62,10 @@ fn listen_addr(gw: &Gateway, tag: &str) -> SocketAddr {
         .find(|l| l.contains("statsgate listening"))
         .expect("start-up line");
     line.split([' ', '"'])
-        .find_map(|w| w.strip_prefix(tag).or_else(|| w.strip_prefix(&format!("streams={tag}")[..])))
+        .find_map(|w| {
+            w.strip_prefix(tag)
+                .or_else(|| w.strip_prefix(&format!("streams={tag}")[..]))
+        })
         .and_then(|a| a.parse().ok())
         .unwrap_or_else(|| panic!("no {tag} in {line}"))
 }
@@ -99,8 +102,18 @@ fn a_reload_under_bench_load_loses_no_line_and_no_gauge() {
                 udp,
                 admin,
                 &[
-                    "--lines", "192000", "--rate", "24000", "--series", "40",
-                    "--types", "c,ms", "--lines-per-datagram", "10", "--prefix", "load",
+                    "--lines",
+                    "192000",
+                    "--rate",
+                    "24000",
+                    "--series",
+                    "40",
+                    "--types",
+                    "c,ms",
+                    "--lines-per-datagram",
+                    "10",
+                    "--prefix",
+                    "load",
                 ],
             )
         });
@@ -153,7 +166,10 @@ fn a_reload_under_bench_load_loses_no_line_and_no_gauge() {
     let old = flush_times(&metrics, |m| name(m).ends_with(".95percentile"));
     let new = flush_times(&metrics, |m| name(m).ends_with(".99percentile"));
     let median = flush_times(&metrics, |m| name(m).ends_with(".50percentile"));
-    assert!(!old.is_empty() && !new.is_empty(), "both sets of percentiles sent");
+    assert!(
+        !old.is_empty() && !new.is_empty(),
+        "both sets of percentiles sent"
+    );
     assert_eq!(new, median, "0.5 and 0.99 came in together");
     assert!(old.last() < new.first(), "old {old:?} then new {new:?}");
 
@@ -177,7 +193,10 @@ fn a_reload_under_bench_load_loses_no_line_and_no_gauge() {
 
     // The gauge set before the reload is still sent, with its value, after it.
     let kept = flush_times(&metrics, |m| name(m) == "reload.kept" && m["value"] == 42.0);
-    assert!(kept.last() >= new.last(), "gauge kept to the end: {kept:?} vs {new:?}");
+    assert!(
+        kept.last() >= new.last(),
+        "gauge kept to the end: {kept:?} vs {new:?}"
+    );
 
     // A token from the new password was fetched and every later POST carried it.
     let (passwords, tokens) = fake.with(|s| {
@@ -188,7 +207,11 @@ fn a_reload_under_bench_load_loses_no_line_and_no_gauge() {
             .collect();
         (passwords, s.post_tokens.clone())
     });
-    assert_eq!(passwords, [PASSWORD, NEW_PASSWORD], "one token from each password");
+    assert_eq!(
+        passwords,
+        [PASSWORD, NEW_PASSWORD],
+        "one token from each password"
+    );
     let first_new = tokens.iter().position(|t| Some(t) != tokens.first());
     let first_new = first_new.expect("a POST with the new token");
     assert!(
@@ -205,11 +228,22 @@ fn a_bad_reload_keeps_the_running_configuration_and_says_which_key() {
     assert!(message.contains("flush.interval"), "{message}");
     let (outcome, message) = gw.reload_with("buffer:\n  spool_dir: /tmp/elsewhere\n");
     assert_eq!(outcome, "refused");
-    assert!(message.contains("buffer.spool_dir: the spool directory"), "{message}");
+    assert!(
+        message.contains("buffer.spool_dir: the spool directory"),
+        "{message}"
+    );
     assert!(!std::path::Path::new("/tmp/elsewhere").exists());
     let (outcome, message) = gw.reload_with("flush:\n  interval: 500ms\n");
-    assert_eq!((outcome.as_str(), message.as_str()), ("unchanged", "configuration unchanged"));
-    for (label, n) in [("failed", 1), ("refused", 1), ("unchanged", 1), ("applied", 0)] {
+    assert_eq!(
+        (outcome.as_str(), message.as_str()),
+        ("unchanged", "configuration unchanged")
+    );
+    for (label, n) in [
+        ("failed", 1),
+        ("refused", 1),
+        ("unchanged", 1),
+        ("applied", 0),
+    ] {
         assert_eq!(
             gw.counter("statsgate_reloads_total", &format!("outcome=\"{label}\"")),
             n,
@@ -240,8 +274,9 @@ fn limits_and_the_allow_list_apply_at_once() {
     s.send(b"short:1|c").unwrap();
     gw.wait_for("the short line", WAIT, |g| g.lines_counted() == 3);
 
-    let (outcome, message) =
-        gw.reload_with(&format!("{ONE_FLUSH}statsd:\n  max_line: 64\n  allow: [10.0.0.0/8]\n"));
+    let (outcome, message) = gw.reload_with(&format!(
+        "{ONE_FLUSH}statsd:\n  max_line: 64\n  allow: [10.0.0.0/8]\n"
+    ));
     assert_eq!(outcome, "applied", "{message}");
     s.send(b"denied:1|c").unwrap();
     gw.wait_for("the datagram denied", WAIT, |g| {
@@ -251,7 +286,11 @@ fn limits_and_the_allow_list_apply_at_once() {
     assert!(exit.success());
     let all: Vec<Value> = flushes.into_iter().flatten().collect();
     let long_name = long.split(':').next().unwrap();
-    assert_eq!(common::value(&all, long_name, &[]), 1.0, "accepted once, before the reload");
+    assert_eq!(
+        common::value(&all, long_name, &[]),
+        1.0,
+        "accepted once, before the reload"
+    );
     assert!(common::find(&all, "denied", &[]).is_none());
 }
 
@@ -267,14 +306,23 @@ fn statsgate_reload_asks_the_running_gateway_and_prints_the_outcome() {
             .env("STATSGATE_ADMIN__LISTEN", gw.admin.to_string())
             .output()
             .expect("run statsgate reload");
-        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     };
     let (code, text) = run(&format!("{ONE_FLUSH}aggregate:\n  percentiles: [0.5]\n"));
     assert_eq!(code, Some(0), "{text}");
-    assert!(text.contains("applied aggregate.percentiles (next interval)"), "{text}");
+    assert!(
+        text.contains("applied aggregate.percentiles (next interval)"),
+        "{text}"
+    );
     let (code, text) = run(&format!("{ONE_FLUSH}log:\n  format: json\n"));
     assert_eq!(code, Some(1), "{text}");
-    assert!(text.contains("log.format: the log format is set up once"), "{text}");
+    assert!(
+        text.contains("log.format: the log format is set up once"),
+        "{text}"
+    );
     assert!(text.contains("previous configuration"), "{text}");
     let (_, health) = gw.get("/healthz");
     assert!(health.contains("\"outcome\":\"refused\""), "{health}");

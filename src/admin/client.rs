@@ -19,11 +19,10 @@ pub fn reload(config: &Config) -> anyhow::Result<(bool, String)> {
             "admin.listen is off in this configuration, so the gateway cannot be asked over HTTP; send it SIGHUP (systemctl reload statsgate, or kill -HUP <pid>)"
         );
     }
-    let addr: SocketAddr = config
-        .admin
-        .listen
-        .parse()
-        .with_context(|| format!("admin.listen: {:?} is not an address", config.admin.listen))?;
+    let addr: SocketAddr =
+        config.admin.listen.parse().with_context(|| {
+            format!("admin.listen: {:?} is not an address", config.admin.listen)
+        })?;
     let addr = crate::loadgen::reachable(addr);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

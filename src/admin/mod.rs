@@ -91,16 +91,30 @@ fn reload_route(trigger: Option<ReloadTrigger>) -> Router {
     )
 }
 
-async fn reload(trigger: ReloadTrigger, peer: SocketAddr) -> (StatusCode, axum::Json<serde_json::Value>) {
+async fn reload(
+    trigger: ReloadTrigger,
+    peer: SocketAddr,
+) -> (StatusCode, axum::Json<serde_json::Value>) {
     let reply = |code, outcome: &str, message: &str| {
-        (code, axum::Json(serde_json::json!({"outcome": outcome, "message": message})))
+        (
+            code,
+            axum::Json(serde_json::json!({"outcome": outcome, "message": message})),
+        )
     };
     if !peer.ip().is_loopback() {
-        return reply(StatusCode::FORBIDDEN, "refused", "a reload is accepted from loopback only");
+        return reply(
+            StatusCode::FORBIDDEN,
+            "refused",
+            "a reload is accepted from loopback only",
+        );
     }
     let (tx, rx) = tokio::sync::oneshot::channel();
     if trigger.send(tx).await.is_err() {
-        return reply(StatusCode::SERVICE_UNAVAILABLE, "failed", "the gateway is shutting down");
+        return reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "failed",
+            "the gateway is shutting down",
+        );
     }
     match rx.await {
         Ok((outcome, message)) => {
@@ -111,7 +125,11 @@ async fn reload(trigger: ReloadTrigger, peer: SocketAddr) -> (StatusCode, axum::
             };
             reply(code, outcome.label(), &message)
         }
-        Err(_) => reply(StatusCode::SERVICE_UNAVAILABLE, "failed", "the gateway is shutting down"),
+        Err(_) => reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "failed",
+            "the gateway is shutting down",
+        ),
     }
 }
 

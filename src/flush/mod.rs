@@ -24,8 +24,8 @@ use crate::sink::Sink;
 use crate::telemetry::Telemetry;
 use hashbrown::HashMap;
 use render::Emitter;
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 

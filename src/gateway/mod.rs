@@ -88,6 +88,9 @@ fn lock_spool_dir(config: &Config) -> anyhow::Result<Option<SpoolDir>> {
 /// The gauge checkpoint's file name in `buffer.spool_dir`.
 pub const CHECKPOINT_FILE: &str = "gauges.checkpoint.json";
 
+/// Sets the log filter to a `log.level` value; the error says why the filter refused it.
+pub type SetLogLevel = Box<dyn Fn(&str) -> Result<(), String> + Send>;
+
 /// What `run` needs beyond the configuration: where a reload reads it again, and how to
 /// change the log filter.
 #[derive(Default)]
@@ -95,7 +98,7 @@ pub struct Options {
     /// The file given with `--config`; a reload reads it and the environment again.
     pub config_path: Option<std::path::PathBuf>,
     /// Sets `log.level` on a reload; an error names what the filter refused.
-    pub set_log_level: Option<Box<dyn Fn(&str) -> Result<(), String> + Send>>,
+    pub set_log_level: Option<SetLogLevel>,
 }
 
 /// The pipeline, in data-path order: each stage starts from its config section and the

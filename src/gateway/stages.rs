@@ -136,12 +136,22 @@ impl Readers {
     /// new ones start on the new sockets with the same shards and counters. The open
     /// interval is kept and nothing queued on either address is lost. (Old and new readers
     /// never run at once: a reader's counters have one writer.)
-    pub fn rebind(&mut self, listener: Listener, shared: &Shared, deadline: Instant) -> anyhow::Result<()> {
+    pub fn rebind(
+        &mut self,
+        listener: Listener,
+        shared: &Shared,
+        deadline: Instant,
+    ) -> anyhow::Result<()> {
         self.stop.store(true, Ordering::Relaxed);
         if !shutdown::join_until(std::mem::take(&mut self.handles), deadline) {
             anyhow::bail!("statsd.listen: the readers of the old address did not finish draining");
         }
-        let new = Readers::start(listener, self.shards.clone(), Arc::clone(&self.config), shared)?;
+        let new = Readers::start(
+            listener,
+            self.shards.clone(),
+            Arc::clone(&self.config),
+            shared,
+        )?;
         *self = new;
         Ok(())
     }
@@ -436,7 +446,8 @@ impl HttpIngest {
 /// `http.allow` from `config`.
 pub fn http_allow(config: &Config) -> anyhow::Result<AllowList> {
     Ok(AllowList::new(
-        crate::config::networks(&config.http.allow).map_err(|e| anyhow::anyhow!("http.allow: {e}"))?,
+        crate::config::networks(&config.http.allow)
+            .map_err(|e| anyhow::anyhow!("http.allow: {e}"))?,
     ))
 }
 

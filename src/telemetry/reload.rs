@@ -102,7 +102,11 @@ mod tests {
     #[test]
     fn counts_each_outcome_and_keeps_the_last_message() {
         let r = ReloadStats::default();
-        r.record(ReloadOutcome::Failed, "flush.interval: must be at least 1s", 10);
+        r.record(
+            ReloadOutcome::Failed,
+            "flush.interval: must be at least 1s",
+            10,
+        );
         r.record(ReloadOutcome::Applied, "flush.interval", 20);
         assert_eq!(r.count(ReloadOutcome::Failed), 1);
         assert_eq!(r.count(ReloadOutcome::Applied), 1);

@@ -7,11 +7,19 @@ use std::net::{TcpListener, UdpSocket};
 use std::time::Duration;
 
 fn free_udp() -> u16 {
-    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn free_tcp() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn yaml(udp: u16, http: u16, admin: u16) -> String {
@@ -26,7 +34,9 @@ fn moved_listeners_are_rebound_and_the_open_interval_is_kept() {
     let gw = start_own_ports(&yaml(udp, http, admin));
     let s = UdpSocket::bind("127.0.0.1:0").unwrap();
     s.send_to(b"moved:1|c", ("127.0.0.1", udp)).unwrap();
-    gw.wait_for("the first line", Duration::from_secs(10), |g| g.lines_counted() == 1);
+    gw.wait_for("the first line", Duration::from_secs(10), |g| {
+        g.lines_counted() == 1
+    });
 
     let (udp2, http2) = (free_udp(), free_tcp());
     let (outcome, message) = gw.reload_with(&yaml(udp2, http2, admin));
@@ -34,11 +44,16 @@ fn moved_listeners_are_rebound_and_the_open_interval_is_kept() {
     assert!(message.contains("statsd.listen (re-bound)"), "{message}");
     assert!(message.contains("http.listen (re-bound)"), "{message}");
     s.send_to(b"moved:2|c", ("127.0.0.1", udp2)).unwrap();
-    gw.wait_for("the line at the new address", Duration::from_secs(10), |g| {
-        g.lines_counted() == 2
-    });
+    gw.wait_for(
+        "the line at the new address",
+        Duration::from_secs(10),
+        |g| g.lines_counted() == 2,
+    );
     // The old UDP port is closed: nothing reads it any more.
-    assert!(UdpSocket::bind(("127.0.0.1", udp)).is_ok(), "old statsd port released");
+    assert!(
+        UdpSocket::bind(("127.0.0.1", udp)).is_ok(),
+        "old statsd port released"
+    );
     let (status, _) = super::common::request(
         format!("127.0.0.1:{http2}").parse().unwrap(),
         "GET /status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",

@@ -27,7 +27,9 @@ fn trusts(ca: &Path, url: &str) -> bool {
 fn statsd_tls_trusts(ca: &Path, addr: std::net::SocketAddr) -> bool {
     use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
     let mut roots = rustls::RootCertStore::empty();
-    roots.add(CertificateDer::from_pem_file(ca).unwrap()).unwrap();
+    roots
+        .add(CertificateDer::from_pem_file(ca).unwrap())
+        .unwrap();
     let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -37,7 +39,8 @@ fn statsd_tls_trusts(ca: &Path, addr: std::net::SocketAddr) -> bool {
     let name = ServerName::try_from("localhost").unwrap();
     let mut conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
     let mut sock = std::net::TcpStream::connect(addr).unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     while conn.is_handshaking() {
         if conn.complete_io(&mut sock).is_err() {
             return false;
@@ -72,14 +75,23 @@ fn new_certificates_at_the_same_paths_serve_the_next_handshake() {
     let (outcome, message) = gw.reload_with(&yaml);
     assert_eq!(outcome, "unchanged", "{message}");
     assert!(message.contains("HTTPS certificate re-read"), "{message}");
-    assert!(message.contains("statsd TLS certificate re-read"), "{message}");
-    assert!(trusts(&b.ca, &url) && !trusts(&a.ca, &url), "HTTPS serves the new one");
+    assert!(
+        message.contains("statsd TLS certificate re-read"),
+        "{message}"
+    );
+    assert!(
+        trusts(&b.ca, &url) && !trusts(&a.ca, &url),
+        "HTTPS serves the new one"
+    );
     assert!(statsd_tls_trusts(&b.ca, tls) && !statsd_tls_trusts(&a.ca, tls));
 
     // A key that is not the certificate's: refused by name, the running certificate stays.
     std::fs::copy(&a.key, &key).unwrap();
     let (outcome, message) = gw.reload_with(&yaml);
     assert_eq!(outcome, "failed", "{message}");
-    assert!(message.contains("statsd.tls_key") || message.contains("http.tls_key"), "{message}");
+    assert!(
+        message.contains("statsd.tls_key") || message.contains("http.tls_key"),
+        "{message}"
+    );
     assert!(trusts(&b.ca, &url), "the old certificate still serves");
 }

@@ -45,14 +45,20 @@ impl Apply {
     }
 }
 
-const BOUND_AT_START: &str = "the sockets and threads it sizes are made at start; restart to change it";
+const BOUND_AT_START: &str =
+    "the sockets and threads it sizes are made at start; restart to change it";
 const STREAMS: &str = "the stream listeners are bound at start; restart to change them";
 const SPOOL: &str = "the spool directory is locked and recovered at start; restart to change it";
-const HISTOGRAM: &str = "timer histograms of the open interval must merge with the new ones; restart to change it";
-const HTTP_SERVER: &str = "the HTTP listener's limits are set when it is bound; change http.listen with it, or restart";
-const ADMIN_SERVER: &str = "the admin listener's limits are set when it is bound; change admin.listen with it, or restart";
-const HISTORY: &str = "the local history's store is sized and restored at start; restart to change it";
-const HEARTBEAT: &str = "the liveness table is sized at start and must not be lost; restart to change it";
+const HISTOGRAM: &str =
+    "timer histograms of the open interval must merge with the new ones; restart to change it";
+const HTTP_SERVER: &str =
+    "the HTTP listener's limits are set when it is bound; change http.listen with it, or restart";
+const ADMIN_SERVER: &str =
+    "the admin listener's limits are set when it is bound; change admin.listen with it, or restart";
+const HISTORY: &str =
+    "the local history's store is sized and restored at start; restart to change it";
+const HEARTBEAT: &str =
+    "the liveness table is sized at start and must not be lost; restart to change it";
 
 /// Every key, by `section.key`.
 pub const KEYS: &[(&str, Apply)] = &[
@@ -91,14 +97,26 @@ pub const KEYS: &[(&str, Apply)] = &[
     ("admin.header_timeout", Apply::Refused(ADMIN_SERVER)),
     ("admin.idle_timeout", Apply::Refused(ADMIN_SERVER)),
     ("log.level", Apply::Live),
-    ("log.format", Apply::Refused("the log format is set up once at start; restart to change it")),
+    (
+        "log.format",
+        Apply::Refused("the log format is set up once at start; restart to change it"),
+    ),
     ("shutdown.grace", Apply::Live),
     ("monasca.url", Apply::Upstream),
     ("monasca.tenant_id", Apply::Upstream),
     ("monasca.delegate_roles", Apply::Upstream),
-    ("monasca.max_batch_metrics", Apply::Refused("batches are packed by the running sink; restart to change it")),
-    ("monasca.max_batch_bytes", Apply::Refused("batches are packed by the running sink; restart to change it")),
-    ("monasca.concurrency", Apply::Refused("the senders are started at start; restart to change it")),
+    (
+        "monasca.max_batch_metrics",
+        Apply::Refused("batches are packed by the running sink; restart to change it"),
+    ),
+    (
+        "monasca.max_batch_bytes",
+        Apply::Refused("batches are packed by the running sink; restart to change it"),
+    ),
+    (
+        "monasca.concurrency",
+        Apply::Refused("the senders are started at start; restart to change it"),
+    ),
     ("monasca.timeout", Apply::Upstream),
     ("monasca.backoff_initial", Apply::Upstream),
     ("monasca.backoff_max", Apply::Upstream),
@@ -120,8 +138,14 @@ pub const KEYS: &[(&str, Apply)] = &[
     ("keystone.renew_before", Apply::Upstream),
     ("keystone.timeout", Apply::Upstream),
     ("keystone.ca_file", Apply::Upstream),
-    ("buffer.max_bytes", Apply::Refused("the queue is sized at start; restart to change it")),
-    ("buffer.max_pending", Apply::Refused("the pending buffer is sized at start; restart to change it")),
+    (
+        "buffer.max_bytes",
+        Apply::Refused("the queue is sized at start; restart to change it"),
+    ),
+    (
+        "buffer.max_pending",
+        Apply::Refused("the pending buffer is sized at start; restart to change it"),
+    ),
     ("buffer.spool_dir", Apply::Refused(SPOOL)),
     ("buffer.spool_max_bytes", Apply::Refused(SPOOL)),
     ("buffer.spool_max_age", Apply::Refused(SPOOL)),
@@ -147,7 +171,10 @@ pub const KEYS: &[(&str, Apply)] = &[
     ("heartbeat.max_skew", Apply::Refused(HEARTBEAT)),
     ("heartbeat.derive_id", Apply::Refused(HEARTBEAT)),
     ("heartbeat.alive_gauges", Apply::Refused(HEARTBEAT)),
-    ("telemetry.self_metrics", Apply::Refused("the flusher's outputs are set at start; restart to change it")),
+    (
+        "telemetry.self_metrics",
+        Apply::Refused("the flusher's outputs are set at start; restart to change it"),
+    ),
     ("probes.*", Apply::RestartStage),
     ("checks.*", Apply::RestartStage),
     ("history.*", Apply::Refused(HISTORY)),
@@ -158,13 +185,14 @@ pub const KEYS: &[(&str, Apply)] = &[
 pub fn apply_of(key: &str) -> Apply {
     let section = key.split('.').next().unwrap_or(key);
     KEYS.iter()
-        .find(|(k, _)| {
-            *k == key || k.strip_suffix(".*").is_some_and(|s| s == section)
-        })
-        .map_or(Apply::Refused("not known to the reload; restart to change it"), |(_, a)| *a)
+        .find(|(k, _)| *k == key || k.strip_suffix(".*").is_some_and(|s| s == section))
+        .map_or(
+            Apply::Refused("not known to the reload; restart to change it"),
+            |(_, a)| *a,
+        )
 }
 
-/// The `section.key`s whose values differ between `old` and `new`, in file order.
+/// The `section.key`s whose values differ between `old` and `new`, sorted.
 pub fn changed(old: &Config, new: &Config) -> Vec<String> {
     let (Ok(old), Ok(new)) = (serde_json::to_value(old), serde_json::to_value(new)) else {
         return vec!["(the configuration cannot be compared)".to_owned()];
@@ -219,7 +247,10 @@ mod tests {
                 }
             }
         }
-        assert!(missing.is_empty(), "keys without a reload rule: {missing:?}");
+        assert!(
+            missing.is_empty(),
+            "keys without a reload rule: {missing:?}"
+        );
     }
 
     #[test]
@@ -247,7 +278,11 @@ mod tests {
         let diff = changed(&old, &new);
         assert_eq!(
             diff,
-            ["flush.interval", "aggregate.percentiles", "keystone.password"]
+            [
+                "aggregate.percentiles",
+                "flush.interval",
+                "keystone.password"
+            ]
         );
         assert!(diff.iter().all(|k| !k.contains("s3cret")));
         assert_eq!(apply_of("flush.interval"), Apply::NextBoundary);

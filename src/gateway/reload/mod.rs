@@ -53,7 +53,11 @@ const REBIND_DRAIN: Duration = Duration::from_secs(10);
 
 /// Reloads, records and logs the outcome, and tells the service manager; returns the
 /// outcome and its message (for `statsgate reload`).
-pub fn reload(p: &mut Pipeline, shared: &mut Shared, options: &super::Options) -> (ReloadOutcome, String) {
+pub fn reload(
+    p: &mut Pipeline,
+    shared: &mut Shared,
+    options: &super::Options,
+) -> (ReloadOutcome, String) {
     crate::service::reloading();
     let (outcome, message) = match attempt(p, shared, options) {
         Ok(done) => done,
@@ -158,7 +162,9 @@ fn attempt(
                 shared
                     .runtime
                     .block_on(auth.switch(client.clone(), new.keystone.clone()))
-                    .map_err(|e| anyhow::anyhow!("keystone: the new credentials got no token: {e}"))?;
+                    .map_err(|e| {
+                        anyhow::anyhow!("keystone: the new credentials got no token: {e}")
+                    })?;
             }
             Some((forwarder, client, forwarding::forward_settings(&new)))
         }
@@ -168,7 +174,8 @@ fn attempt(
     // Apply: nothing below fails but a listener's bind, and those come first.
     let mut notes: Vec<String> = Vec::new();
     if is("admin.listen") {
-        let admin = stages::Admin::start(&new, shared, p.caps.admin, Some(p.reload_trigger.clone()))?;
+        let admin =
+            stages::Admin::start(&new, shared, p.caps.admin, Some(p.reload_trigger.clone()))?;
         std::mem::replace(&mut p.admin, admin).stop(shared);
     }
     if is("http.listen") {
@@ -234,7 +241,10 @@ fn attempt(
         .map(|k| format!("{k} ({})", apply_of(k).describe()))
         .chain(notes)
         .collect();
-    Ok((ReloadOutcome::Applied, format!("applied {}", applied.join(", "))))
+    Ok((
+        ReloadOutcome::Applied,
+        format!("applied {}", applied.join(", ")),
+    ))
 }
 
 fn statsd_tls_key(file: crate::tls::TlsFile) -> &'static str {
