@@ -133,6 +133,48 @@ fn ready_after_every_listener_answers_then_watchdog_pings_then_stopping() {
 }
 
 #[test]
+fn a_sighup_reload_is_reloading_then_ready_and_the_gateway_serves_on() {
+    let manager = notify::Manager::bind();
+    let gw = notify::spawn(
+        "flush:\n  interval: 200ms\n",
+        &[("NOTIFY_SOCKET", manager.path())],
+    );
+    manager.wait_for(&gw, "READY=1", Duration::from_secs(20));
+    let sent = gw.sighup();
+    let reloading = manager.wait_for(&gw, "RELOADING=1", Duration::from_secs(20));
+    assert!(reloading.at >= sent, "{}", manager.transcript());
+    // systemd 253+ needs the monotonic time of the reload's start beside RELOADING=1.
+    let usec: u64 = reloading
+        .get("MONOTONIC_USEC")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no MONOTONIC_USEC:\n{}", manager.transcript()));
+    assert!(usec > 0);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !gw.stderr().contains("reload: configuration unchanged") {
+        assert!(
+            Instant::now() < deadline,
+            "no reload logged:\n{}",
+            gw.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // READY=1 is sent right after the log line.
+    std::thread::sleep(Duration::from_millis(200));
+    let msgs = manager.drain();
+    let pos = |key: &str| msgs.iter().rposition(|m| m.is(key, "1"));
+    let (ready, reload) = (pos("READY"), pos("RELOADING"));
+    assert!(
+        reload.is_some() && ready > reload,
+        "READY=1 after RELOADING=1:\n{}",
+        manager.transcript()
+    );
+    let status = msgs[ready.unwrap()].get("STATUS").unwrap_or_default();
+    assert!(status.starts_with("listening: statsd udp"), "{status}");
+    let (exit, _) = gw.sigterm();
+    assert!(exit.success(), "a SIGHUP does not stop the gateway: {exit}");
+}
+
+#[test]
 fn a_watchdog_meant_for_another_process_is_not_pinged() {
     let manager = notify::Manager::bind();
     // pid 1 is never the gateway's; a wrongly enabled watchdog would ping every 100ms.

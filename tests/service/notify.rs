@@ -238,6 +238,17 @@ impl Spawned {
         }
     }
 
+    /// SIGHUP (as `systemctl reload` sends it through `ExecReload`); when it went.
+    pub fn sighup(&self) -> Instant {
+        let sent = Instant::now();
+        let sent_ok = Command::new("kill")
+            .args(["-HUP", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent_ok.success());
+        sent
+    }
+
     /// SIGTERM (as `systemctl stop` sends it): the exit status, and when the signal went.
     pub fn sigterm(mut self) -> (ExitStatus, Instant) {
         let sent = Instant::now();
