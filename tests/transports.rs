@@ -139,7 +139,11 @@ fn counts(gw: &Gateway, transport: &str) -> Counts {
             &format!("transport=\"{transport}\""),
         ),
         rejected,
-        beats: gw.counter("statsgate_heartbeats_accepted_total", ""),
+        // Counted under the transport's own label.
+        beats: gw.counter(
+            "statsgate_heartbeats_accepted_total",
+            &format!("via=\"{transport}\""),
+        ),
     }
 }
 

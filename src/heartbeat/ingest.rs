@@ -20,6 +20,7 @@ pub enum Refusal {
 /// Where a beat came in, for the counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Via {
+    /// Any statsd transport (UDP, TCP, TLS, Unix); the reader's own counters split them.
     Udp,
     Http,
 }

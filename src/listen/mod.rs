@@ -343,7 +343,9 @@ fn udp_beat(
     if let Some(b) = beats {
         match parse() {
             Ok(beat) => {
-                let _ = b.accept(beat, source, Via::Udp, now);
+                if b.accept(beat, source, Via::Udp, now).is_ok() {
+                    stats.heartbeats_accepted.add(1);
+                }
             }
             Err(e) => b.stats.reject(e.label()),
         }

@@ -49,6 +49,8 @@ pub struct ReaderStats {
     pub datagrams_too_large: OwnedCounter,
     /// Heartbeat datagrams and `_hb|` lines (valid or not; `heartbeat` counts the outcome).
     pub heartbeats: OwnedCounter,
+    /// Of those, the beats the acceptor took: `heartbeats_accepted{via}` per transport.
+    pub heartbeats_accepted: OwnedCounter,
     pub recv_errors: OwnedCounter,
     /// Datagrams from a source outside `statsd.allow`.
     pub source_denied: OwnedCounter,
@@ -63,6 +65,7 @@ impl Default for ReaderStats {
             bytes: OwnedCounter::default(),
             datagrams_too_large: OwnedCounter::default(),
             heartbeats: OwnedCounter::default(),
+            heartbeats_accepted: OwnedCounter::default(),
             recv_errors: OwnedCounter::default(),
             source_denied: OwnedCounter::default(),
             accepted: std::array::from_fn(|_| OwnedCounter::default()),

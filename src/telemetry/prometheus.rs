@@ -425,11 +425,11 @@ fn encode_ingest(enc: &mut DescriptorEncoder<'_>, t: &Telemetry) -> Result {
         "heartbeats_accepted",
         "Heartbeats accepted, by transport",
         "via",
-        [
-            ("udp", s.accepted_udp.load(Relaxed)),
-            ("http", s.accepted_http.load(Relaxed)),
-        ]
-        .into_iter(),
+        // Each statsd transport by its own label (the acceptor counts them together).
+        super::Transport::ALL
+            .iter()
+            .map(|tr| (tr.label(), t.sum_of(*tr, |r| &r.heartbeats_accepted)))
+            .chain([("http", s.accepted_http.load(Relaxed))]),
     )?;
     labelled_counter(
         enc,
