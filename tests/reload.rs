@@ -327,3 +327,31 @@ fn statsgate_reload_asks_the_running_gateway_and_prints_the_outcome() {
     let (_, health) = gw.get("/healthz");
     assert!(health.contains("\"outcome\":\"refused\""), "{health}");
 }
+
+#[test]
+fn a_changed_checks_section_restarts_the_checks_and_keeps_the_interval() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let open = listener.local_addr().unwrap().to_string();
+    let gw = start("flush:\n  interval: 500ms\n");
+    gw.sender().send(b"kept.gauge:5|g").unwrap();
+    gw.first_flushed("the gauge", WAIT, |m| name(m) == "kept.gauge");
+    let yaml = format!(
+        "flush:\n  interval: 500ms\nchecks:\n  instances:\n    - name: db\n      kind: tcp\n      period: 1s\n      address: \"{open}\"\n"
+    );
+    let (outcome, message) = gw.reload_with(&yaml);
+    assert_eq!(outcome, "applied", "{message}");
+    assert!(
+        message.contains("checks.instances (stage restarted)"),
+        "{message}"
+    );
+    let up = gw.first_flushed("the new check's status", WAIT, |m| {
+        name(m) == "network.tcp.status" && m["dimensions"]["url"] == open.as_str()
+    });
+    assert_eq!(up["value"], 0.0);
+    // The gauge set before the reload is still sent beside the check's metrics.
+    let g = gw.first_flushed("the gauge after the reload", WAIT, |m| {
+        name(m) == "kept.gauge"
+    });
+    assert_eq!(g["value"], 5.0);
+    assert!(gw.counter("statsgate_check_runs_total", "check=\"db\",outcome=\"ok\"") >= 1);
+}

@@ -152,36 +152,41 @@ fn attempt(
     } else {
         None
     };
-    let upstream_changed = changed.iter().any(|k| apply_of(k) == Apply::Upstream);
-    let upstream = match (upstream_changed, p.output.forwarder()) {
-        (true, Some(forwarder)) => {
-            let client = forwarding::http_client(&new)?;
-            let keystone_changed = section("keystone") || is("monasca.ca_file");
-            if keystone_changed && let Some(auth) = shared.telemetry.auth.get() {
-                // A new token first: on failure the old credentials and token stay.
-                shared
-                    .runtime
-                    .block_on(auth.switch(client.clone(), new.keystone.clone()))
-                    .map_err(|e| {
-                        anyhow::anyhow!("keystone: the new credentials got no token: {e}")
-                    })?;
+    // New listeners next: bound (and serving) before the old ones close, stopped again if
+    // a later step fails.
+    let admin = if is("admin.listen") {
+        let trigger = Some(p.reload_trigger.clone());
+        Some(stages::Admin::start(&new, shared, p.caps.admin, trigger)?)
+    } else {
+        None
+    };
+    let http = if is("http.listen") {
+        match stages::HttpIngest::start(&new, shared, p.caps.http) {
+            Ok(h) => Some(h),
+            Err(e) => {
+                admin.into_iter().for_each(|a| a.stop(shared));
+                return Err(e);
             }
-            Some((forwarder, client, forwarding::forward_settings(&new)))
         }
-        _ => None,
+    } else {
+        None
+    };
+    // The Keystone switch last: it is the one step that cannot be undone.
+    let upstream = match prepare_upstream(&changed, &new, p, shared) {
+        Ok(u) => u,
+        Err(e) => {
+            admin.into_iter().for_each(|a| a.stop(shared));
+            http.into_iter().for_each(|h| h.stop(shared));
+            return Err(e);
+        }
     };
 
-    // Apply: nothing below fails but a listener's bind, and those come first.
+    // Apply: nothing below fails (a stage that cannot restart is noted, the rest applies).
     let mut notes: Vec<String> = Vec::new();
-    if is("admin.listen") {
-        let admin =
-            stages::Admin::start(&new, shared, p.caps.admin, Some(p.reload_trigger.clone()))?;
+    if let Some(admin) = admin {
         std::mem::replace(&mut p.admin, admin).stop(shared);
     }
-    if is("http.listen") {
-        // The old listener closes after the new one is bound: no gap for senders that
-        // follow the address change.
-        let http = stages::HttpIngest::start(&new, shared, p.caps.http)?;
+    if let Some(http) = http {
         std::mem::replace(&mut p.http, http).stop(shared);
     }
     p.readers.config.replace(readers);
@@ -215,13 +220,20 @@ fn attempt(
         if let Some(old) = p.probes.take() {
             old.stop();
         }
-        p.probes = Some(stages::start_probes(&new, shared)?);
+        // Validated at load; a start that still fails (a thread) leaves the stage off.
+        match stages::start_probes(&new, shared) {
+            Ok(probes) => p.probes = Some(probes),
+            Err(e) => notes.push(format!("probes: {e:#}; the stage is stopped")),
+        }
     }
     if section("checks") || defaults_changed {
         if let Some(old) = p.checks.take() {
             old.stop();
         }
-        p.checks = Some(stages::start_checks(&new, shared)?);
+        match stages::start_checks(&new, shared) {
+            Ok(checks) => p.checks = Some(checks),
+            Err(e) => notes.push(format!("checks: {e:#}; the stage is stopped")),
+        }
     }
     if let Some(listener) = udp {
         p.readers
@@ -245,6 +257,41 @@ fn attempt(
         ReloadOutcome::Applied,
         format!("applied {}", applied.join(", ")),
     ))
+}
+
+/// The new HTTP client and Monasca settings when an upstream key changed, after a token
+/// from the new Keystone settings (if those changed) replaced the old one.
+#[allow(clippy::type_complexity)]
+fn prepare_upstream(
+    changed: &[String],
+    new: &Config,
+    p: &Pipeline,
+    shared: &Shared,
+) -> anyhow::Result<
+    Option<(
+        std::sync::Arc<crate::forward::Forwarder>,
+        reqwest::Client,
+        crate::forward::ForwardSettings,
+    )>,
+> {
+    if !changed.iter().any(|k| apply_of(k) == Apply::Upstream) {
+        return Ok(None);
+    }
+    let Some(forwarder) = p.output.forwarder() else {
+        return Ok(None);
+    };
+    let client = forwarding::http_client(new)?;
+    let keystone_changed = changed
+        .iter()
+        .any(|k| k.starts_with("keystone.") || k == "monasca.ca_file");
+    if keystone_changed && let Some(auth) = shared.telemetry.auth.get() {
+        // A new token first: on failure the old credentials and token stay.
+        shared
+            .runtime
+            .block_on(auth.switch(client.clone(), new.keystone.clone()))
+            .map_err(|e| anyhow::anyhow!("keystone: the new credentials got no token: {e}"))?;
+    }
+    Ok(Some((forwarder, client, forwarding::forward_settings(new))))
 }
 
 fn statsd_tls_key(file: crate::tls::TlsFile) -> &'static str {
