@@ -152,11 +152,37 @@ pub fn spawn_readers(
     Ok(handles)
 }
 
+/// A datagram socket a reader drains: the UDP sockets, or the Unix datagram socket.
+pub trait DatagramSocket: std::os::fd::AsRawFd {
+    /// Whether datagrams carry an IP source (`statsd.allow` applies).
+    const HAS_SOURCES: bool;
+    /// For the warning about a failed receive.
+    const NAME: &'static str;
+    fn set_nonblocking(&self, on: bool) -> io::Result<()>;
+}
+
+impl DatagramSocket for UdpSocket {
+    const HAS_SOURCES: bool = true;
+    const NAME: &'static str = "UDP";
+    fn set_nonblocking(&self, on: bool) -> io::Result<()> {
+        UdpSocket::set_nonblocking(self, on)
+    }
+}
+
+impl DatagramSocket for std::os::unix::net::UnixDatagram {
+    // A Unix datagram has no IP peer, so `statsd.allow` does not apply.
+    const HAS_SOURCES: bool = false;
+    const NAME: &'static str = "Unix datagram";
+    fn set_nonblocking(&self, on: bool) -> io::Result<()> {
+        std::os::unix::net::UnixDatagram::set_nonblocking(self, on)
+    }
+}
+
 /// Receives in batches (one `recvmmsg` per wake-up) and processes a whole batch under one
-/// take of the shard lock and one clock read. Before each batch it looks (one atomic load)
+/// take of the shard lock and one clock read. After each receive it looks (one atomic load)
 /// whether a reload replaced its settings.
-fn receive_loop(
-    socket: &UdpSocket,
+pub fn receive_loop<S: DatagramSocket>(
+    socket: &S,
     shard: &Mutex<Shard>,
     mut follow: Follower<ReaderConfig>,
     stats: &ReaderStats,
@@ -201,7 +227,7 @@ fn receive_loop(
             }
             Err(e) => {
                 stats.recv_errors.add(1);
-                tracing::warn!(error = %e, "statsd receive failed");
+                tracing::warn!(error = %e, socket = S::NAME, "statsd receive failed");
                 std::thread::sleep(STOP_POLL);
                 continue;
             }
@@ -224,7 +250,10 @@ fn receive_loop(
             };
             stats.datagrams.add(1);
             stats.bytes.add(full_len as u64);
-            if !config.allow.is_empty() && !source.is_some_and(|s| config.allow.permits(s.ip())) {
+            if S::HAS_SOURCES
+                && !config.allow.is_empty()
+                && !source.is_some_and(|s| config.allow.permits(s.ip()))
+            {
                 stats.source_denied.add(1);
                 continue;
             }

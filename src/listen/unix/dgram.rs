@@ -7,10 +7,8 @@
 //! downstream, or share its shard or counters with another thread that writes them.
 
 use super::file::{self, SocketFile};
-use crate::aggregate::{Aggregator, Shard};
-use crate::clock::now_ms;
-use crate::listen::mmsg::{self, RecvBatch};
-use crate::listen::{LiveReaders, ReaderConfig, process_into};
+use crate::aggregate::Shard;
+use crate::listen::{LiveReaders, ReaderConfig};
 use crate::live::Follower;
 use crate::telemetry::{ReaderStats, Telemetry, Transport};
 use anyhow::Context;
@@ -87,12 +85,10 @@ pub struct Running {
 impl Bound {
     pub fn start(self, config: &LiveReaders, telemetry: &Arc<Telemetry>) -> io::Result<Running> {
         let stop = Arc::new(AtomicBool::new(false));
-        let follow = config.follow();
         let reader = Reader {
             socket: self.socket,
             shard: self.shard,
-            aggregator: Aggregator::new(follow.current().aggregate.clone()),
-            follow,
+            follow: config.follow(),
         };
         let telemetry = Arc::clone(telemetry);
         let flag = Arc::clone(&stop);
@@ -126,95 +122,20 @@ impl Running {
 struct Reader {
     socket: UnixDatagram,
     shard: Arc<Mutex<Shard>>,
-    aggregator: Aggregator,
     follow: Follower<ReaderConfig>,
 }
 
 impl Reader {
-    /// The UDP readers' loop (see `listen::Reader::receive_loop`), without sources: a Unix
-    /// datagram has no IP peer, so `statsd.allow` does not apply.
-    fn receive_loop(mut self, stats: &ReaderStats, stop: &AtomicBool) {
-        // One byte more than allowed: with MSG_TRUNC the full length shows anyway, and a
-        // datagram just over the limit is never mistaken for one at it.
-        let mut config = self.follow.current();
-        let mut batch = RecvBatch::new(mmsg::DEFAULT_BATCH, config.max_datagram + 1);
-        let mut draining: Option<Instant> = None;
-        let mut resize = false;
-        loop {
-            if resize {
-                batch = RecvBatch::new(mmsg::DEFAULT_BATCH, config.max_datagram + 1);
-                resize = false;
-            }
-            if draining.is_none() && stop.load(Ordering::Relaxed) {
-                if self.socket.set_nonblocking(true).is_err() {
-                    break;
-                }
-                draining = Some(Instant::now() + config.drain_for);
-            }
-            if draining.is_some_and(|until| Instant::now() >= until) {
-                break;
-            }
-            match batch.recv(&self.socket) {
-                Ok(_) => {}
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock
-                            | io::ErrorKind::TimedOut
-                            | io::ErrorKind::Interrupted
-                    ) =>
-                {
-                    if draining.is_some() && e.kind() != io::ErrorKind::Interrupted {
-                        break;
-                    }
-                    continue;
-                }
-                Err(e) => {
-                    stats.recv_errors.add(1);
-                    tracing::warn!(error = %e, "statsd receive on the Unix datagram socket failed");
-                    std::thread::sleep(STOP_POLL);
-                    continue;
-                }
-            }
-            // After the receive, as the UDP readers do (see `listen::receive_loop`).
-            if let Some(new) = self.follow.changed() {
-                self.aggregator.replace_settings(new.aggregate.clone());
-                resize = new.max_datagram != config.max_datagram;
-                config = new;
-            }
-            let now = now_ms();
-            let mut shard = self
-                .shard
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            for i in 0..batch.len() {
-                let Some((datagram, full_len, _)) = batch.get(i) else {
-                    break;
-                };
-                stats.datagrams.add(1);
-                stats.bytes.add(full_len as u64);
-                if full_len > config.max_datagram {
-                    stats.datagrams_too_large.add(1);
-                    continue;
-                }
-                process_into(
-                    datagram,
-                    &mut shard,
-                    &mut self.aggregator,
-                    stats,
-                    &config.limits,
-                    config.heartbeats.as_deref(),
-                    None,
-                    now,
-                );
-            }
-        }
+    /// The UDP readers' loop: the same batching, drain at stop and reload handling.
+    fn receive_loop(self, stats: &ReaderStats, stop: &AtomicBool) {
+        crate::listen::receive_loop(&self.socket, &self.shard, self.follow, stats, stop);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::listen::mmsg::RecvBatch;
 
     #[test]
     fn a_batch_on_a_unix_socket_reports_the_full_length_of_a_cut_datagram() {
