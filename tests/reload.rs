@@ -355,3 +355,28 @@ fn a_changed_checks_section_restarts_the_checks_and_keeps_the_interval() {
     assert_eq!(g["value"], 5.0);
     assert!(gw.counter("statsgate_check_runs_total", "check=\"db\",outcome=\"ok\"") >= 1);
 }
+
+#[test]
+fn log_level_changes_live() {
+    // Reload messages silenced at first; `RUST_LOG` unset, so `log.level` decides.
+    let quiet = format!("{ONE_FLUSH}log:\n  level: \"info,statsgate::gateway::reload=error\"\n");
+    let gw = common::start_env(&quiet, &[("RUST_LOG", "")]);
+    let (outcome, _) = gw.reload_with(&quiet);
+    assert_eq!(outcome, "unchanged");
+    let (outcome, message) = gw.reload_with(&format!("{ONE_FLUSH}log:\n  level: info\n"));
+    assert_eq!(
+        (outcome.as_str(), message.as_str()),
+        ("applied", "applied log.level (live)")
+    );
+    gw.wait_for("the reload's own log line", WAIT, |g| {
+        g.stderr
+            .lock()
+            .unwrap()
+            .contains("reload: applied log.level")
+    });
+    let stderr = gw.stderr.lock().unwrap().clone();
+    assert!(
+        !stderr.contains("reload: configuration unchanged"),
+        "the first reload was logged under the old filter: {stderr}"
+    );
+}

@@ -81,16 +81,26 @@ fn spawn(yaml: &str, env: &[(&str, &str)], nofile: Option<u64>, env_ports: bool)
             .env("STATSGATE_ADMIN__LISTEN", "127.0.0.1:0")
             .env("STATSGATE_HTTP__LISTEN", "127.0.0.1:0");
     }
+    // `RUST_LOG` is `info` unless the test gives it; given empty, it is unset, so that
+    // `log.level` decides.
+    let rust_log = env
+        .iter()
+        .find(|(k, _)| *k == "RUST_LOG")
+        .map_or("info", |(_, v)| *v);
+    if rust_log.is_empty() {
+        command.env_remove("RUST_LOG");
+    } else {
+        command.env("RUST_LOG", rust_log);
+    }
     let mut child = command
         .arg("--config")
         .arg(&path)
-        .env("RUST_LOG", "info")
         .env("STATSGATE_STATSD__READERS", "2")
         .env("STATSGATE_AGGREGATE__HOSTNAME", "test-host")
         // Host probes would add ~45 metrics to every flush a test counts; tests/probes.rs
         // turns them back on.
         .env("STATSGATE_PROBES__ENABLED", "false")
-        .envs(env.iter().copied())
+        .envs(env.iter().copied().filter(|(k, _)| *k != "RUST_LOG"))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
