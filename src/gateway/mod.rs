@@ -18,6 +18,7 @@ use std::time::Instant;
 
 mod forwarding;
 mod reload;
+mod servers;
 mod stages;
 mod streams;
 
