@@ -12,7 +12,7 @@ mod listen;
 mod tls;
 
 use common::fake_openstack::{Fake, PASSWORD};
-use common::{Gateway, start};
+use common::start;
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -52,22 +52,6 @@ fn bench(udp: SocketAddr, admin: SocketAddr, args: &[&str]) -> Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
-}
-
-/// A stream listener's address (`tls=`, `tcp=`) from the start-up line.
-fn listen_addr(gw: &Gateway, tag: &str) -> SocketAddr {
-    let text = gw.stderr.lock().unwrap().clone();
-    let line = text
-        .lines()
-        .find(|l| l.contains("statsgate listening"))
-        .expect("start-up line");
-    line.split([' ', '"'])
-        .find_map(|w| {
-            w.strip_prefix(tag)
-                .or_else(|| w.strip_prefix(&format!("streams={tag}")[..]))
-        })
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("no {tag} in {line}"))
 }
 
 fn name(m: &Value) -> &str {

@@ -21,27 +21,6 @@ use std::time::{Duration, Instant};
 const ONE_FLUSH: &str = "flush:\n  interval: 1h\n  idle_expiry: 1h\n";
 const WAIT: Duration = Duration::from_secs(15);
 
-/// The stream listener `key` (`tcp`, `tls`) from the start-up line.
-fn stream_addr(gw: &Gateway, key: &str) -> SocketAddr {
-    let mut text = String::new();
-    // The harness sees the line a moment before its stderr copy holds it.
-    gw.wait_for("the start-up line", WAIT, |g| {
-        text = g.stderr.lock().unwrap().clone();
-        text.contains("statsgate listening")
-    });
-    let line = text
-        .lines()
-        .find(|l| l.contains("statsgate listening"))
-        .expect("start-up line");
-    let tag = format!("{key}=");
-    let start = line
-        .split(' ')
-        .flat_map(|w| w.strip_prefix("streams=").into_iter().chain([w]))
-        .find_map(|w| w.strip_prefix(tag.as_str()))
-        .unwrap_or_else(|| panic!("no {key}= in {line}"));
-    start.parse().expect("address")
-}
-
 fn lines_in(gw: &Gateway, transport: &str) -> u64 {
     gw.counter(
         "statsgate_transport_lines_accepted_total",
@@ -129,7 +108,7 @@ fn by_suffix(all: &[Value], prefix: &str) -> BTreeMap<(String, String), f64> {
 #[test]
 fn tcp_lines_flush_exactly_as_the_same_lines_over_udp() {
     let gw = start(&format!("{ONE_FLUSH}statsd:\n  tcp_listen: 127.0.0.1:0\n"));
-    let addr = stream_addr(&gw, "tcp");
+    let addr = gw.stream_addr("tcp");
     gw.sender().send(statsd_lines("u").as_bytes()).unwrap();
     let text = statsd_lines("t");
     let mut s = connect(addr);
@@ -163,7 +142,7 @@ fn tcp_lines_flush_exactly_as_the_same_lines_over_udp() {
 #[test]
 fn heartbeat_lines_over_tcp_become_ge_heartbeats() {
     let gw = start(&format!("{ONE_FLUSH}statsd:\n  tcp_listen: 127.0.0.1:0\n"));
-    let mut s = connect(stream_addr(&gw, "tcp"));
+    let mut s = connect(gw.stream_addr("tcp"));
     s.write_all(b"_hb|orion|3.4.0|tcp-1\nreq:1|c\n_hb|orion|3.4.0|tcp-2")
         .unwrap();
     drop(s);
@@ -185,7 +164,7 @@ fn heartbeat_lines_over_tcp_become_ge_heartbeats() {
 #[test]
 fn at_shutdown_an_open_connections_lines_and_unfinished_line_reach_the_final_flush() {
     let gw = start(&format!("{ONE_FLUSH}statsd:\n  tcp_listen: 127.0.0.1:0\n"));
-    let mut s = connect(stream_addr(&gw, "tcp"));
+    let mut s = connect(gw.stream_addr("tcp"));
     s.write_all(b"fin.a:1|c\nfin.b:2|c").unwrap();
     gw.wait_for("the first line", WAIT, |g| lines_in(g, "tcp") == 1);
     let (flushes, status) = gw.stop();
@@ -224,7 +203,7 @@ fn a_thousand_concurrent_connections_are_all_counted() {
         &format!("{ONE_FLUSH}statsd:\n  tcp_listen: 127.0.0.1:0\n  tcp_max_connections: 1100\n"),
         Some(hard.min(8192)),
     );
-    let addr = stream_addr(&gw, "tcp");
+    let addr = gw.stream_addr("tcp");
     let before = gw.rss_kib();
     let mut socks: Vec<TcpStream> = (0..N).map(|_| connect(addr)).collect();
     gw.wait_for("all connections open", WAIT, |g| open(g, "tcp") == N as u64);
@@ -261,7 +240,7 @@ fn a_thousand_concurrent_connections_are_all_counted() {
 #[test]
 fn a_100_mib_line_is_skipped_in_bounded_memory_and_the_connection_lives_on() {
     let gw = start("statsd:\n  tcp_listen: 127.0.0.1:0\n");
-    let mut s = connect(stream_addr(&gw, "tcp"));
+    let mut s = connect(gw.stream_addr("tcp"));
     s.write_all(b"big.before:1|c\n").unwrap();
     gw.wait_for("the first line", WAIT, |g| lines_in(g, "tcp") == 1);
     let before = gw.rss_kib();
@@ -314,7 +293,7 @@ fn rss_of(pid: u32) -> u64 {
 #[test]
 fn beyond_tcp_max_connections_a_connection_is_closed_and_counted() {
     let gw = start("statsd:\n  tcp_listen: 127.0.0.1:0\n  tcp_max_connections: 2\n");
-    let addr = stream_addr(&gw, "tcp");
+    let addr = gw.stream_addr("tcp");
     let a = connect(addr);
     let mut b = connect(addr);
     gw.wait_for("two open", WAIT, |g| open(g, "tcp") == 2);
@@ -335,7 +314,7 @@ fn beyond_tcp_max_connections_a_connection_is_closed_and_counted() {
 #[test]
 fn a_silent_connection_is_closed_after_the_idle_timeout_and_bytes_keep_one_open() {
     let gw = start("statsd:\n  tcp_listen: 127.0.0.1:0\n  tcp_idle_timeout: 1s\n");
-    let addr = stream_addr(&gw, "tcp");
+    let addr = gw.stream_addr("tcp");
     let mut quiet = connect(addr);
     quiet.write_all(b"idle.x:1|c\n").unwrap();
     let mut slow = connect(addr);
@@ -356,7 +335,7 @@ fn a_silent_connection_is_closed_after_the_idle_timeout_and_bytes_keep_one_open(
 #[test]
 fn a_peer_outside_statsd_allow_is_closed_before_a_line_is_read() {
     let gw = start("statsd:\n  tcp_listen: 127.0.0.1:0\n  allow: ['10.0.0.0/8']\n");
-    let mut s = connect(stream_addr(&gw, "tcp"));
+    let mut s = connect(gw.stream_addr("tcp"));
     let _ = s.write_all(b"denied:1|c\n");
     assert!(closed_by_gateway(&mut s));
     gw.wait_for("the denial", WAIT, |g| conns(g, "tcp", "denied") == 1);
@@ -368,7 +347,7 @@ fn a_peer_outside_statsd_allow_is_closed_before_a_line_is_read() {
 #[test]
 fn stalled_tcp_senders_do_not_hold_up_udp() {
     let gw = start("flush:\n  interval: 1s\nstatsd:\n  tcp_listen: 127.0.0.1:0\n");
-    let addr = stream_addr(&gw, "tcp");
+    let addr = gw.stream_addr("tcp");
     let stalled: Vec<TcpStream> = (0..50)
         .map(|_| {
             let mut s = connect(addr);
@@ -400,7 +379,7 @@ fn tls_senders_rustls_and_openssl_s_client_are_served_beside_plain_tcp() {
     let pki = Pki::new();
     // Another loopback address: the two listeners must not be configured alike.
     let gw = start(&tls_yaml(&pki, "  tcp_listen: 127.0.0.2:0\n"));
-    let (tcp, tls_addr) = (stream_addr(&gw, "tcp"), stream_addr(&gw, "tls"));
+    let (tcp, tls_addr) = (gw.stream_addr("tcp"), gw.stream_addr("tls"));
     let config = tls::client_config(&pki, false);
     tls::send_once(
         tls_addr,
@@ -465,7 +444,7 @@ fn mutual_tls_refuses_a_client_without_a_certificate_and_serves_one_with() {
         &pki,
         &format!("  tls_client_ca: {}\n", pki.ca.display()),
     ));
-    let addr = stream_addr(&gw, "tls");
+    let addr = gw.stream_addr("tls");
     // TLS 1.3: the client may think it is through before the gateway refuses it.
     let _ = tls::send_once(addr, &tls::client_config(&pki, false), b"mtls.anon:1|c\n");
     gw.wait_for("the refusal", WAIT, |g| conns(g, "tls", "handshake") == 1);
@@ -484,7 +463,7 @@ fn stalled_handshakes_are_cut_and_plain_text_on_the_tls_port_is_not_accepted() {
     let pki = Pki::new();
     // The handshake limit is the idle timeout when that is shorter than 10 s.
     let gw = start(&tls_yaml(&pki, "  tcp_idle_timeout: 3s\n"));
-    let addr = stream_addr(&gw, "tls");
+    let addr = gw.stream_addr("tls");
     let config = tls::client_config(&pki, false);
     let hello = tls::client_hello(&config);
     let mut half = connect(addr);

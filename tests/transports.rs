@@ -14,7 +14,7 @@ use common::{Gateway, start};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::os::unix::net::{UnixDatagram, UnixStream};
 use std::time::Duration;
 
@@ -90,27 +90,6 @@ fn datagrams(prefix: &str) -> Vec<String> {
         .iter()
         .map(|d| d.join("\n").replace("{p}", prefix))
         .collect()
-}
-
-/// The stream listener `key` (`tcp`, `tls`) from the start-up line.
-fn stream_addr(gw: &Gateway, key: &str) -> SocketAddr {
-    let mut text = String::new();
-    // The harness sees the line a moment before its stderr copy holds it.
-    gw.wait_for("the start-up line", WAIT, |g| {
-        text = g.stderr.lock().unwrap().clone();
-        text.contains("statsgate listening")
-    });
-    let line = text
-        .lines()
-        .find(|l| l.contains("statsgate listening"))
-        .expect("start-up line");
-    let tag = format!("{key}=");
-    line.split(' ')
-        .flat_map(|w| w.strip_prefix("streams=").into_iter().chain([w]))
-        .find_map(|w| w.strip_prefix(tag.as_str()))
-        .unwrap_or_else(|| panic!("no {key}= in {line}"))
-        .parse()
-        .expect("address")
 }
 
 /// What one transport's copy moved on the counters.
@@ -234,7 +213,7 @@ fn the_same_script_over_all_five_transports_flushes_the_same_metrics() {
         dgram.display(),
         stream.display()
     ));
-    let (tcp, tls_addr) = (stream_addr(&gw, "tcp"), stream_addr(&gw, "tls"));
+    let (tcp, tls_addr) = (gw.stream_addr("tcp"), gw.stream_addr("tls"));
     let tls_config = tls::client_config(&pki, false);
 
     // One transport at a time, each waited for in full, so the counters shared by all

@@ -292,6 +292,27 @@ impl Gateway {
         }
     }
 
+    /// The stream listener `key` (`tcp`, `tls`) from the start-up line.
+    pub fn stream_addr(&self, key: &str) -> SocketAddr {
+        let mut text = String::new();
+        // The harness sees the line a moment before its stderr copy holds it.
+        self.wait_for("the start-up line", Duration::from_secs(15), |g| {
+            text = g.stderr.lock().unwrap().clone();
+            text.contains("statsgate listening")
+        });
+        let line = text
+            .lines()
+            .find(|l| l.contains("statsgate listening"))
+            .expect("start-up line");
+        let tag = format!("{key}=");
+        line.split(' ')
+            .flat_map(|w| w.strip_prefix("streams=").into_iter().chain([w]))
+            .find_map(|w| w.strip_prefix(tag.as_str()))
+            .unwrap_or_else(|| panic!("no {key}= in {line}"))
+            .parse()
+            .expect("address")
+    }
+
     /// SIGHUP: the gateway reloads its configuration.
     pub fn hangup(&self) {
         let status = Command::new("kill")

@@ -67,7 +67,7 @@ fn new_certificates_at_the_same_paths_serve_the_next_handshake() {
     );
     let gw = start(&yaml);
     let url = format!("https://127.0.0.1:{}/status", gw.http.port());
-    let tls = super::listen_addr(&gw, "tls=");
+    let tls = gw.stream_addr("tls");
     assert!(trusts(&a.ca, &url) && !trusts(&b.ca, &url));
     assert!(statsd_tls_trusts(&a.ca, tls) && !statsd_tls_trusts(&b.ca, tls));
 
