@@ -10,6 +10,7 @@ use super::Shared;
 use crate::aggregate::Shard;
 use crate::config::Config;
 use crate::listen::{LiveReaders, tcp, unix};
+use crate::telemetry::Transport;
 use anyhow::Context;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -116,6 +117,32 @@ impl RunningStreams {
             "none".to_owned()
         } else {
             parts.join(" ")
+        }
+    }
+
+    /// A socket bound at `statsd.tcp_listen` (or `statsd.tls_listen`) of `config` for
+    /// [`RunningStreams::move_to`], when a reload changed that key.
+    pub fn bind_new(&self, key: &str, value: &str) -> anyhow::Result<tokio::net::TcpListener> {
+        let tcp = self
+            .tcp
+            .as_ref()
+            .with_context(|| format!("{key}: turning a stream listener on needs a restart"))?;
+        let addr: SocketAddr = value
+            .parse()
+            .with_context(|| format!("{key}: {value:?} is not an address"))?;
+        tcp.bind_new(addr, key)
+    }
+
+    /// Moves the TCP (or TLS) listener to `socket`; the other stream listeners and every
+    /// open connection carry on.
+    pub fn move_to(
+        &mut self,
+        transport: Transport,
+        socket: tokio::net::TcpListener,
+    ) -> anyhow::Result<SocketAddr> {
+        match self.tcp.as_mut() {
+            Some(tcp) => tcp.move_to(transport, socket),
+            None => anyhow::bail!("turning a stream listener on needs a restart"),
         }
     }
 

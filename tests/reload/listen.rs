@@ -1,9 +1,11 @@
-//! A reload that moves `statsd.listen` and `http.listen`: the new addresses are bound, the
-//! old closed, the open interval kept, and the addresses that did not change (the admin
-//! port) keep serving throughout.
+//! A reload that moves `statsd.listen`, `statsd.tcp_listen` and `http.listen`: the new
+//! addresses are bound, the old closed (a TCP connection open on the old one lives on), the
+//! open interval kept, and the address that did not change (the admin port) serves
+//! throughout.
 
 use super::common::start_own_ports;
-use std::net::{TcpListener, UdpSocket};
+use std::io::Write;
+use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::time::Duration;
 
 fn free_udp() -> u16 {
@@ -22,33 +24,45 @@ fn free_tcp() -> u16 {
         .port()
 }
 
-fn yaml(udp: u16, http: u16, admin: u16) -> String {
+fn yaml(udp: u16, tcp: u16, http: u16, admin: u16) -> String {
     format!(
-        "flush:\n  interval: 1h\n  idle_expiry: 1h\nstatsd:\n  listen: 127.0.0.1:{udp}\nhttp:\n  listen: 127.0.0.1:{http}\nadmin:\n  listen: 127.0.0.1:{admin}\n"
+        "flush:\n  interval: 1h\n  idle_expiry: 1h\nstatsd:\n  listen: 127.0.0.1:{udp}\n  tcp_listen: 127.0.0.1:{tcp}\nhttp:\n  listen: 127.0.0.1:{http}\nadmin:\n  listen: 127.0.0.1:{admin}\n"
     )
 }
 
 #[test]
 fn moved_listeners_are_rebound_and_the_open_interval_is_kept() {
-    let (udp, http, admin) = (free_udp(), free_tcp(), free_tcp());
-    let gw = start_own_ports(&yaml(udp, http, admin));
+    let (udp, tcp, http, admin) = (free_udp(), free_tcp(), free_tcp(), free_tcp());
+    let gw = start_own_ports(&yaml(udp, tcp, http, admin));
     let s = UdpSocket::bind("127.0.0.1:0").unwrap();
     s.send_to(b"moved:1|c", ("127.0.0.1", udp)).unwrap();
-    gw.wait_for("the first line", Duration::from_secs(10), |g| {
-        g.lines_counted() == 1
+    let mut old_conn = TcpStream::connect(("127.0.0.1", tcp)).unwrap();
+    old_conn.write_all(b"streamed:1|c\n").unwrap();
+    gw.wait_for("the first lines", Duration::from_secs(10), |g| {
+        g.lines_counted() == 2
     });
 
-    let (udp2, http2) = (free_udp(), free_tcp());
-    let (outcome, message) = gw.reload_with(&yaml(udp2, http2, admin));
+    let (udp2, tcp2, http2) = (free_udp(), free_tcp(), free_tcp());
+    let (outcome, message) = gw.reload_with(&yaml(udp2, tcp2, http2, admin));
     assert_eq!(outcome, "applied", "{message}");
-    assert!(message.contains("statsd.listen (re-bound)"), "{message}");
-    assert!(message.contains("http.listen (re-bound)"), "{message}");
+    for key in ["statsd.listen", "statsd.tcp_listen", "http.listen"] {
+        assert!(message.contains(&format!("{key} (re-bound)")), "{message}");
+    }
     s.send_to(b"moved:2|c", ("127.0.0.1", udp2)).unwrap();
+    // The connection opened before the reload lives on; the new address accepts.
+    old_conn.write_all(b"streamed:2|c\n").unwrap();
+    let mut new_conn = TcpStream::connect(("127.0.0.1", tcp2)).unwrap();
+    new_conn.write_all(b"streamed:4|c\n").unwrap();
     gw.wait_for(
-        "the line at the new address",
+        "the lines at the new addresses",
         Duration::from_secs(10),
-        |g| g.lines_counted() == 2,
+        |g| g.lines_counted() == 5,
     );
+    assert!(
+        TcpStream::connect(("127.0.0.1", tcp)).is_err(),
+        "the old statsd TCP port stopped accepting"
+    );
+    drop((old_conn, new_conn));
     // The old UDP port is closed: nothing reads it any more.
     assert!(
         UdpSocket::bind(("127.0.0.1", udp)).is_ok(),
@@ -60,7 +74,7 @@ fn moved_listeners_are_rebound_and_the_open_interval_is_kept() {
     );
     assert_eq!(status, 200, "http.listen answers at the new address");
     assert!(
-        std::net::TcpStream::connect(("127.0.0.1", http)).is_err(),
+        TcpStream::connect(("127.0.0.1", http)).is_err(),
         "old http port closed"
     );
     let (flushes, exit) = gw.stop();
@@ -71,4 +85,5 @@ fn moved_listeners_are_rebound_and_the_open_interval_is_kept() {
         3.0,
         "both lines in the one interval"
     );
+    assert_eq!(super::common::value(&all, "streamed", &[]), 7.0);
 }

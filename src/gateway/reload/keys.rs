@@ -47,7 +47,7 @@ impl Apply {
 
 const BOUND_AT_START: &str =
     "the sockets and threads it sizes are made at start; restart to change it";
-const STREAMS: &str = "the stream listeners are bound at start; restart to change them";
+const STREAMS: &str = "the stream listeners' limits and the Unix socket files are set up at start; restart to change them";
 const SPOOL: &str = "the spool directory is locked and recovered at start; restart to change it";
 const HISTOGRAM: &str =
     "timer histograms of the open interval must merge with the new ones; restart to change it";
@@ -69,10 +69,10 @@ pub const KEYS: &[(&str, Apply)] = &[
     ("statsd.max_line", Apply::Live),
     ("statsd.max_dimensions", Apply::Live),
     ("statsd.allow", Apply::Live),
-    ("statsd.tcp_listen", Apply::Refused(STREAMS)),
+    ("statsd.tcp_listen", Apply::Rebind),
     ("statsd.tcp_max_connections", Apply::Refused(STREAMS)),
     ("statsd.tcp_idle_timeout", Apply::Refused(STREAMS)),
-    ("statsd.tls_listen", Apply::Refused(STREAMS)),
+    ("statsd.tls_listen", Apply::Rebind),
     ("statsd.tls_cert", Apply::Live),
     ("statsd.tls_key", Apply::Live),
     ("statsd.tls_client_ca", Apply::Live),

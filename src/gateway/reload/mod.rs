@@ -13,6 +13,7 @@ mod keys;
 use super::{Shared, checked_default_dimensions, forwarding, stages, streams};
 use crate::admin::ReloadTrigger;
 use crate::config::{self, Config};
+use crate::telemetry::Transport;
 use crate::telemetry::reload::ReloadOutcome;
 pub use keys::{Apply, apply_of};
 use std::time::{Duration, Instant};
@@ -96,6 +97,26 @@ fn switches(old: &Config, new: &Config) -> Vec<String> {
                 .to_owned(),
         );
     }
+    for (key, was, now) in [
+        (
+            "statsd.tcp_listen",
+            &old.statsd.tcp_listen,
+            &new.statsd.tcp_listen,
+        ),
+        (
+            "statsd.tls_listen",
+            &old.statsd.tls_listen,
+            &new.statsd.tls_listen,
+        ),
+        ("http.listen", &old.http.listen, &new.http.listen),
+        ("admin.listen", &old.admin.listen, &new.admin.listen),
+    ] {
+        if was.is_empty() != now.is_empty() {
+            refused.push(format!(
+                "{key}: turning a listener on or off needs a restart"
+            ));
+        }
+    }
     if old.http.tls_cert.is_empty() != new.http.tls_cert.is_empty() {
         refused.push("http.tls_cert: turning HTTPS on or off needs a restart".to_owned());
     }
@@ -152,6 +173,15 @@ fn attempt(
     } else {
         None
     };
+    let mut streams = Vec::new();
+    for (transport, key, value) in [
+        (Transport::Tcp, "statsd.tcp_listen", &new.statsd.tcp_listen),
+        (Transport::Tls, "statsd.tls_listen", &new.statsd.tls_listen),
+    ] {
+        if is(key) {
+            streams.push((transport, key, p.streams.bind_new(key, value)?));
+        }
+    }
     // New listeners next: bound (and serving) before the old ones close, stopped again if
     // a later step fails.
     let admin = if is("admin.listen") {
@@ -188,6 +218,11 @@ fn attempt(
     }
     if let Some(http) = http {
         std::mem::replace(&mut p.http, http).stop(shared);
+    }
+    for (transport, key, socket) in streams {
+        if let Err(e) = p.streams.move_to(transport, socket) {
+            notes.push(format!("{key}: {e:#}"));
+        }
     }
     p.readers.config.replace(readers);
     shared

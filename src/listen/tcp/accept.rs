@@ -32,7 +32,8 @@ pub struct Settings {
     pub handshake: Duration,
 }
 
-/// Accepts until `stop`; each connection gets a task of its own.
+/// Accepts until `stop` (which ends the connections too) or `retire` (a reload moved the
+/// listener: only accepting ends here); each connection gets a task of its own.
 pub async fn accept_loop(
     listener: tokio::net::TcpListener,
     transport: Transport,
@@ -40,6 +41,7 @@ pub async fn accept_loop(
     sender: ChunkSender,
     settings: Arc<Settings>,
     mut stop: watch::Receiver<bool>,
+    mut retire: watch::Receiver<bool>,
 ) {
     let Some(stats) = settings.conn.telemetry.transport(transport) else {
         return;
@@ -49,6 +51,7 @@ pub async fn accept_loop(
         let accepted = tokio::select! {
             biased;
             _ = stop.changed() => break,
+            _ = retire.changed() => break,
             r = listener.accept() => r,
         };
         let (stream, peer) = match accepted {

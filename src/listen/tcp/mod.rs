@@ -138,51 +138,119 @@ impl Bound {
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let mut running = Running {
             stop,
+            stopped,
+            runtime: runtime.clone(),
+            settings: self.settings,
             ingests: Vec::new(),
-            tcp: None,
-            tls: None,
+            accepting: Vec::new(),
         };
         for l in self.listeners {
-            let sender = l
-                .ingest
-                .sender()
-                .context("the ingest thread's channel is already closed")?;
-            match l.transport {
-                Transport::Tls => running.tls = Some((l.addr, l.tls.clone())),
-                _ => running.tcp = Some(l.addr),
-            }
-            runtime.spawn(accept::accept_loop(
-                l.socket,
-                l.transport,
-                l.tls,
-                sender,
-                Arc::clone(&self.settings),
-                stopped.clone(),
-            ));
+            running.accept(l.socket, l.transport, l.addr, l.tls, &l.ingest)?;
             running.ingests.push(l.ingest);
         }
         Ok(running)
     }
 }
 
+/// One listener's accept loop, as a reload may retire it.
+struct Accepting {
+    transport: Transport,
+    addr: SocketAddr,
+    tls: Option<Arc<ServerTls>>,
+    retire: tokio::sync::watch::Sender<bool>,
+}
+
 /// The accepting listeners.
 pub struct Running {
+    /// Ends the accept loops and the connections (at shutdown).
     stop: tokio::sync::watch::Sender<bool>,
+    stopped: tokio::sync::watch::Receiver<bool>,
+    runtime: tokio::runtime::Handle,
+    settings: Arc<accept::Settings>,
     ingests: Vec<Ingest>,
-    tcp: Option<SocketAddr>,
-    tls: Option<(SocketAddr, Option<Arc<ServerTls>>)>,
+    accepting: Vec<Accepting>,
 }
 
 impl Running {
+    fn accept(
+        &mut self,
+        socket: tokio::net::TcpListener,
+        transport: Transport,
+        addr: SocketAddr,
+        tls: Option<Arc<ServerTls>>,
+        ingest: &Ingest,
+    ) -> anyhow::Result<()> {
+        let sender = ingest
+            .sender()
+            .context("the ingest thread's channel is already closed")?;
+        let (retire, retired) = tokio::sync::watch::channel(false);
+        self.runtime.spawn(accept::accept_loop(
+            socket,
+            transport,
+            tls.clone(),
+            sender,
+            Arc::clone(&self.settings),
+            self.stopped.clone(),
+            retired,
+        ));
+        self.accepting.retain(|a| a.transport != transport);
+        self.accepting.push(Accepting {
+            transport,
+            addr,
+            tls,
+            retire,
+        });
+        Ok(())
+    }
+
+    fn of(&self, transport: Transport) -> Option<&Accepting> {
+        self.accepting.iter().find(|a| a.transport == transport)
+    }
+
     /// (`tcp`, `tls`) addresses as bound; `None` for one not configured.
     pub fn addrs(&self) -> (Option<SocketAddr>, Option<SocketAddr>) {
-        (self.tcp, self.tls.as_ref().map(|(a, _)| *a))
+        let addr = |t| self.of(t).map(|a| a.addr);
+        (addr(Transport::Tcp), addr(Transport::Tls))
     }
 
     /// The TLS listener's certificate holder, for a reload to [`ServerTls::replace`];
     /// `None` when `statsd.tls_listen` is off.
     pub fn tls(&self) -> Option<Arc<ServerTls>> {
-        self.tls.as_ref().and_then(|(_, t)| t.clone())
+        self.of(Transport::Tls).and_then(|a| a.tls.clone())
+    }
+
+    /// Binds `addr` for [`Running::move_to`] (a reload changed `statsd.tcp_listen` or
+    /// `statsd.tls_listen`); nothing changes yet, so a later failure of the reload costs
+    /// nothing but this socket.
+    pub fn bind_new(&self, addr: SocketAddr, key: &str) -> anyhow::Result<tokio::net::TcpListener> {
+        let _guard = self.runtime.enter();
+        listen_on(addr).with_context(|| format!("{key}: cannot listen on TCP {addr}"))
+    }
+
+    /// Moves `transport`'s listener to `socket`: the new address accepts before the old
+    /// stops accepting, and connections open on the old one live on into the same ingest
+    /// thread. The other listener is untouched.
+    pub fn move_to(
+        &mut self,
+        transport: Transport,
+        socket: tokio::net::TcpListener,
+    ) -> anyhow::Result<SocketAddr> {
+        let Some(index) = self.ingests.iter().position(|i| i.transport == transport) else {
+            anyhow::bail!("turning a stream listener on needs a restart");
+        };
+        let bound = socket.local_addr()?;
+        let old = self
+            .of(transport)
+            .map(|a| (a.retire.clone(), a.tls.clone()));
+        let (retire, tls) = old.unzip();
+        let ingest = self.ingests.remove(index);
+        let started = self.accept(socket, transport, bound, tls.flatten(), &ingest);
+        self.ingests.insert(index, ingest);
+        started?;
+        if let Some(retire) = retire {
+            retire.send_replace(true);
+        }
+        Ok(bound)
     }
 
     /// Stops accepting, ends the connections (each processes what it already read, its
