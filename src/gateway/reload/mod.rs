@@ -320,11 +320,20 @@ fn prepare_upstream(
         .iter()
         .any(|k| k.starts_with("keystone.") || k == "monasca.ca_file");
     if keystone_changed && let Some(auth) = shared.telemetry.auth.get() {
-        // A new token first: on failure the old credentials and token stay.
-        shared
-            .runtime
-            .block_on(auth.switch(client.clone(), new.keystone.clone()))
-            .map_err(|e| anyhow::anyhow!("keystone: the new credentials got no token: {e}"))?;
+        // A new token first: on failure the old credentials and token stay. Bounded, since
+        // the main thread that answers SIGTERM waits for it.
+        let timeout = new.keystone.timeout.get();
+        let switched = shared.runtime.block_on(async {
+            tokio::time::timeout(timeout, auth.switch(client.clone(), new.keystone.clone())).await
+        });
+        match switched {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => anyhow::bail!("keystone: the new credentials got no token: {e}"),
+            Err(_) => anyhow::bail!(
+                "keystone: no token for the new credentials within keystone.timeout ({})",
+                humantime::format_duration(timeout)
+            ),
+        }
     }
     Ok(Some((forwarder, client, forwarding::forward_settings(new))))
 }
