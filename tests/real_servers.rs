@@ -28,6 +28,7 @@ fn real_keystone_and_monasca_api() {
     tls::openrc_with_os_cacert(&kit);
     tls::without_the_ca_batches_are_spooled_then_all_delivered_with_it(&kit);
     tls::certificates_for_another_host_name_are_refused_and_nothing_is_lost(&kit);
+    tls::a_reload_that_adds_the_ca_delivers_what_waited(&kit);
     application_credential_with_an_explicit_url(&kit);
     heartbeats_and_client_metrics_reach_monasca(&kit);
     publisher_failing_for_20s_then_recovering_loses_nothing_across_token_renewals(&kit);

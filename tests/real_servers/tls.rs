@@ -151,6 +151,46 @@ pub fn without_the_ca_batches_are_spooled_then_all_delivered_with_it(kit: &Kit) 
     assert!(status.success());
 }
 
+/// Without the CA, then a reload that adds `keystone.ca_file`: the new client fetches a
+/// token from the real Keystone over TLS, and what waited in memory reaches monasca-api
+/// once, without a restart.
+pub fn a_reload_that_adds_the_ca_delivers_what_waited(kit: &Kit) {
+    const LINES: usize = 10;
+    let gw = start(&format!("{FAST}{}", kit.password_yaml_without_ca()));
+    gw.wait_for("the certificate failure", Duration::from_secs(20), |g| {
+        stderr(g).contains("invalid peer certificate: UnknownIssuer")
+    });
+    let sender = gw.sender();
+    for i in 0..LINES {
+        sender
+            .send(format!("e2e10.reloadca.{i}:1|c").as_bytes())
+            .unwrap();
+    }
+    gw.wait_for("the lines accepted", Duration::from_secs(20), |g| {
+        g.counter("statsgate_lines_accepted_total", "") >= LINES as u64
+    });
+    assert!(kit.published_with_prefix("e2e10.").is_empty());
+    let (outcome, message) = gw.reload_with(&format!("{FAST}{}", kit.password_yaml()));
+    assert_eq!(outcome, "applied", "{message}");
+    assert!(
+        message.contains("keystone.ca_file (new token first)"),
+        "{message}"
+    );
+    wait_until(
+        "every waiting line published",
+        Duration::from_secs(60),
+        || published_values(kit, "e2e10.reloadca.").len() == LINES,
+    );
+    let published = published_values(kit, "e2e10.reloadca.");
+    assert!(
+        published.values().all(|v| v == &vec![1.0]),
+        "once each: {published:?}"
+    );
+    assert_eq!(gw.counter("statsgate_forward_metrics_dropped_total", ""), 0);
+    let (_, status) = gw.stop();
+    assert!(status.success());
+}
+
 fn spool_metrics(gw: &Gateway) -> u64 {
     gw.counter("statsgate_spool_metrics", "")
 }
