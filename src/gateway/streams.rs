@@ -146,6 +146,36 @@ impl RunningStreams {
         }
     }
 
+    /// A socket bound at the new path of `key` (`statsd.unix_listen`,
+    /// `statsd.unix_stream_listen`) in `config`, for [`RunningStreams::move_unix`].
+    pub fn bind_new_unix(&self, key: &str, config: &Config) -> anyhow::Result<unix::NewSocket> {
+        let (Some(unix), Some(runtime)) = (self.unix.as_ref(), self.runtime.as_ref()) else {
+            anyhow::bail!("{key}: turning a listener on needs a restart");
+        };
+        let s = &config.statsd;
+        let path = if key == "statsd.unix_listen" {
+            &s.unix_listen
+        } else {
+            &s.unix_stream_listen
+        };
+        let _guard = runtime.enter();
+        unix::Running::bind_new(
+            unix,
+            key,
+            std::path::Path::new(path),
+            crate::config::unix_mode(config),
+            s.recv_buffer.bytes() as usize,
+        )
+    }
+
+    /// Moves a Unix socket to its new path (see [`unix::Running::move_to`]).
+    pub fn move_unix(&mut self, socket: unix::NewSocket, deadline: Instant) -> anyhow::Result<()> {
+        match self.unix.as_mut() {
+            Some(u) => u.move_to(socket, deadline),
+            None => anyhow::bail!("turning a listener on needs a restart"),
+        }
+    }
+
     /// The TLS listener's certificate holder (`statsd.tls_listen`), for a reload.
     pub fn tls(&self) -> Option<Arc<crate::tls::ServerTls>> {
         self.tcp.as_ref().and_then(|t| t.tls())

@@ -1,4 +1,5 @@
-//! A reload that moves `statsd.listen`, `statsd.tcp_listen` and `http.listen`: the new
+//! A reload that moves `statsd.listen`, `statsd.tcp_listen`, `http.listen` and the Unix
+//! sockets: the new
 //! addresses are bound, the old closed (a TCP connection open on the old one lives on), the
 //! open interval kept, and the address that did not change (the admin port) serves
 //! throughout.
@@ -86,4 +87,50 @@ fn moved_listeners_are_rebound_and_the_open_interval_is_kept() {
         "both lines in the one interval"
     );
     assert_eq!(super::common::value(&all, "streamed", &[]), 7.0);
+}
+
+#[test]
+fn moved_unix_sockets_take_their_new_paths_and_keep_open_connections() {
+    use std::os::unix::net::{UnixDatagram, UnixStream};
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name);
+    let yaml = |dgram: &str, stream: &str| {
+        format!(
+            "flush:\n  interval: 1h\n  idle_expiry: 1h\nstatsd:\n  unix_listen: {}\n  unix_stream_listen: {}\n",
+            path(dgram).display(),
+            path(stream).display()
+        )
+    };
+    let gw = super::common::start(&yaml("a.sock", "a-stream.sock"));
+    let client = UnixDatagram::unbound().unwrap();
+    client.send_to(b"ugram:1|c", path("a.sock")).unwrap();
+    let mut old_conn = UnixStream::connect(path("a-stream.sock")).unwrap();
+    old_conn.write_all(b"ustream:1|c\n").unwrap();
+    gw.wait_for("the first lines", Duration::from_secs(10), |g| {
+        g.lines_counted() == 2
+    });
+
+    let (outcome, message) = gw.reload_with(&yaml("b.sock", "b-stream.sock"));
+    assert_eq!(outcome, "applied", "{message}");
+    for key in ["statsd.unix_listen", "statsd.unix_stream_listen"] {
+        assert!(message.contains(&format!("{key} (re-bound)")), "{message}");
+    }
+    assert!(
+        !path("a.sock").exists() && !path("a-stream.sock").exists(),
+        "old files removed"
+    );
+    client.send_to(b"ugram:2|c", path("b.sock")).unwrap();
+    old_conn.write_all(b"ustream:2|c\n").unwrap();
+    let mut new_conn = UnixStream::connect(path("b-stream.sock")).unwrap();
+    new_conn.write_all(b"ustream:4|c\n").unwrap();
+    gw.wait_for("the lines after the move", Duration::from_secs(10), |g| {
+        g.lines_counted() == 5
+    });
+    drop((old_conn, new_conn));
+    let (flushes, exit) = gw.stop();
+    assert!(exit.success());
+    assert!(!path("b.sock").exists(), "removed at shutdown");
+    let all: Vec<_> = flushes.into_iter().flatten().collect();
+    assert_eq!(super::common::value(&all, "ugram", &[]), 3.0);
+    assert_eq!(super::common::value(&all, "ustream", &[]), 7.0);
 }

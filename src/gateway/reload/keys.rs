@@ -47,7 +47,7 @@ impl Apply {
 
 const BOUND_AT_START: &str =
     "the sockets and threads it sizes are made at start; restart to change it";
-const STREAMS: &str = "the stream listeners' limits and the Unix socket files are set up at start; restart to change them";
+const STREAMS: &str = "the stream listeners' limits and the Unix sockets' mode are set up at start; restart to change them";
 const SPOOL: &str = "the spool directory is locked and recovered at start; restart to change it";
 const HISTOGRAM: &str =
     "timer histograms of the open interval must merge with the new ones; restart to change it";
@@ -76,8 +76,8 @@ pub const KEYS: &[(&str, Apply)] = &[
     ("statsd.tls_cert", Apply::Live),
     ("statsd.tls_key", Apply::Live),
     ("statsd.tls_client_ca", Apply::Live),
-    ("statsd.unix_listen", Apply::Refused(STREAMS)),
-    ("statsd.unix_stream_listen", Apply::Refused(STREAMS)),
+    ("statsd.unix_listen", Apply::Rebind),
+    ("statsd.unix_stream_listen", Apply::Rebind),
     ("statsd.unix_mode", Apply::Refused(STREAMS)),
     ("flush.interval", Apply::NextBoundary),
     ("flush.idle_expiry", Apply::NextInterval),

@@ -108,6 +108,16 @@ fn switches(old: &Config, new: &Config) -> Vec<String> {
             &old.statsd.tls_listen,
             &new.statsd.tls_listen,
         ),
+        (
+            "statsd.unix_listen",
+            &old.statsd.unix_listen,
+            &new.statsd.unix_listen,
+        ),
+        (
+            "statsd.unix_stream_listen",
+            &old.statsd.unix_stream_listen,
+            &new.statsd.unix_stream_listen,
+        ),
         ("http.listen", &old.http.listen, &new.http.listen),
         ("admin.listen", &old.admin.listen, &new.admin.listen),
     ] {
@@ -182,6 +192,12 @@ fn attempt(
             streams.push((transport, key, p.streams.bind_new(key, value)?));
         }
     }
+    let mut unix_sockets = Vec::new();
+    for key in ["statsd.unix_listen", "statsd.unix_stream_listen"] {
+        if is(key) {
+            unix_sockets.push((key, p.streams.bind_new_unix(key, &new)?));
+        }
+    }
     // New listeners next: bound (and serving) before the old ones close, stopped again if
     // a later step fails.
     let admin = if is("admin.listen") {
@@ -221,6 +237,11 @@ fn attempt(
     }
     for (transport, key, socket) in streams {
         if let Err(e) = p.streams.move_to(transport, socket) {
+            notes.push(format!("{key}: {e:#}"));
+        }
+    }
+    for (key, socket) in unix_sockets {
+        if let Err(e) = p.streams.move_unix(socket, Instant::now() + REBIND_DRAIN) {
             notes.push(format!("{key}: {e:#}"));
         }
     }

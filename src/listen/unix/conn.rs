@@ -53,6 +53,19 @@ pub fn bind(
     readers: &LiveReaders,
     telemetry: &Arc<Telemetry>,
 ) -> anyhow::Result<Bound> {
+    let (listener, file) = listen_at(path, mode)?;
+    let ingest =
+        Ingest::start(TRANSPORT, readers, telemetry).context("starting the unix_stream ingest")?;
+    Ok(Bound {
+        listener,
+        file,
+        ingest,
+    })
+}
+
+/// The listening socket and its file at `path` (a stale socket file is replaced, any other
+/// file refused). Call inside the streams runtime's context.
+pub fn listen_at(path: &Path, mode: u32) -> anyhow::Result<(UnixListener, SocketFile)> {
     file::clear(KEY, path)?;
     let socket = Socket::new(Domain::UNIX, Type::STREAM, None).context(KEY)?;
     let address = SockAddr::unix(path).with_context(|| format!("{KEY}: {}", path.display()))?;
@@ -63,56 +76,83 @@ pub fn bind(
     socket.listen(BACKLOG).context(KEY)?;
     socket.set_nonblocking(true).context(KEY)?;
     let listener = UnixListener::from_std(socket.into()).context(KEY)?;
-    let ingest =
-        Ingest::start(TRANSPORT, readers, telemetry).context("starting the unix_stream ingest")?;
-    Ok(Bound {
-        listener,
-        file,
-        ingest,
-    })
+    Ok((listener, file))
+}
+
+/// What a (re)started accept loop shares with the others.
+pub struct Shared {
+    pub runtime: tokio::runtime::Handle,
+    pub config: ConnConfig,
+    pub connections: Arc<Semaphore>,
+    pub telemetry: Arc<Telemetry>,
 }
 
 /// The accept loop, running.
 pub struct Running {
     stop: watch::Sender<bool>,
-    done: std::sync::mpsc::Receiver<()>,
+    /// Tells the current accept loop to stop accepting (a reload moved the socket).
+    retire: watch::Sender<bool>,
+    /// One per accept loop started, moved ones included: each reports once its
+    /// connections are done.
+    done: Vec<std::sync::mpsc::Receiver<()>>,
     pub file: SocketFile,
     pub ingest: Ingest,
+    shared: Shared,
 }
 
 impl Bound {
-    pub fn start(
-        self,
-        runtime: &tokio::runtime::Handle,
-        config: ConnConfig,
-        connections: &Arc<Semaphore>,
-        telemetry: &Arc<Telemetry>,
-    ) -> anyhow::Result<Running> {
-        let sender = self
-            .ingest
-            .sender()
-            .context("the unix_stream ingest is closed")?;
-        let (stop, stopped) = watch::channel(false);
-        let (done_tx, done) = std::sync::mpsc::sync_channel(1);
-        runtime.spawn(accept_loop(
-            self.listener,
-            sender,
-            config,
-            Arc::clone(connections),
-            Arc::clone(telemetry),
-            stopped,
-            done_tx,
-        ));
-        Ok(Running {
+    pub fn start(self, shared: Shared) -> anyhow::Result<Running> {
+        let (stop, _) = watch::channel(false);
+        let (retire, _) = watch::channel(false);
+        let mut running = Running {
             stop,
-            done,
+            retire,
+            done: Vec::new(),
             file: self.file,
             ingest: self.ingest,
-        })
+            shared,
+        };
+        running.accept(self.listener)?;
+        Ok(running)
     }
 }
 
 impl Running {
+    fn accept(&mut self, listener: UnixListener) -> anyhow::Result<()> {
+        let sender = self
+            .ingest
+            .sender()
+            .context("the unix_stream ingest is closed")?;
+        let (retire, retired) = watch::channel(false);
+        let (done_tx, done) = std::sync::mpsc::sync_channel(1);
+        let s = &self.shared;
+        s.runtime.spawn(accept_loop(
+            listener,
+            sender,
+            s.config.clone(),
+            Arc::clone(&s.connections),
+            Arc::clone(&s.telemetry),
+            Ends {
+                stop: self.stop.subscribe(),
+                retire: retired,
+                done: done_tx,
+            },
+        ));
+        std::mem::replace(&mut self.retire, retire).send_replace(true);
+        self.done.push(done);
+        Ok(())
+    }
+
+    /// Moves to the socket `listener` at `file` (a reload changed
+    /// `statsd.unix_stream_listen`): it accepts before the old one stops accepting and its
+    /// file is removed; connections open on the old one live on into the same ingest thread.
+    pub fn move_to(&mut self, listener: UnixListener, file: SocketFile) -> anyhow::Result<()> {
+        self.accept(listener)?;
+        // The old file goes as it drops: nothing accepts there any more.
+        drop(std::mem::replace(&mut self.file, file));
+        Ok(())
+    }
+
     /// Stops accepting; connections read what they already hold and end.
     pub fn signal(&self) {
         self.stop.send_replace(true);
@@ -121,8 +161,11 @@ impl Running {
     /// After [`Running::signal`]: waits for the connections, then the ingest thread (which
     /// ends once every connection's sender is gone); false if not done at `deadline`.
     pub fn join(mut self, deadline: Instant) -> (bool, SocketFile) {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let mut done = self.done.recv_timeout(left).is_ok();
+        let mut done = true;
+        for loop_done in &self.done {
+            let left = deadline.saturating_duration_since(Instant::now());
+            done &= loop_done.recv_timeout(left).is_ok();
+        }
         done &= self
             .ingest
             .close()
@@ -137,15 +180,27 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 
+/// How an accept loop ends: `stop` (shutdown: the connections end too) or `retire` (a
+/// reload moved the socket: only accepting ends), and where it reports its connections done.
+struct Ends {
+    stop: watch::Receiver<bool>,
+    retire: watch::Receiver<bool>,
+    done: std::sync::mpsc::SyncSender<()>,
+}
+
 async fn accept_loop(
     listener: UnixListener,
     sender: ChunkSender,
     config: ConnConfig,
     connections: Arc<Semaphore>,
     telemetry: Arc<Telemetry>,
-    mut stop: watch::Receiver<bool>,
-    done: std::sync::mpsc::SyncSender<()>,
+    ends: Ends,
 ) {
+    let Ends {
+        mut stop,
+        mut retire,
+        done,
+    } = ends;
     let mut tasks = JoinSet::new();
     let mut warned = false;
     let for_connections = stop.clone();
@@ -176,6 +231,7 @@ async fn accept_loop(
     loop {
         tokio::select! {
             _ = stopped(&mut stop) => break,
+            _ = stopped(&mut retire) => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => admit(stream, &mut tasks),
                 Err(e) => {

@@ -80,11 +80,13 @@ pub struct Running {
     stop: Arc<AtomicBool>,
     handle: JoinHandle<()>,
     pub file: SocketFile,
+    shard: Arc<Mutex<Shard>>,
 }
 
 impl Bound {
     pub fn start(self, config: &LiveReaders, telemetry: &Arc<Telemetry>) -> io::Result<Running> {
         let stop = Arc::new(AtomicBool::new(false));
+        let shard = Arc::clone(&self.shard);
         let reader = Reader {
             socket: self.socket,
             shard: self.shard,
@@ -103,11 +105,22 @@ impl Bound {
             stop,
             handle,
             file: self.file,
+            shard,
         })
+    }
+
+    /// Reads into `shard` (a moved socket keeps its reader's shard: the flusher holds it).
+    pub fn with_shard(mut self, shard: Arc<Mutex<Shard>>) -> Bound {
+        self.shard = shard;
+        self
     }
 }
 
 impl Running {
+    pub fn shard(&self) -> Arc<Mutex<Shard>> {
+        Arc::clone(&self.shard)
+    }
+
     /// Tells the reader to read what is queued and end.
     pub fn signal(&self) {
         self.stop.store(true, Ordering::Relaxed);

@@ -92,10 +92,20 @@ impl Bound {
             None => None,
         };
         let stream = match self.stream {
-            Some(s) => Some(s.start(runtime, self.conn, &self.connections, &self.telemetry)?),
+            Some(s) => Some(s.start(conn::Shared {
+                runtime: runtime.clone(),
+                config: self.conn,
+                connections: self.connections,
+                telemetry: Arc::clone(&self.telemetry),
+            })?),
             None => None,
         };
-        Ok(Running { dgram, stream })
+        Ok(Running {
+            dgram,
+            stream,
+            readers: self.readers,
+            telemetry: self.telemetry,
+        })
     }
 }
 
@@ -103,9 +113,68 @@ impl Bound {
 pub struct Running {
     dgram: Option<dgram::Running>,
     stream: Option<conn::Running>,
+    readers: LiveReaders,
+    telemetry: Arc<Telemetry>,
+}
+
+/// A socket bound at a new path for [`Running::move_to`] (a reload).
+pub enum NewSocket {
+    Dgram(dgram::Bound),
+    Stream(tokio::net::UnixListener, file::SocketFile),
 }
 
 impl Running {
+    /// Binds `path` for `key` (`statsd.unix_listen` or `statsd.unix_stream_listen`) with
+    /// `mode`; nothing changes until [`Running::move_to`]. Call inside the streams runtime.
+    pub fn bind_new(
+        &self,
+        key: &str,
+        path: &Path,
+        mode: u32,
+        recv_buffer: usize,
+    ) -> anyhow::Result<NewSocket> {
+        match key {
+            dgram::KEY if self.dgram.is_some() => {
+                Ok(NewSocket::Dgram(dgram::bind(path, mode, recv_buffer)?))
+            }
+            conn::KEY if self.stream.is_some() => {
+                let (listener, file) = conn::listen_at(path, mode)?;
+                Ok(NewSocket::Stream(listener, file))
+            }
+            _ => anyhow::bail!("{key}: turning a listener on needs a restart"),
+        }
+    }
+
+    /// Moves a socket to its new path: the datagram reader drains the old socket and a new
+    /// one reads the new (same shard and counters); the stream socket accepts at the new
+    /// path and connections open on the old live on. The old file is removed.
+    pub fn move_to(&mut self, socket: NewSocket, deadline: Instant) -> anyhow::Result<()> {
+        match socket {
+            NewSocket::Dgram(bound) => {
+                let Some(old) = self.dgram.take() else {
+                    anyhow::bail!("{}: turning a listener on needs a restart", dgram::KEY);
+                };
+                old.signal();
+                let shard = old.shard();
+                // The old file goes as it drops here, after the drain.
+                let (drained, _old_file) = old.join(deadline);
+                if !drained {
+                    tracing::warn!("{}: the old socket's reader is still draining", dgram::KEY);
+                }
+                self.dgram = Some(
+                    bound
+                        .with_shard(shard)
+                        .start(&self.readers, &self.telemetry)?,
+                );
+                Ok(())
+            }
+            NewSocket::Stream(listener, file) => match self.stream.as_mut() {
+                Some(s) => s.move_to(listener, file),
+                None => anyhow::bail!("{}: turning a listener on needs a restart", conn::KEY),
+            },
+        }
+    }
+
     /// (datagram, stream) socket paths; `None` for one not configured.
     pub fn paths(&self) -> (Option<PathBuf>, Option<PathBuf>) {
         (
