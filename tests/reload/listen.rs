@@ -1,8 +1,7 @@
 //! A reload that moves `statsd.listen`, `statsd.tcp_listen`, `http.listen` and the Unix
-//! sockets: the new
-//! addresses are bound, the old closed (a TCP connection open on the old one lives on), the
-//! open interval kept, and the address that did not change (the admin port) serves
-//! throughout.
+//! sockets: the new addresses are bound, the old closed (a stream connection open on the old
+//! one lives on), the open interval kept, and the address that did not change (the admin
+//! port) serves throughout.
 
 use super::common::start_own_ports;
 use std::io::Write;
