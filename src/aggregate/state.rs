@@ -199,6 +199,19 @@ impl Hdr {
         Hdr::Narrow(new_histogram(precision))
     }
 
+    /// Sized at once for samples up to `high` (scaled): grown one sample at a time, the
+    /// counts would be resized step by step and could hold up to twice the room they use.
+    /// The buckets are the same either way (they depend on the precision alone).
+    fn sized_for(precision: u8, high: u64) -> Self {
+        match Histogram::new_with_max(high.max(2), precision) {
+            Ok(mut h) => {
+                h.auto(true);
+                Hdr::Narrow(h)
+            }
+            Err(_) => Hdr::new(precision),
+        }
+    }
+
     /// Records `value` (clamped to `0..=max_scaled`); answers whether it was clamped.
     fn record(&mut self, value: f64, weight: f64, max_scaled: u64) -> bool {
         let scaled = (value * TIMER_VALUE_SCALE).max(0.0).round();
@@ -319,7 +332,11 @@ impl Timer {
     /// were not clamped; those moved past the range are counted now.
     fn switch_to_hdr(&mut self) {
         if let Samples::Exact(v) = &self.samples {
-            let mut h = Box::new(Hdr::new(self.spec.precision));
+            let largest = v.iter().map(|s| s.0).fold(0.0, f64::max);
+            let high = (largest * TIMER_VALUE_SCALE)
+                .round()
+                .min(self.spec.max_scaled as f64);
+            let mut h = Box::new(Hdr::sized_for(self.spec.precision, high as u64));
             for &(value, weight) in v {
                 if h.record(value, weight, self.spec.max_scaled) {
                     self.clamped += 1;
