@@ -10,6 +10,12 @@ servers take turns at that rate (--repeats each) and their median runs are compa
 table, the ratios, PASS/FAIL against the targets, and one JSON summary line (prefixed
 `JSON `). Exit status 0 only if every target is met.
 
+--shapes adds the high-cardinality shapes (see SHAPES), each with a 1 s flush so every series
+is live in every interval: per shape the two servers take turns (--repeats each, a fresh
+server per turn: a 2 s warm-up, then the measured run at the shape's paced rate), and the
+median CPU per line, the ratio, the loss and statsgate's peak RSS are reported.
+--shapes-only skips the 1,000-counter runs.
+
 Optional checks (same binaries): --memory (peak RSS with 100,000 live counter series and with
 10,000 timer series) and --flush (--flush-rate lines/s over 100,000 series across five or
 more flushes, after a warm-up: no loss).
@@ -57,8 +63,11 @@ def wait_listening(proc, what):
 def realtime(pid, names=None):
     """SCHED_FIFO 50 for the threads of pid named in `names` (all threads if None)."""
     for tid in os.listdir(f"/proc/{pid}/task"):
-        with open(f"/proc/{pid}/task/{tid}/comm") as f:
-            comm = f.read().strip()
+        try:
+            with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                comm = f.read().strip()
+        except FileNotFoundError:
+            continue  # a short-lived thread that has already exited
         if names is None or any(comm.startswith(n) for n in names):
             subprocess.run(["chrt", "-f", "-p", "50", tid], check=True)
 
@@ -69,6 +78,17 @@ def start_bare(cpu):
     wait_listening(p, "bare_recv")
     realtime(p.pid)
     return p
+
+
+# name: (bench options, paced lines/s, CPU ratio target, peak RSS target in MiB or None).
+SHAPES = {
+    "counters_100k": (["--series", "100000", "--types", "c"], 1_000_000, 1.6, 32),
+    "tagged_100k": (["--series", "100000", "--types", "c", "--dialects", "dogstatsd",
+                     "--dimensions", "2"], 900_000, 2.0, None),
+    # c:g:ms:s = 6:1:2:1, cycled over the series.
+    "mixed_10k": (["--series", "10000", "--types", "c,c,c,c,c,c,g,ms,ms,s"], 1_000_000, 1.4, 32),
+    "counters_1m": (["--series", "1000000", "--types", "c"], 1_000_000, None, 256),
+}
 
 
 def start_statsgate(cpu, extra_env=None):
@@ -197,6 +217,72 @@ def side_by_side(args):
     return ok, summary
 
 
+def shape_turn(server, args, opts, rate):
+    """One turn: a fresh server, a 2 s warm-up (every series created, shards recycled once),
+    then the measured run at `rate`; statsgate flushes every second."""
+    if server == "bare":
+        p = start_bare(args.server_cpu)
+    else:
+        p = start_statsgate(args.server_cpu, {"STATSGATE_FLUSH__INTERVAL": "1s"})
+    try:
+        time.sleep(0.3)
+        common = opts + ["--rate", str(rate), "--lines-per-datagram", "20"]
+        bench(args.sender_cpu, p.pid, common + ["--duration", "2s", "--settle", "1s"])
+        return bench(args.sender_cpu, p.pid, common + ["--duration", f"{args.duration}s",
+                                                        "--settle", "1s"])
+    finally:
+        stop(p)
+
+
+def median_by(runs, key):
+    ordered = sorted(runs, key=lambda r: r[key] or 0)
+    return ordered[len(ordered) // 2]
+
+
+def shapes(args):
+    """Each shape side by side with the bare loop: alternating turns, medians compared."""
+    out, ok = {}, True
+    names = [n for n in args.shapes.split(",") if n]
+    for name in names:
+        opts, rate, ratio_target, rss_target = SHAPES[name]
+        samples = {"bare": [], "statsgate": []}
+        for _ in range(args.repeats):
+            for server in samples:
+                samples[server].append(shape_turn(server, args, opts, rate))
+        at = {s: median_by(r, "cpu_per_line_us") for s, r in samples.items()}
+        ratio = at["statsgate"]["cpu_per_line_us"] / at["bare"]["cpu_per_line_us"]
+        lost = {s: sum((r["lost_lines"] or 0) + r["kernel_drops"] for r in v)
+                for s, v in samples.items()}
+        hwm = max(r["server_hwm_kib"] or 0 for r in samples["statsgate"]) / 1024
+        ratio_ok = ratio_target is None or ratio <= ratio_target
+        rss_ok = rss_target is None or hwm <= rss_target
+        ok &= ratio_ok and rss_ok and lost["statsgate"] == 0
+        for server, runs in samples.items():
+            log(f"{name} {server} at {rate:,} lines/s, CPU µs/line: "
+                + ", ".join(f"{r['cpu_per_line_us']:.4f}" for r in runs)
+                + f"; lost+dropped {lost[server]}"
+                + (f"; peak RSS MiB: " + ", ".join(f"{(r['server_hwm_kib'] or 0) / 1024:.1f}"
+                                                  for r in runs) if server == "statsgate" else ""))
+        print(f"shape {name:<14} {rate:>9,} lines/s  bare {at['bare']['cpu_per_line_us']:.4f} µs  "
+              f"statsgate {at['statsgate']['cpu_per_line_us']:.4f} µs  ratio {ratio:.2f}"
+              f"{f' (≤ {ratio_target})' if ratio_target else ''} {'PASS' if ratio_ok else 'FAIL'}  "
+              f"lost {lost['statsgate']} (bare {lost['bare']})  peak RSS {hwm:.1f} MiB"
+              f"{f' (≤ {rss_target}) ' + ('PASS' if rss_ok else 'FAIL') if rss_target else ''}",
+              flush=True)
+        out[name] = {
+            "rate": rate,
+            "cpu_per_line_runs": {s: [r["cpu_per_line_us"] for r in v] for s, v in samples.items()},
+            "cpu_per_line_median": {s: at[s]["cpu_per_line_us"] for s in at},
+            "cpu_ratio": ratio, "ratio_target": ratio_target, "ratio_ok": ratio_ok,
+            "lost_lines_and_drops": lost,
+            "statsgate_peak_rss_mib": hwm,
+            "statsgate_peak_rss_runs_mib": [(r["server_hwm_kib"] or 0) / 1024
+                                            for r in samples["statsgate"]],
+            "rss_target_mib": rss_target, "rss_ok": rss_ok,
+        }
+    return ok, out
+
+
 def memory(args):
     """Peak RSS with 100k live counter series, then with 10k timer series (each in a fresh
     gateway): 1 M lines/s for 4 s with a 1 s flush, so every series is live in every interval
@@ -256,9 +342,19 @@ def main():
                     help="lines/s offered during the --flush check")
     ap.add_argument("--flush", action="store_true")
     ap.add_argument("--no-build", action="store_true")
+    ap.add_argument("--shapes", default="",
+                    help="comma-separated high-cardinality shapes to add: " + ",".join(SHAPES)
+                    + " (or 'all')")
+    ap.add_argument("--shapes-only", action="store_true",
+                    help="skip the 1,000-counter side-by-side runs")
     ap.add_argument("--runs-only-extra", action="store_true",
                     help="skip the side-by-side runs (with --memory/--flush)")
     args = ap.parse_args()
+    if args.shapes == "all":
+        args.shapes = ",".join(SHAPES)
+    unknown = [n for n in args.shapes.split(",") if n and n not in SHAPES]
+    if unknown:
+        ap.error(f"unknown shapes {unknown}; known: {', '.join(SHAPES)}")
     if not args.no_build:
         subprocess.run(["cargo", "build", "--release", "--locked", "--bin", "statsgate",
                         "--example", "bare_recv"], cwd=ROOT, check=True)
@@ -271,8 +367,13 @@ def main():
     all_ok, runs = True, []
     try:
         for i in range(0 if args.runs_only_extra else args.runs):
-            print(f"== run {i + 1} of {args.runs}")
-            ok, summary = side_by_side(args)
+            print(f"== run {i + 1} of {args.runs}", flush=True)
+            summary, ok = {}, True
+            if not args.shapes_only:
+                ok, summary = side_by_side(args)
+            if args.shapes:
+                shapes_ok, summary["shapes"] = shapes(args)
+                ok &= shapes_ok
             all_ok &= ok
             summary["ok"] = ok
             runs.append(summary)

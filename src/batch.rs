@@ -27,6 +27,15 @@ impl Rendered {
         self.ends.len()
     }
 
+    /// Metrics and bytes it has room for without regrowing.
+    pub fn capacity_metrics(&self) -> usize {
+        self.ends.capacity()
+    }
+
+    pub fn capacity_bytes(&self) -> usize {
+        self.buf.capacity()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.ends.is_empty()
     }

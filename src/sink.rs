@@ -12,6 +12,20 @@ use std::io::Write;
 pub trait Sink: Send {
     /// Takes one flush's metrics; an error means none of them were delivered.
     fn submit(&mut self, metrics: Rendered) -> std::io::Result<()>;
+
+    /// One part of a flush the flusher hands over in parts, so that a large flush is never
+    /// held whole; [`Sink::end_flush`] follows its last part. An error means none of this
+    /// part's metrics were delivered. Default: the part is submitted on its own, which is
+    /// the same thing for a sink that does not frame a flush (the forwarder packs POSTs
+    /// per submit).
+    fn submit_part(&mut self, metrics: Rendered) -> std::io::Result<()> {
+        self.submit(metrics)
+    }
+
+    /// Every part of the flush was submitted.
+    fn end_flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Bytes written to the console per write call.
@@ -21,31 +35,46 @@ const CONSOLE_CHUNK: usize = 64 << 10;
 /// Monasca, followed by a newline. The default when no Monasca is configured.
 pub struct ConsoleSink<W: Write + Send> {
     out: W,
+    /// The open flush's array was started (its `[` written) and is not closed yet.
+    open: bool,
 }
 
 impl ConsoleSink<std::io::Stdout> {
     pub fn stdout() -> Self {
         ConsoleSink {
             out: std::io::stdout(),
+            open: false,
         }
     }
 }
 
 impl<W: Write + Send> Sink for ConsoleSink<W> {
     fn submit(&mut self, metrics: Rendered) -> std::io::Result<()> {
+        self.submit_part(metrics)?;
+        self.end_flush()
+    }
+
+    /// Parts of one flush continue one array: the output is the same as for the flush whole.
+    fn submit_part(&mut self, metrics: Rendered) -> std::io::Result<()> {
         if metrics.is_empty() {
             return Ok(());
         }
         // Streamed, not joined first: a flush of 100k series would otherwise hold its JSON
         // twice (~25 MiB more at the peak).
         let mut out = std::io::BufWriter::with_capacity(CONSOLE_CHUNK, &mut self.out);
-        for (i, object) in metrics.iter().enumerate() {
-            out.write_all(if i == 0 { b"[" } else { b"," })?;
+        for object in metrics.iter() {
+            out.write_all(if self.open { b"," } else { b"[" })?;
+            self.open = true;
             out.write_all(object)?;
         }
-        out.write_all(b"]\n")?;
-        out.flush()?;
-        drop(out);
+        out.flush()
+    }
+
+    /// Nothing is printed for a flush with no metrics.
+    fn end_flush(&mut self) -> std::io::Result<()> {
+        if std::mem::take(&mut self.open) {
+            self.out.write_all(b"]\n")?;
+        }
         self.out.flush()
     }
 }
@@ -54,14 +83,28 @@ impl<W: Write + Send> Sink for ConsoleSink<W> {
 #[derive(Debug, Default)]
 pub struct MemorySink {
     pub flushes: std::sync::Arc<std::sync::Mutex<Vec<Vec<Metric>>>>,
+    /// The parts of the open flush so far.
+    pending: Vec<Metric>,
 }
 
 impl Sink for MemorySink {
     fn submit(&mut self, metrics: Rendered) -> std::io::Result<()> {
+        self.submit_part(metrics)?;
+        self.end_flush()
+    }
+
+    fn submit_part(&mut self, metrics: Rendered) -> std::io::Result<()> {
         let parsed: Vec<Metric> =
             serde_json::from_slice(&metrics.to_array()).map_err(std::io::Error::other)?;
+        self.pending.extend(parsed);
+        Ok(())
+    }
+
+    /// One entry per flush, as for a flush submitted whole.
+    fn end_flush(&mut self) -> std::io::Result<()> {
+        let flush = std::mem::take(&mut self.pending);
         if let Ok(mut f) = self.flushes.lock() {
-            f.push(parsed);
+            f.push(flush);
         }
         Ok(())
     }
@@ -82,7 +125,10 @@ mod tests {
         assert!(metrics.bytes() > 2 * CONSOLE_CHUNK);
         let mut want = metrics.to_array();
         want.push(b'\n');
-        let mut sink = ConsoleSink { out: Vec::new() };
+        let mut sink = ConsoleSink {
+            out: Vec::new(),
+            open: false,
+        };
         sink.submit(metrics).unwrap();
         sink.submit(Rendered::default()).unwrap();
         assert_eq!(sink.out, want, "nothing is printed for an empty flush");

@@ -3,7 +3,8 @@
 //! Layout: `name [0x1D ts-decimal] (0x1F key 0x1E value)*`. Names and dimensions never hold
 //! control characters (`validate` refuses them), so the markers are unambiguous and the whole
 //! key is UTF-8: decoding checks it once. A line with no dimensions and no timestamp has its
-//! plain name as key, so the hot path needs no copy.
+//! plain name as key, so the hot path needs no copy. A map stores a key as a [`Key`]: short
+//! ones inline in the entry, long ones in one exact-size allocation.
 
 const TS_MARK: u8 = 0x1D;
 const DIM_MARK: u8 = 0x1F;
@@ -68,6 +69,84 @@ impl<'a> SeriesKey<'a> {
     }
 }
 
+/// Key bytes held in the map entry itself, without a heap allocation: most plain series
+/// names (`app.requests.200`) fit, so a lookup compares them without a pointer chase.
+const INLINE: usize = 22;
+
+/// A series key as a map stores it: inline up to [`INLINE`] bytes, else one exact-size heap
+/// allocation (no spare capacity, unlike a `Vec`). 24 bytes either way. Hashes, compares and
+/// borrows as its bytes, so a map of them is looked up by `&[u8]`.
+#[derive(Clone)]
+pub struct Key(Repr);
+
+#[derive(Clone)]
+enum Repr {
+    Inline { len: u8, bytes: [u8; INLINE] },
+    Heap(Box<[u8]>),
+}
+
+impl Key {
+    pub fn new(key: &[u8]) -> Self {
+        if key.len() <= INLINE {
+            let mut bytes = [0; INLINE];
+            bytes[..key.len()].copy_from_slice(key);
+            // At most INLINE (22): fits a byte.
+            Key(Repr::Inline {
+                len: key.len() as u8,
+                bytes,
+            })
+        } else {
+            Key(Repr::Heap(key.into()))
+        }
+    }
+
+    #[inline]
+    pub fn as_slice(&self) -> &[u8] {
+        match &self.0 {
+            Repr::Inline { len, bytes } => &bytes[..usize::from(*len).min(INLINE)],
+            Repr::Heap(b) => b,
+        }
+    }
+}
+
+impl std::ops::Deref for Key {
+    type Target = [u8];
+    #[inline]
+    fn deref(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+impl std::borrow::Borrow<[u8]> for Key {
+    #[inline]
+    fn borrow(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+impl PartialEq for Key {
+    #[inline]
+    fn eq(&self, other: &Key) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl Eq for Key {}
+
+/// As `[u8]` hashes: `Borrow<[u8]>` requires it (maps are looked up by `&[u8]`).
+impl std::hash::Hash for Key {
+    #[inline]
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_slice().hash(state);
+    }
+}
+
+impl std::fmt::Debug for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", String::from_utf8_lossy(self.as_slice()))
+    }
+}
+
 /// Keys are short: a plain loop beats a vectorised search's set-up.
 fn find(haystack: &[u8], needle: u8) -> Option<usize> {
     haystack.iter().position(|&b| b == needle)
@@ -104,6 +183,22 @@ impl Digits {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_inline_or_on_the_heap_read_back_as_their_bytes() {
+        assert_eq!(std::mem::size_of::<Key>(), 24);
+        for n in [0, 1, INLINE - 1, INLINE, INLINE + 1, 200] {
+            let bytes: Vec<u8> = (0..n).map(|i| b'a' + (i % 26) as u8).collect();
+            let k = Key::new(&bytes);
+            assert_eq!(k.as_slice(), bytes.as_slice(), "{n}");
+            assert_eq!(k.clone(), k);
+            // Hashes as its bytes, so a map of keys answers a `&[u8]` lookup.
+            let h = foldhash::fast::FixedState::with_seed(7);
+            use std::hash::BuildHasher;
+            assert_eq!(h.hash_one(&k), h.hash_one(bytes.as_slice()), "{n}");
+        }
+        assert_ne!(Key::new(b"ab"), Key::new(b"abc"));
+    }
 
     #[test]
     fn round_trip() {

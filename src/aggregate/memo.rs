@@ -13,19 +13,25 @@
 //! the others are re-pointed). Once full, it is consulted only while it keeps paying: with
 //! mostly distinct lines (random timer values, a million series) a lookup that misses is pure
 //! cost, so a full memo that hits less than half the time stops being asked for the rest of
-//! the interval; a full memo starts empty in the shard's next interval.
+//! the interval; a full memo starts empty in the shard's next interval. One that gave up
+//! frees its room and sits out the shard's next intervals (1, 2, 4, then 8 in a row while it
+//! keeps giving up), so traffic it cannot serve (100k+ distinct lines) pays neither its
+//! lookups nor its memory; then it is tried afresh.
 
 use crate::parse::Kind;
 use hashbrown::HashTable;
 use std::hash::{BuildHasher, Hasher};
 
 /// Most lines remembered per shard: enough for the distinct lines of a busy reader's
-/// interval, small enough (~1.5 MiB of table) not to weigh on 100k-series memory.
-pub const MAX_ENTRIES: usize = 1 << 15;
+/// interval, small enough (~1.3 MiB of table) not to weigh on 100k-series memory. 7/8 of a
+/// power of two: the most a table of 2^15 buckets holds, one more would double it.
+pub const MAX_ENTRIES: usize = (1 << 15) / 8 * 7;
 /// Most line bytes remembered per shard (one arena, not one allocation per line).
 pub const MAX_BYTES: usize = 1 << 20;
 /// Lookups a full memo gets before it is judged on its hit rate.
 const TRIAL_LOOKUPS: u32 = 1 << 16;
+/// Most intervals a memo that keeps giving up sits out between trials.
+const MAX_REST: u8 = 8;
 
 /// What a remembered line does to its series.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -67,6 +73,10 @@ pub struct LineMemo {
     full_hits: u32,
     /// Set once a full memo has missed more often than it hit: no more lookups.
     given_up: bool,
+    /// Recycles left before a memo that gave up is tried again, and how many it sat out
+    /// last time (doubled each time it gives up again, reset when it pays).
+    rest: u8,
+    last_rest: u8,
 }
 
 impl LineMemo {
@@ -148,8 +158,30 @@ impl LineMemo {
     /// instead, judged afresh on the next interval's lines (stale gauge values and one-off
     /// lines would otherwise hold its room for good).
     pub fn recycle(&mut self, mut to: impl FnMut(Op, u32) -> Option<u32>) {
-        if self.full || self.given_up {
-            self.clear();
+        if self.rest > 0 {
+            // Sitting out: still given up, and empty.
+            self.rest -= 1;
+            self.given_up = self.rest > 0;
+            return;
+        }
+        if self.given_up {
+            // Freed, not kept: a memo that does not pay should not weigh on memory either.
+            self.table = HashTable::new();
+            self.bytes = Vec::new();
+            self.last_rest = (self.last_rest.saturating_mul(2)).clamp(1, MAX_REST);
+            self.rest = self.last_rest;
+            self.full = false;
+            self.full_lookups = 0;
+            self.full_hits = 0;
+            return;
+        }
+        self.last_rest = 0;
+        if self.full {
+            self.table.clear();
+            self.bytes.clear();
+            self.full = false;
+            self.full_lookups = 0;
+            self.full_hits = 0;
             return;
         }
         self.table.retain(|e| match to(e.op, e.series) {
@@ -161,12 +193,12 @@ impl LineMemo {
         });
     }
 
-    /// Forgets every line, keeping the allocations.
+    /// Forgets every line, keeping the allocations (and whether it sits out: the lines are
+    /// no more memorable under new settings than they were).
     pub fn clear(&mut self) {
         self.table.clear();
         self.bytes.clear();
         self.full = false;
-        self.given_up = false;
         self.full_lookups = 0;
         self.full_hits = 0;
     }
@@ -278,6 +310,36 @@ mod tests {
             );
         }
         assert!(!memo.worth_asking());
+    }
+
+    #[test]
+    fn a_memo_that_gave_up_sits_out_longer_each_time_then_is_tried_again() {
+        let mut memo = LineMemo::default();
+        let mut sat_out = Vec::new();
+        for _ in 0..5 {
+            fill(&mut memo);
+            for i in 0..TRIAL_LOOKUPS {
+                let miss = format!("other{i}:1|c");
+                memo.get(memo.hash(miss.as_bytes()), miss.as_bytes());
+            }
+            assert!(!memo.worth_asking());
+            let mut n = 0;
+            loop {
+                memo.recycle(|_, s| Some(s));
+                assert_eq!(memo.entries(), 0, "freed while it sits out");
+                if memo.worth_asking() {
+                    break;
+                }
+                n += 1;
+            }
+            sat_out.push(n);
+        }
+        assert_eq!(sat_out, [1, 2, 4, 8, 8]);
+        // One that pays is kept, and its next give-up rests one interval again.
+        fill(&mut memo);
+        memo.recycle(|_, s| Some(s));
+        assert!(memo.worth_asking());
+        assert_eq!(memo.last_rest, 0);
     }
 
     #[test]

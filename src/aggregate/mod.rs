@@ -27,7 +27,7 @@ mod memo;
 mod state;
 
 pub use budget::{NameReport, SeriesBudget, TOP_NAMES};
-pub use key::SeriesKey;
+pub use key::{Key, SeriesKey};
 pub use state::{
     Counter, GaugeUpdate, HistogramSpec, PercentSamples, RateSamples, Recycle, Set,
     TIMER_VALUE_SCALE, Timer,
@@ -70,7 +70,9 @@ impl Default for Settings {
 }
 
 /// Insertion-ordered, so a series keeps its position (the memo's handle) all interval.
-pub type SeriesMap<V> = indexmap::IndexMap<Vec<u8>, V, foldhash::fast::RandomState>;
+/// Keys are [`Key`]s: a short one lives in the entry, so a lookup that finds its series
+/// compares bytes without chasing a pointer, and a series costs no allocation of its own.
+pub type SeriesMap<V> = indexmap::IndexMap<Key, V, foldhash::fast::RandomState>;
 
 /// One reader's state for the open interval.
 #[derive(Debug, Default)]
@@ -454,7 +456,7 @@ fn slot<'m, V>(
         Some(i) => i,
         None => {
             room()?;
-            map.insert_full(key.to_vec(), new()).0
+            map.insert_full(Key::new(key), new()).0
         }
     };
     Ok((i, &mut map[i]))

@@ -68,30 +68,40 @@ pub trait Recycle {
     fn reset(&mut self);
 }
 
-/// `c`: the weighted sum.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// `c`: the weighted sum, 8 bytes (a series' state is most of a shard's memory).
+///
+/// Untouched is `sum == -0.0` (bitwise): every line adds `v + 0.0`, never `-0.0` (that turns
+/// a `-0` into `+0`), and no sum of addends that are not `-0.0`, starting from `-0.0`, is
+/// `-0.0` in IEEE arithmetic. So a `x:0|c` (or `x:-0|c`) still marks a count of zero to emit,
+/// and merging is plain addition (`-0.0` is the identity).
+#[derive(Debug, Clone, PartialEq)]
 pub struct Counter {
     pub sum: f64,
-    /// Set by every line: a `x:0|c` is still a count of zero to emit.
-    pub touched: bool,
+}
+
+const UNTOUCHED: f64 = -0.0;
+
+impl Default for Counter {
+    fn default() -> Self {
+        Counter { sum: UNTOUCHED }
+    }
 }
 
 impl Counter {
     #[inline]
     pub fn add(&mut self, v: f64) {
-        self.sum += v;
-        self.touched = true;
+        self.sum += v + 0.0;
     }
 
     pub fn merge(&mut self, other: &Counter) {
         self.sum += other.sum;
-        self.touched |= other.touched;
     }
 }
 
 impl Recycle for Counter {
+    #[inline]
     fn touched(&self) -> bool {
-        self.touched
+        self.sum.to_bits() != UNTOUCHED.to_bits()
     }
 
     fn reset(&mut self) {
@@ -187,6 +197,19 @@ enum Hdr {
 impl Hdr {
     fn new(precision: u8) -> Self {
         Hdr::Narrow(new_histogram(precision))
+    }
+
+    /// Sized at once for samples up to `high` (scaled): grown one sample at a time, the
+    /// counts would be resized step by step and could hold up to twice the room they use.
+    /// The buckets are the same either way (they depend on the precision alone).
+    fn sized_for(precision: u8, high: u64) -> Self {
+        match Histogram::new_with_max(high.max(2), precision) {
+            Ok(mut h) => {
+                h.auto(true);
+                Hdr::Narrow(h)
+            }
+            Err(_) => Hdr::new(precision),
+        }
     }
 
     /// Records `value` (clamped to `0..=max_scaled`); answers whether it was clamped.
@@ -309,7 +332,11 @@ impl Timer {
     /// were not clamped; those moved past the range are counted now.
     fn switch_to_hdr(&mut self) {
         if let Samples::Exact(v) = &self.samples {
-            let mut h = Box::new(Hdr::new(self.spec.precision));
+            let largest = v.iter().map(|s| s.0).fold(0.0, f64::max);
+            let high = (largest * TIMER_VALUE_SCALE)
+                .round()
+                .min(self.spec.max_scaled as f64);
+            let mut h = Box::new(Hdr::sized_for(self.spec.precision, high as u64));
             for &(value, weight) in v {
                 if h.record(value, weight, self.spec.max_scaled) {
                     self.clamped += 1;
@@ -567,6 +594,31 @@ impl PercentSamples {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counters_are_touched_by_any_line_and_merge_by_adding() {
+        assert_eq!(std::mem::size_of::<Counter>(), 8);
+        assert!(!Counter::default().touched());
+        for v in [0.0, -0.0, 1.0, -1.0, 1e-300, f64::INFINITY, f64::NAN] {
+            let mut c = Counter::default();
+            c.add(v);
+            assert!(c.touched(), "{v}");
+            // Back to zero is still touched.
+            c.add(-v);
+            assert!(c.touched(), "{v}");
+        }
+        let mut zero = Counter::default();
+        zero.add(-0.0);
+        assert_eq!(zero.sum.to_bits(), 0.0f64.to_bits(), "a -0 counts as 0");
+        let (mut a, mut b) = (Counter::default(), Counter::default());
+        a.merge(&b);
+        assert!(!a.touched(), "untouched into untouched");
+        b.add(2.5);
+        a.merge(&b);
+        assert_eq!((a.touched(), a.sum), (true, 2.5));
+        a.merge(&Counter::default());
+        assert_eq!(a.sum, 2.5);
+    }
 
     #[test]
     fn gauge_updates_compose_in_order() {

@@ -303,7 +303,7 @@ fn the_line_memo_changes_nothing_but_the_cost() {
     assert_eq!(plain.memo_len(), 0);
 
     fn sorted<V, T>(m: &SeriesMap<V>, f: impl Fn(&V) -> T) -> Vec<(Vec<u8>, T)> {
-        let mut v: Vec<_> = m.iter().map(|(k, v)| (k.clone(), f(v))).collect();
+        let mut v: Vec<_> = m.iter().map(|(k, v)| (k.to_vec(), f(v))).collect();
         v.sort_by(|a, b| a.0.cmp(&b.0));
         v
     }
@@ -347,7 +347,7 @@ fn touched_view(shard: &Shard) -> Vec<(Vec<u8>, String)> {
         out.extend(
             m.iter()
                 .filter(|(_, v)| v.touched())
-                .map(|(k, v)| (k.clone(), f(v))),
+                .map(|(k, v)| (k.to_vec(), f(v))),
         );
     }
     let mut out = Vec::new();

@@ -122,6 +122,31 @@ fn expire_idle<V>(
     (before - map.len()) as u64
 }
 
+/// Hands the emitter's part to the history and the sink once it is full, so a flush is
+/// never held whole.
+fn pass_on(sink: &mut dyn Sink, telemetry: &Telemetry, e: &mut Emitter) {
+    if let Some(part) = e.full_part() {
+        hand_off(sink, telemetry, part, &mut e.failed);
+    }
+}
+
+/// One part to the history and the sink; a refused part's metrics are added to `failed`.
+fn hand_off(
+    sink: &mut dyn Sink,
+    telemetry: &Telemetry,
+    part: Rendered,
+    failed: &mut (u64, Option<std::io::Error>),
+) {
+    if let Some(history) = telemetry.history.get() {
+        history.observe(&part);
+    }
+    let n = part.len() as u64;
+    if let Err(err) = sink.submit_part(part) {
+        failed.0 += n;
+        failed.1.get_or_insert(err);
+    }
+}
+
 /// The first multiple of `interval_ms` after `t`.
 fn next_boundary(t: u64, interval_ms: u64) -> u64 {
     (t / interval_ms + 1) * interval_ms
@@ -358,16 +383,23 @@ impl Flusher {
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
             taken.push(std::mem::replace(&mut *guard, next));
         }
-        // One reader's shard is rendered as it is; several are merged first.
-        let merged = (taken.len() > 1).then(|| {
+        // A shard that took lines is rendered as it is when it is the only one (one busy
+        // reader, the others and the stream transports idle); several are merged first. A
+        // merged copy of the one busy shard would hold every series a third time.
+        let busy: Vec<&Shard> = taken.iter().filter(|s| s.series() > 0).collect();
+        let merged = (busy.len() > 1).then(|| {
             let mut merged = std::mem::take(&mut self.merged);
-            for shard in &taken {
+            for shard in &busy {
                 merged.merge(shard);
             }
             merged
         });
+        if merged.is_none() {
+            // Not needed this interval: its recycled series would only hold memory.
+            self.merged = Shard::default();
+        }
         let empty = Shard::default();
-        let view = merged.as_ref().or(taken.first()).unwrap_or(&empty);
+        let view = merged.as_ref().or(busy.first().copied()).unwrap_or(&empty);
         self.render(view, timestamp_ms);
         for (spare, mut shard) in self.spares.iter_mut().zip(taken) {
             shard.recycle();
@@ -394,11 +426,12 @@ impl Flusher {
             (timestamp_ms.saturating_sub(self.interval_start_ms) as f64 / 1000.0).max(0.001);
         self.interval_start_ms = timestamp_ms;
 
-        // Sized like the last flush: steady traffic renders without regrowing the buffer.
-        let room = Rendered::with_capacity(
-            self.last_size.0 + self.last_size.0 / 8,
-            self.last_size.1 + self.last_size.1 / 8,
-        );
+        // A part sized like the last flush's metrics (at most a full part): steady traffic
+        // renders without regrowing the buffer.
+        let (metrics, bytes) = self.last_size;
+        let part = metrics.min(render::PART_METRICS);
+        let part_bytes = bytes / metrics.max(1) * part;
+        let room = Rendered::with_capacity(part + part / 8, part_bytes + part_bytes / 8);
         let mut e = Emitter::with_capacity(
             Arc::clone(&self.settings.default_dimensions),
             timestamp_ms,
@@ -411,6 +444,7 @@ impl Flusher {
                 c.sum
             };
             e.emit(&SeriesKey::decode(key), "", value);
+            pass_on(&mut *self.sink, &self.telemetry, &mut e);
         }
         let mut clamped = 0;
         for (key, t) in merged.timers.iter().filter(|(_, t)| t.touched()) {
@@ -418,12 +452,14 @@ impl Flusher {
             for out in &self.settings.timer_outputs {
                 e.emit(&key, &out.suffix, out.value(t));
             }
+            pass_on(&mut *self.sink, &self.telemetry, &mut e);
             clamped += t.clamped();
         }
         // Counted here, once per sample: the rendered view holds every shard's samples.
         self.telemetry.flush.timer_samples_clamped.add(clamped);
         for (key, s) in merged.sets.iter().filter(|(_, s)| s.touched()) {
             e.emit(&SeriesKey::decode(key), "", s.members.len() as f64);
+            pass_on(&mut *self.sink, &self.telemetry, &mut e);
         }
         let series = merged.series();
         self.emit_gauges(&mut e, &merged.gauges, timestamp_ms);
@@ -461,24 +497,31 @@ impl Flusher {
             }
         }
 
+        self.last_size = e.total();
+        let emitted = e.total().0 as u64;
+        let last = std::mem::take(&mut e.metrics);
+        hand_off(&mut *self.sink, &self.telemetry, last, &mut e.failed);
+        if let Some(history) = self.telemetry.history.get()
+            && let Some(own) = &history_only
+        {
+            history.observe(own);
+        }
+        let mut failed = std::mem::take(&mut e.failed);
+        if let Err(err) = self.sink.end_flush() {
+            // The sink could not finish the flush: none of it counts as delivered.
+            failed.0 = emitted;
+            failed.1.get_or_insert(err);
+        }
         let stats = &self.telemetry.flush;
-        let emitted = e.metrics.len() as u64;
-        self.last_size = (e.metrics.len(), e.metrics.bytes());
         for (i, n) in e.dropped.iter().enumerate() {
             stats.dropped[i].add(*n);
         }
-        if let Some(history) = self.telemetry.history.get() {
-            history.observe(&e.metrics);
-            if let Some(own) = &history_only {
-                history.observe(own);
-            }
+        if let Some(err) = failed.1 {
+            let lost = failed.0;
+            tracing::error!(error = %err, metrics = emitted, lost, "sink failed; this flush's metrics (or part of them) are lost");
+            stats.dropped[EmitDrop::SinkFailed as usize].add(lost);
         }
-        if let Err(err) = self.sink.submit(e.metrics) {
-            tracing::error!(error = %err, metrics = emitted, "sink failed; this flush is lost");
-            stats.dropped[EmitDrop::SinkFailed as usize].add(emitted);
-        } else {
-            stats.metrics_emitted.add(emitted);
-        }
+        stats.metrics_emitted.add(emitted - failed.0);
         stats.flushes.add(1);
         stats.series.set((series + self.gauges.len()) as u64);
         stats.gauges_persisted.set(self.gauges.len() as u64);
@@ -497,6 +540,7 @@ impl Flusher {
             let decoded = SeriesKey::decode(key);
             if decoded.timestamp.is_some() {
                 e.emit(&decoded, "", update.resolve(None));
+                pass_on(&mut *self.sink, &self.telemetry, e);
                 continue;
             }
             let persisted = PersistedGauge {
@@ -518,7 +562,7 @@ impl Flusher {
                 None => {
                     let value = update.resolve(None);
                     self.gauges
-                        .insert(key.clone(), PersistedGauge { value, ..persisted });
+                        .insert(key.to_vec(), PersistedGauge { value, ..persisted });
                 }
             }
         }
@@ -528,6 +572,7 @@ impl Flusher {
         self.telemetry.flush.series_expired.add(expired);
         for (key, g) in &self.gauges {
             e.emit(&SeriesKey::decode(key), "", g.value);
+            pass_on(&mut *self.sink, &self.telemetry, e);
         }
     }
 
@@ -548,6 +593,7 @@ impl Flusher {
             if r.last.0 > start.0 {
                 let secs = (r.last.0 - start.0) as f64 / 1000.0;
                 e.emit(&SeriesKey::decode(key), "", (r.last.1 - start.1) / secs);
+                pass_on(&mut *self.sink, &self.telemetry, e);
             }
             let base = RateBase {
                 sample: r.last,
@@ -560,7 +606,7 @@ impl Flusher {
                 // until idle expiry (each interval admits max_series new ones).
                 None if full => e.dropped[EmitDrop::RateBaseLimit as usize] += 1,
                 None => {
-                    self.rate_bases.insert(key.clone(), base);
+                    self.rate_bases.insert(key.to_vec(), base);
                 }
             }
         }
@@ -587,6 +633,7 @@ impl Flusher {
                 .or_else(|| self.percent_bases.get(key.as_slice()).map(|b| b.value));
             let value = crate::aggregate::PercentSamples::percent(prev, p.last.1);
             e.emit(&SeriesKey::decode(key), "", value);
+            pass_on(&mut *self.sink, &self.telemetry, e);
             let base = PercentBase {
                 value: p.last.1,
                 updated_ms: now,
@@ -598,7 +645,7 @@ impl Flusher {
                 // value reads as a first one (0).
                 None if full => e.dropped[EmitDrop::RateBaseLimit as usize] += 1,
                 None => {
-                    self.percent_bases.insert(key.clone(), base);
+                    self.percent_bases.insert(key.to_vec(), base);
                 }
             }
         }

@@ -73,13 +73,26 @@ pub fn percentile_label(q: f64) -> String {
     pct.replace('.', "_")
 }
 
-/// Builds one flush's metrics as JSON; counts what fails the final validation.
+/// Metrics per part of a flush handed to the sink while the flush is still being rendered:
+/// the flush is never held whole (100k series are ~25 MiB of JSON), and at the forwarder's
+/// default `max_batch_metrics` (5000) a POST never straddles two parts.
+pub const PART_METRICS: usize = 5000;
+
+/// Builds one flush's metrics as JSON, a part at a time; counts what fails the final
+/// validation.
 pub struct Emitter {
     /// Sorted by key.
     pub default_dimensions: std::sync::Arc<[(String, String)]>,
     pub timestamp_ms: u64,
+    /// The part being rendered.
     pub metrics: Rendered,
     pub dropped: [u64; EmitDrop::COUNT],
+    /// Metrics and bytes of the parts already taken by [`Emitter::full_part`].
+    pub handed: (usize, usize),
+    /// Metrics of parts the sink refused, and its first error.
+    pub failed: (u64, Option<std::io::Error>),
+    /// Room each new part is given (sized from the last flush).
+    part_room: (usize, usize),
 }
 
 impl Emitter {
@@ -94,12 +107,36 @@ impl Emitter {
         timestamp_ms: u64,
         metrics: Rendered,
     ) -> Self {
+        let part_room = (metrics.capacity_metrics(), metrics.capacity_bytes());
         Emitter {
             default_dimensions,
             timestamp_ms,
             metrics,
             dropped: [0; EmitDrop::COUNT],
+            handed: (0, 0),
+            failed: (0, None),
+            part_room,
         }
+    }
+
+    /// The part being rendered once it holds [`PART_METRICS`], replaced by an empty one.
+    pub fn full_part(&mut self) -> Option<Rendered> {
+        if self.metrics.len() < PART_METRICS {
+            return None;
+        }
+        let next = Rendered::with_capacity(self.part_room.0, self.part_room.1);
+        let part = std::mem::replace(&mut self.metrics, next);
+        self.handed.0 += part.len();
+        self.handed.1 += part.bytes();
+        Some(part)
+    }
+
+    /// Metrics and bytes of the whole flush so far, handed parts included.
+    pub fn total(&self) -> (usize, usize) {
+        (
+            self.handed.0 + self.metrics.len(),
+            self.handed.1 + self.metrics.bytes(),
+        )
     }
 
     /// Emits `key`'s name + `suffix` = `value`; the key's `|T` wins over the flush time.
