@@ -66,10 +66,12 @@ def realtime(pid, names=None):
         try:
             with open(f"/proc/{pid}/task/{tid}/comm") as f:
                 comm = f.read().strip()
-        except FileNotFoundError:
+        except (FileNotFoundError, ProcessLookupError):
             continue  # a short-lived thread that has already exited
         if names is None or any(comm.startswith(n) for n in names):
-            subprocess.run(["chrt", "-f", "-p", "50", tid], check=True)
+            r = subprocess.run(["chrt", "-f", "-p", "50", tid])
+            if r.returncode != 0 and os.path.exists(f"/proc/{pid}/task/{tid}"):
+                raise SystemExit(f"chrt failed for thread {tid} ({comm})")
 
 
 def start_bare(cpu):
