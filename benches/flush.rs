@@ -42,6 +42,7 @@ fn flush(c: &mut Criterion) {
         timer_outputs: TimerOutput::list(&[], &[0.95]),
         default_dimensions: defaults.clone().into(),
         max_persisted: 1_000_000,
+        part_metrics: 5000,
     };
     let mut flusher = Flusher::new(
         vec![Arc::clone(&shard)],

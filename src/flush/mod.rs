@@ -43,6 +43,15 @@ pub struct FlushSettings {
     pub default_dimensions: Arc<[(String, String)]>,
     /// Most gauges, and most rate bases, carried across intervals (`aggregate.max_series`).
     pub max_persisted: usize,
+    /// Metrics per part handed to the sink ([`part_metrics`]).
+    pub part_metrics: usize,
+}
+
+/// Metrics per part of a flush for a sink that packs `batch_metrics` per POST: the smallest
+/// multiple of it from [`render::PART_METRICS`] up, so that no POST straddles two parts.
+pub fn part_metrics(batch_metrics: usize) -> usize {
+    let batch = batch_metrics.max(1);
+    render::PART_METRICS.div_ceil(batch) * batch
 }
 
 impl FlushSettings {
@@ -429,14 +438,15 @@ impl Flusher {
         // A part sized like the last flush's metrics (at most a full part): steady traffic
         // renders without regrowing the buffer.
         let (metrics, bytes) = self.last_size;
-        let part = metrics.min(render::PART_METRICS);
+        let part = metrics.min(self.settings.part_metrics);
         let part_bytes = bytes / metrics.max(1) * part;
         let room = Rendered::with_capacity(part + part / 8, part_bytes + part_bytes / 8);
         let mut e = Emitter::with_capacity(
             Arc::clone(&self.settings.default_dimensions),
             timestamp_ms,
             room,
-        );
+        )
+        .with_part(self.settings.part_metrics);
         for (key, c) in merged.counters.iter().filter(|(_, c)| c.touched()) {
             let value = if self.settings.counters_as_rate {
                 c.sum / interval_secs

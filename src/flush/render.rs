@@ -74,8 +74,8 @@ pub fn percentile_label(q: f64) -> String {
 }
 
 /// Metrics per part of a flush handed to the sink while the flush is still being rendered:
-/// the flush is never held whole (100k series are ~25 MiB of JSON), and at the forwarder's
-/// default `max_batch_metrics` (5000) a POST never straddles two parts.
+/// the flush is never held whole (100k series are ~25 MiB of JSON). The forwarder rounds it
+/// up to a multiple of `monasca.max_batch_metrics`, so a POST never straddles two parts.
 pub const PART_METRICS: usize = 5000;
 
 /// Builds one flush's metrics as JSON, a part at a time; counts what fails the final
@@ -93,6 +93,8 @@ pub struct Emitter {
     pub failed: (u64, Option<std::io::Error>),
     /// Room each new part is given (sized from the last flush).
     part_room: (usize, usize),
+    /// Metrics per part.
+    part_metrics: usize,
 }
 
 impl Emitter {
@@ -116,12 +118,19 @@ impl Emitter {
             handed: (0, 0),
             failed: (0, None),
             part_room,
+            part_metrics: PART_METRICS,
         }
     }
 
-    /// The part being rendered once it holds [`PART_METRICS`], replaced by an empty one.
+    /// Hands parts of `metrics` instead of [`PART_METRICS`].
+    pub fn with_part(mut self, metrics: usize) -> Self {
+        self.part_metrics = metrics.max(1);
+        self
+    }
+
+    /// The part being rendered once it is full, replaced by an empty one.
     pub fn full_part(&mut self) -> Option<Rendered> {
-        if self.metrics.len() < PART_METRICS {
+        if self.metrics.len() < self.part_metrics {
             return None;
         }
         let next = Rendered::with_capacity(self.part_room.0, self.part_room.1);

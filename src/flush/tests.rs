@@ -52,6 +52,7 @@ fn rig_readers(
         ),
         default_dimensions: defaults.clone().into(),
         max_persisted: 1_000_000,
+        part_metrics: 5000,
     };
     let mut flusher = Flusher::new(
         shards.clone(),
@@ -449,4 +450,14 @@ fn self_metrics_feed_the_history_without_reaching_the_sink() {
             "selected by default"
         );
     }
+}
+
+#[test]
+fn a_part_is_a_whole_number_of_posts() {
+    use super::part_metrics;
+    assert_eq!(part_metrics(5000), 5000);
+    assert_eq!(part_metrics(3000), 6000);
+    assert_eq!(part_metrics(10_000), 10_000);
+    assert_eq!(part_metrics(7), 5005);
+    assert_eq!(part_metrics(0), 5000);
 }

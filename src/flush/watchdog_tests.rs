@@ -13,6 +13,7 @@ fn settings(interval: Duration) -> FlushSettings {
         timer_outputs: Vec::new(),
         default_dimensions: Vec::new().into(),
         max_persisted: 1000,
+        part_metrics: 5000,
     }
 }
 

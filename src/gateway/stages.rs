@@ -235,6 +235,7 @@ pub fn flush_settings(config: &Config, defaults: &[(String, String)]) -> FlushSe
         timer_outputs: TimerOutput::list(&a.timer_aggregates, &a.percentiles),
         default_dimensions: defaults.to_vec().into(),
         max_persisted: a.max_series,
+        part_metrics: crate::flush::part_metrics(config.monasca.max_batch_metrics),
     }
 }
 
