@@ -2,13 +2,15 @@
 //! recycled one, merge them, and hand the interval's metrics to the sink.
 //!
 //! Owns: interval timing, the state that outlives an interval (gauge values, rate and percent
-//! change bases) and
-//! its idle expiry, recycling flushed shards (a reader gets back the shard it filled the
-//! interval before last, its steady series reset in place), and the final flush at shutdown.
+//! change bases, and their idle expiry: `carried`), recycling flushed shards (a reader gets
+//! back the shard it filled the interval before last, its steady series reset in place),
+//! settings a reload sends (taken at a boundary), and the final flush at shutdown.
 //! Must never: hold a reader's lock for more than the O(1) swap, or do per-series work on a
 //! reader thread.
 
+mod carried;
 pub mod checkpoint;
+use carried::{PercentBase, PersistedGauge, RateBase};
 mod render;
 mod self_metrics;
 
@@ -66,27 +68,6 @@ impl FlushSettings {
     }
 }
 
-/// A gauge's value carried across intervals.
-#[derive(Debug, Clone, Copy)]
-struct PersistedGauge {
-    value: f64,
-    updated_ms: u64,
-}
-
-/// The last sample of a rate series, the start of the next interval's rate.
-#[derive(Debug, Clone, Copy)]
-struct RateBase {
-    sample: (u64, f64),
-    updated_ms: u64,
-}
-
-/// The last value of a `pc` series: the previous value of its next one.
-#[derive(Debug, Clone, Copy)]
-struct PercentBase {
-    value: f64,
-    updated_ms: u64,
-}
-
 pub struct Flusher {
     shards: Vec<Arc<Mutex<Shard>>>,
     settings: FlushSettings,
@@ -116,19 +97,6 @@ pub struct Flusher {
     checkpoint_failing: bool,
     /// Settings a reload sent; taken at the next boundary, after its flush.
     updates: Option<std::sync::mpsc::Receiver<FlushSettings>>,
-}
-
-/// Frees entries not updated within `expiry` of `now`; returns how many.
-fn expire_idle<V>(
-    map: &mut HashMap<Vec<u8>, V>,
-    now: u64,
-    expiry: Duration,
-    updated_ms: fn(&V) -> u64,
-) -> u64 {
-    let expiry = expiry.as_millis() as u64;
-    let before = map.len();
-    map.retain(|_, v| now.saturating_sub(updated_ms(v)) <= expiry);
-    (before - map.len()) as u64
 }
 
 /// Hands the emitter's part to the history and the sink once it is full, so a flush is
@@ -215,79 +183,6 @@ impl Flusher {
             .flush_interval_ms
             .store(self.settings.interval.as_millis() as u64, Relaxed);
         true
-    }
-
-    /// Restores gauge values and rate bases from `path` and saves them there after every
-    /// flush. An unreadable checkpoint is logged and the flusher starts empty. Temp files a
-    /// crash left beside it are removed: the caller holds the spool directory's lock.
-    pub fn with_checkpoint(mut self, path: std::path::PathBuf) -> Self {
-        checkpoint::remove_stale_temps(&path);
-        match checkpoint::load(&path) {
-            Ok(Some(saved)) => {
-                for (key, value, updated_ms) in saved.gauges {
-                    let g = PersistedGauge { value, updated_ms };
-                    self.gauges.insert(key.into_bytes(), g);
-                }
-                for (key, at, value, updated_ms) in saved.rates {
-                    let base = RateBase {
-                        sample: (at, value),
-                        updated_ms,
-                    };
-                    self.rate_bases.insert(key.into_bytes(), base);
-                }
-                for (key, value, updated_ms) in saved.percents {
-                    let base = PercentBase { value, updated_ms };
-                    self.percent_bases.insert(key.into_bytes(), base);
-                }
-                tracing::info!(
-                    gauges = self.gauges.len(),
-                    rates = self.rate_bases.len(),
-                    percent_changes = self.percent_bases.len(),
-                    path = %path.display(),
-                    "restored gauge values and rate bases"
-                );
-            }
-            Ok(None) => {}
-            Err(e) => tracing::error!(error = %e, "gauge checkpoint ignored; gauges start empty"),
-        }
-        self.checkpoint = Some(path);
-        self
-    }
-
-    fn save_checkpoint(&mut self) {
-        let Some(path) = &self.checkpoint else {
-            return;
-        };
-        let mut c = checkpoint::Checkpoint::new();
-        for (key, g) in &self.gauges {
-            if let Some(k) = checkpoint::key_text(key) {
-                c.gauges.push((k, g.value, g.updated_ms));
-            }
-        }
-        for (key, b) in &self.rate_bases {
-            if let Some(k) = checkpoint::key_text(key) {
-                c.rates.push((k, b.sample.0, b.sample.1, b.updated_ms));
-            }
-        }
-        for (key, b) in &self.percent_bases {
-            if let Some(k) = checkpoint::key_text(key) {
-                c.percents.push((k, b.value, b.updated_ms));
-            }
-        }
-        match checkpoint::save(path, &c) {
-            Ok(()) if self.checkpoint_failing => {
-                self.checkpoint_failing = false;
-                tracing::info!(path = %path.display(), "gauge checkpoint saved again");
-            }
-            Ok(()) => {}
-            Err(e) => {
-                self.telemetry.flush.checkpoint_failures.add(1);
-                if !self.checkpoint_failing {
-                    self.checkpoint_failing = true;
-                    tracing::error!(error = %e, path = %path.display(), "cannot save the gauge checkpoint; gauges would restart empty");
-                }
-            }
-        }
     }
 
     /// Also emits the gateway's own counters as `statsgate.*` metrics at each flush.
@@ -536,136 +431,6 @@ impl Flusher {
         stats.series.set((series + self.gauges.len()) as u64);
         stats.gauges_persisted.set(self.gauges.len() as u64);
         stats.last_flush_unix.set(timestamp_ms / 1000);
-    }
-
-    /// Applies this interval's updates to the persisted gauges, emits every live gauge and
-    /// frees the idle ones. `|T` gauges are points in time and do not persist.
-    fn emit_gauges(
-        &mut self,
-        e: &mut Emitter,
-        updates: &crate::aggregate::SeriesMap<crate::aggregate::GaugeUpdate>,
-        now: u64,
-    ) {
-        for (key, update) in updates.iter().filter(|(_, u)| u.touched()) {
-            let decoded = SeriesKey::decode(key);
-            if decoded.timestamp.is_some() {
-                e.emit(&decoded, "", update.resolve(None));
-                pass_on(&mut *self.sink, &self.telemetry, e);
-                continue;
-            }
-            let persisted = PersistedGauge {
-                value: 0.0,
-                updated_ms: now,
-            };
-            let full = self.gauges.len() >= self.settings.max_persisted;
-            // Looked up by reference: a steady gauge allocates nothing at flush.
-            match self.gauges.get_mut(key.as_slice()) {
-                Some(g) => {
-                    *g = PersistedGauge {
-                        value: update.resolve(Some(g.value)),
-                        ..persisted
-                    }
-                }
-                None if full => {
-                    e.dropped[EmitDrop::SeriesLimit as usize] += 1;
-                }
-                None => {
-                    let value = update.resolve(None);
-                    self.gauges
-                        .insert(key.to_vec(), PersistedGauge { value, ..persisted });
-                }
-            }
-        }
-        let expired = expire_idle(&mut self.gauges, now, self.settings.idle_expiry, |g| {
-            g.updated_ms
-        });
-        self.telemetry.flush.series_expired.add(expired);
-        for (key, g) in &self.gauges {
-            e.emit(&SeriesKey::decode(key), "", g.value);
-            pass_on(&mut *self.sink, &self.telemetry, e);
-        }
-    }
-
-    /// Rate = (last − first) / Δt in seconds, where `first` is the previous interval's last
-    /// sample when there is one (as monasca-agent does), so one sample per interval suffices.
-    fn emit_rates(
-        &mut self,
-        e: &mut Emitter,
-        rates: &crate::aggregate::SeriesMap<crate::aggregate::RateSamples>,
-        now: u64,
-    ) {
-        for (key, r) in rates {
-            // Rate keys never carry `|T` (it times the samples instead), so every one persists.
-            let start = match self.rate_bases.get(key.as_slice()) {
-                Some(base) if base.sample.0 < r.first.0 => base.sample,
-                _ => r.first,
-            };
-            if r.last.0 > start.0 {
-                let secs = (r.last.0 - start.0) as f64 / 1000.0;
-                e.emit(&SeriesKey::decode(key), "", (r.last.1 - start.1) / secs);
-                pass_on(&mut *self.sink, &self.telemetry, e);
-            }
-            let base = RateBase {
-                sample: r.last,
-                updated_ms: now,
-            };
-            let full = self.rate_bases.len() >= self.settings.max_persisted;
-            match self.rate_bases.get_mut(key.as_slice()) {
-                Some(b) => *b = base,
-                // Bounded like the gauges: a flood of fresh rate names must not pile up bases
-                // until idle expiry (each interval admits max_series new ones).
-                None if full => e.dropped[EmitDrop::RateBaseLimit as usize] += 1,
-                None => {
-                    self.rate_bases.insert(key.to_vec(), base);
-                }
-            }
-        }
-        let expired = expire_idle(&mut self.rate_bases, now, self.settings.idle_expiry, |b| {
-            b.updated_ms
-        });
-        self.telemetry.flush.series_expired.add(expired);
-    }
-
-    /// Percent change (Rainbow's DiffMetric) between a series' last two values: the
-    /// interval's last two, or its only one and the last of an earlier interval. A series'
-    /// first value ever, or a previous value of 0, gives 0, as the SDK does. Emitted only in
-    /// intervals that received a value; bases are bounded and expire like rate bases.
-    fn emit_percents(
-        &mut self,
-        e: &mut Emitter,
-        percents: &crate::aggregate::SeriesMap<crate::aggregate::PercentSamples>,
-        now: u64,
-    ) {
-        for (key, p) in percents {
-            let prev = p
-                .prev
-                .map(|(_, v)| v)
-                .or_else(|| self.percent_bases.get(key.as_slice()).map(|b| b.value));
-            let value = crate::aggregate::PercentSamples::percent(prev, p.last.1);
-            e.emit(&SeriesKey::decode(key), "", value);
-            pass_on(&mut *self.sink, &self.telemetry, e);
-            let base = PercentBase {
-                value: p.last.1,
-                updated_ms: now,
-            };
-            let full = self.percent_bases.len() >= self.settings.max_persisted;
-            match self.percent_bases.get_mut(key.as_slice()) {
-                Some(b) => *b = base,
-                // The same bound and drop reason as rate bases: that series' next single
-                // value reads as a first one (0).
-                None if full => e.dropped[EmitDrop::RateBaseLimit as usize] += 1,
-                None => {
-                    self.percent_bases.insert(key.to_vec(), base);
-                }
-            }
-        }
-        let expired = expire_idle(
-            &mut self.percent_bases,
-            now,
-            self.settings.idle_expiry,
-            |b| b.updated_ms,
-        );
-        self.telemetry.flush.series_expired.add(expired);
     }
 }
 
