@@ -40,7 +40,7 @@ fn main() -> ExitCode {
     let config::Loaded {
         config,
         ignored_env,
-    } = match config::load_reporting(cli.config.as_deref(), utf8_env()) {
+    } = match config::load_reporting(cli.config.as_deref(), config::utf8_env()) {
         Ok(loaded) => loaded,
         Err(e) => {
             eprintln!("statsgate: invalid configuration: {e}");
@@ -121,11 +121,6 @@ fn bench(opts: &statsgate::loadgen::Options) -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// `std::env::vars()` panics on a non-UTF-8 variable; such variables cannot be ours anyway.
-fn utf8_env() -> impl Iterator<Item = (String, String)> {
-    std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
 }
 
 fn check_config(config: &Config) -> ExitCode {

@@ -26,6 +26,12 @@ pub use openstack::OPENRC;
 pub use probes::{GROUP_NAMES as PROBE_GROUPS, ProbesConfig, prefix_regex};
 pub use transports::{http_tls, statsd_tls, unix_mode};
 pub use units::{ByteSize, Duration};
+
+/// The process environment for [`load_reporting`], at start and on every reload.
+/// `std::env::vars()` panics on a non-UTF-8 variable; such variables cannot be ours anyway.
+pub fn utf8_env() -> impl Iterator<Item = (String, String)> {
+    std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+}
 // `SpoolFsync` is defined below, next to the buffer section that uses it.
 
 use crate::secret::Secret;

@@ -81,11 +81,6 @@ pub fn reload(
     (outcome, message)
 }
 
-/// `std::env::vars()` panics on a non-UTF-8 variable; such variables cannot be ours anyway.
-fn utf8_env() -> impl Iterator<Item = (String, String)> {
-    std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
-}
-
 /// Why a change cannot apply live, beyond the key table: switching a stage on or off.
 fn switches(old: &Config, new: &Config) -> Vec<String> {
     let mut refused = Vec::new();
@@ -138,7 +133,7 @@ fn attempt(
     shared: &mut Shared,
     options: &super::Options,
 ) -> anyhow::Result<(ReloadOutcome, String)> {
-    let new = config::load_reporting(options.config_path.as_deref(), utf8_env())
+    let new = config::load_reporting(options.config_path.as_deref(), config::utf8_env())
         .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?
         .config;
     let changed = keys::changed(&p.config, &new);
@@ -165,10 +160,7 @@ fn attempt(
     };
     // Certificates are read on every reload, changed paths or not: rotation keeps the paths.
     let statsd_tls = match p.streams.tls() {
-        Some(_) => Some(
-            crate::tls::server_config(&config::statsd_tls(&new), &[])
-                .map_err(|e| anyhow::anyhow!("{}: {}", statsd_tls_key(e.file), e.message))?,
-        ),
+        Some(_) => Some(crate::listen::tcp::tls_config(&new)?),
         None => None,
     };
     let http_tls = match (p.http.tls(), config::http_tls(&new)) {
@@ -357,12 +349,4 @@ fn prepare_upstream(
         }
     }
     Ok(Some((forwarder, client, forwarding::forward_settings(new))))
-}
-
-fn statsd_tls_key(file: crate::tls::TlsFile) -> &'static str {
-    match file {
-        crate::tls::TlsFile::Cert => "statsd.tls_cert",
-        crate::tls::TlsFile::Key => "statsd.tls_key",
-        crate::tls::TlsFile::ClientCa => "statsd.tls_client_ca",
-    }
 }

@@ -71,16 +71,7 @@ pub fn bind(
         let tls = match transport {
             Transport::Tls => {
                 // Checked at load already; a file changed since is still refused by name.
-                let files = crate::config::statsd_tls(config);
-                let server = crate::tls::server_config(&files, &[]).map_err(|e| {
-                    let file = match e.file {
-                        crate::tls::TlsFile::Cert => "statsd.tls_cert",
-                        crate::tls::TlsFile::Key => "statsd.tls_key",
-                        crate::tls::TlsFile::ClientCa => "statsd.tls_client_ca",
-                    };
-                    anyhow::anyhow!("{file}: {}", e.message)
-                })?;
-                Some(ServerTls::new(server))
+                Some(ServerTls::new(tls_config(config)?))
             }
             _ => None,
         };
@@ -106,6 +97,19 @@ pub fn bind(
     Ok(Bound {
         listeners,
         settings,
+    })
+}
+
+/// The TLS listener's rustls config from `statsd.tls_cert`, `statsd.tls_key` and
+/// `statsd.tls_client_ca`, read now (at start and on every reload); an error names the key.
+pub fn tls_config(config: &Config) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    crate::tls::server_config(&crate::config::statsd_tls(config), &[]).map_err(|e| {
+        let file = match e.file {
+            crate::tls::TlsFile::Cert => "statsd.tls_cert",
+            crate::tls::TlsFile::Key => "statsd.tls_key",
+            crate::tls::TlsFile::ClientCa => "statsd.tls_client_ca",
+        };
+        anyhow::anyhow!("{file}: {}", e.message)
     })
 }
 
