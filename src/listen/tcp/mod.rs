@@ -149,8 +149,8 @@ impl Bound {
             accepting: Vec::new(),
         };
         for l in self.listeners {
-            running.accept(l.socket, l.transport, l.addr, l.tls, &l.ingest)?;
             running.ingests.push(l.ingest);
+            running.accept(l.socket, l.transport, l.addr, l.tls)?;
         }
         Ok(running)
     }
@@ -176,16 +176,20 @@ pub struct Running {
 }
 
 impl Running {
+    /// Starts accepting on `socket` into `transport`'s ingest thread; the loop it replaces,
+    /// if any, stops accepting (its connections live on).
     fn accept(
         &mut self,
         socket: tokio::net::TcpListener,
         transport: Transport,
         addr: SocketAddr,
         tls: Option<Arc<ServerTls>>,
-        ingest: &Ingest,
     ) -> anyhow::Result<()> {
-        let sender = ingest
-            .sender()
+        let sender = self
+            .ingests
+            .iter()
+            .find(|i| i.transport == transport)
+            .and_then(Ingest::sender)
             .context("the ingest thread's channel is already closed")?;
         let (retire, retired) = tokio::sync::watch::channel(false);
         self.runtime.spawn(accept::accept_loop(
@@ -197,13 +201,17 @@ impl Running {
             self.stopped.clone(),
             retired,
         ));
-        self.accepting.retain(|a| a.transport != transport);
-        self.accepting.push(Accepting {
+        let new = Accepting {
             transport,
             addr,
             tls,
             retire,
-        });
+        };
+        if let Some(old) = self.accepting.iter_mut().find(|a| a.transport == transport) {
+            std::mem::replace(old, new).retire.send_replace(true);
+        } else {
+            self.accepting.push(new);
+        }
         Ok(())
     }
 
@@ -239,21 +247,11 @@ impl Running {
         transport: Transport,
         socket: tokio::net::TcpListener,
     ) -> anyhow::Result<SocketAddr> {
-        let Some(index) = self.ingests.iter().position(|i| i.transport == transport) else {
+        let Some(tls) = self.of(transport).map(|a| a.tls.clone()) else {
             anyhow::bail!("turning a stream listener on needs a restart");
         };
         let bound = socket.local_addr()?;
-        let old = self
-            .of(transport)
-            .map(|a| (a.retire.clone(), a.tls.clone()));
-        let (retire, tls) = old.unzip();
-        let ingest = self.ingests.remove(index);
-        let started = self.accept(socket, transport, bound, tls.flatten(), &ingest);
-        self.ingests.insert(index, ingest);
-        started?;
-        if let Some(retire) = retire {
-            retire.send_replace(true);
-        }
+        self.accept(socket, transport, bound, tls)?;
         Ok(bound)
     }
 
