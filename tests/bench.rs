@@ -2,6 +2,8 @@
 //! lines must all be accepted, and whose flushed counter and timer totals must match exactly.
 //! No timing assertions: throughput lives in `scripts/side_by_side.sh`.
 
+mod common;
+
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -69,22 +71,10 @@ fn start() -> Gateway {
 }
 
 fn bench(g: &Gateway, extra: &[&str]) -> Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_statsgate"))
-        .arg("bench")
-        .args(["--target", &g.udp.to_string()])
-        .args(["--admin", &g.admin.to_string()])
-        .args(["--sink-output", g.sink.to_str().unwrap()])
-        .args(["--verify", "--json", "--verify-timeout", "20s"])
-        .args(extra)
-        .output()
-        .expect("run statsgate bench");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "bench failed: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
+    let sink = g.sink.to_str().unwrap();
+    let mut args = vec!["--sink-output", sink, "--verify", "--verify-timeout", "20s"];
+    args.extend(extra);
+    common::bench(g.udp, g.admin, &args)
 }
 
 #[test]

@@ -15,7 +15,6 @@ use common::fake_openstack::{Fake, PASSWORD};
 use common::start;
 use serde_json::Value;
 use std::collections::BTreeSet;
-use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
 
@@ -34,24 +33,6 @@ fn upstream(fake: &Fake, password: &str) -> String {
         fake.keystone_url(),
         fake.monasca_url()
     )
-}
-
-fn bench(udp: SocketAddr, admin: SocketAddr, args: &[&str]) -> Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_statsgate"))
-        .arg("bench")
-        .args(["--target", &udp.to_string()])
-        .args(["--admin", &admin.to_string()])
-        .arg("--json")
-        .args(args)
-        .output()
-        .expect("run statsgate bench");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "bench failed: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
 }
 
 fn name(m: &Value) -> &str {
@@ -82,7 +63,7 @@ fn a_reload_under_bench_load_loses_no_line_and_no_gauge() {
     let reloaded = std::thread::scope(|s| {
         let (udp, admin) = (gw.udp, gw.admin);
         let load = s.spawn(move || {
-            bench(
+            common::bench(
                 udp,
                 admin,
                 &[

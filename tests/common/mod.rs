@@ -150,6 +150,26 @@ fn spawn(yaml: &str, env: &[(&str, &str)], nofile: Option<u64>, env_ports: bool)
     }
 }
 
+/// `statsgate bench --json` against `udp` (statsd) and `admin` with `args`: its report;
+/// fails the test when bench fails.
+pub fn bench(udp: SocketAddr, admin: SocketAddr, args: &[&str]) -> Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_statsgate"))
+        .arg("bench")
+        .args(["--target", &udp.to_string()])
+        .args(["--admin", &admin.to_string()])
+        .arg("--json")
+        .args(args)
+        .output()
+        .expect("run statsgate bench");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "bench failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
+}
+
 /// Sends `raw` and reads the whole answer: (status, body).
 pub fn request(addr: SocketAddr, raw: &str) -> (u16, String) {
     let mut s = TcpStream::connect(addr).expect("connect");
