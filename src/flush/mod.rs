@@ -136,15 +136,11 @@ impl Flusher {
         telemetry: Arc<Telemetry>,
         sink: Box<dyn Sink>,
     ) -> Self {
-        let settings = settings.sorted();
-        telemetry
-            .flush_interval_ms
-            .store(settings.interval.as_millis() as u64, Relaxed);
-        Flusher {
+        let flusher = Flusher {
             spares: shards.iter().map(|_| None).collect(),
             merged: Shard::default(),
             shards,
-            settings,
+            settings: settings.sorted(),
             gauges: HashMap::new(),
             rate_bases: HashMap::new(),
             percent_bases: HashMap::new(),
@@ -159,7 +155,20 @@ impl Flusher {
             checkpoint: None,
             checkpoint_failing: false,
             updates: None,
-        }
+        };
+        flusher.publish_interval();
+        flusher
+    }
+
+    /// `flush.interval` as running, in ms, for `/healthz`'s stuck-flusher rule.
+    fn publish_interval(&self) {
+        self.telemetry
+            .flush_interval_ms
+            .store(self.interval_ms(), Relaxed);
+    }
+
+    fn interval_ms(&self) -> u64 {
+        (self.settings.interval.as_millis() as u64).max(1)
     }
 
     /// Takes new settings from `updates` (a reload) at each boundary: the interval open when
@@ -179,9 +188,7 @@ impl Flusher {
             return false;
         };
         self.settings = newest.sorted();
-        self.telemetry
-            .flush_interval_ms
-            .store(self.settings.interval.as_millis() as u64, Relaxed);
+        self.publish_interval();
         true
     }
 
@@ -232,7 +239,7 @@ impl Flusher {
         ping_every: Option<Duration>,
         mut ping: impl FnMut(),
     ) {
-        let mut interval_ms = (self.settings.interval.as_millis() as u64).max(1);
+        let mut interval_ms = self.interval_ms();
         let mut boundary = next_boundary(now_ms(), interval_ms);
         loop {
             if ping_every.is_some() {
@@ -242,7 +249,7 @@ impl Flusher {
             if now >= boundary {
                 self.flush(boundary);
                 if self.take_update() {
-                    interval_ms = (self.settings.interval.as_millis() as u64).max(1);
+                    interval_ms = self.interval_ms();
                 }
                 // A flush slower than an interval merges the missed boundaries into the next.
                 boundary = next_boundary(now.max(boundary), interval_ms);
