@@ -10,9 +10,9 @@ const TS_MARK: u8 = 0x1D;
 const DIM_MARK: u8 = 0x1F;
 const VALUE_MARK: u8 = 0x1E;
 
-/// Appends the encoding of `name`, `timestamp` and the already sorted, deduplicated `dims`.
+/// Appends the encoding of `name`, `timestamp` and the already sorted, deduplicated `dims`
+/// to `buf` (a batch's keys go back to back in one buffer).
 pub fn encode(buf: &mut Vec<u8>, name: &str, timestamp: Option<u64>, dims: &[(&str, &str)]) {
-    buf.clear();
     buf.extend_from_slice(name.as_bytes());
     if let Some(t) = timestamp {
         buf.push(TS_MARK);
@@ -86,6 +86,9 @@ enum Repr {
 }
 
 impl Key {
+    /// Longest key held in the entry itself.
+    pub const INLINE: usize = INLINE;
+
     pub fn new(key: &[u8]) -> Self {
         if key.len() <= INLINE {
             let mut bytes = [0; INLINE];
@@ -213,6 +216,7 @@ mod tests {
         assert_eq!((k.name, k.timestamp), ("http.req", Some(1_700_000_000)));
         assert_eq!(k.dims().collect::<Vec<_>>(), vec![("a", "x:y"), ("b", "é")]);
 
+        buf.clear();
         encode(&mut buf, "plain", None, &[]);
         assert_eq!(buf, b"plain");
         let k = SeriesKey::decode(&buf);

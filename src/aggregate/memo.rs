@@ -203,6 +203,13 @@ impl LineMemo {
         self.full_hits = 0;
     }
 
+    /// As if a trial had just failed: no lookups until the next recycles.
+    #[cfg(test)]
+    pub fn give_up(&mut self) {
+        self.given_up = true;
+        self.rest = MAX_REST;
+    }
+
     pub fn entries(&self) -> usize {
         self.table.len()
     }
@@ -222,7 +229,7 @@ fn hash_line(hasher: &foldhash::fast::RandomState, line: &[u8]) -> u64 {
 /// at fixed offsets from both ends, overlapping where the length is not a multiple of 8, so
 /// every byte is compared and there is no byte-by-byte tail.
 #[inline]
-fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+pub(super) fn same_bytes(a: &[u8], b: &[u8]) -> bool {
     let n = a.len();
     if n != b.len() {
         return false;

@@ -16,18 +16,24 @@
 //! (`hostname`, ...) are added at flush, and a line dimension equal to a default is dropped
 //! from the key so both spellings are one series.
 //!
-//! Series maps keep insertion order (`IndexMap`), so a series' position is stable while a
+//! Series maps keep insertion order ([`SeriesMap`]), so a series' position is stable while a
 //! reader holds the shard (nothing is removed from a live shard; recycling, off the reader,
 //! remaps the memo past freed series): the shard's [`memo`] maps a repeated raw line straight
-//! to that position and its already-parsed contribution ([`Aggregator::add_line`]).
+//! to that position and its already-parsed contribution ([`Aggregator::add_line`]). While
+//! the memo sits out (more distinct lines than it holds), a datagram's lines are taken
+//! together ([`Aggregator::add_lines`]): all parsed and their series' slots prefetched, then
+//! the entries found prefetched, then applied in order, so their cache misses overlap.
 
 mod budget;
 mod key;
 mod memo;
+mod prefetch;
+mod series;
 mod state;
 
 pub use budget::{NameReport, SeriesBudget, TOP_NAMES};
 pub use key::{Key, SeriesKey};
+pub use series::SeriesMap;
 pub use state::{
     Counter, GaugeUpdate, HistogramSpec, PercentSamples, RateSamples, Recycle, Set,
     TIMER_VALUE_SCALE, Timer,
@@ -69,10 +75,9 @@ impl Default for Settings {
     }
 }
 
-/// Insertion-ordered, so a series keeps its position (the memo's handle) all interval.
-/// Keys are [`Key`]s: a short one lives in the entry, so a lookup that finds its series
-/// compares bytes without chasing a pointer, and a series costs no allocation of its own.
-pub type SeriesMap<V> = indexmap::IndexMap<Key, V, foldhash::fast::RandomState>;
+/// Most lines of a datagram taken together by [`Aggregator::add_lines`]: a full datagram
+/// at 20 lines fits; longer ones go in chunks.
+pub const BATCH_LINES: usize = 32;
 
 /// One reader's state for the open interval.
 #[derive(Debug, Default)]
@@ -121,6 +126,12 @@ impl Shard {
     /// Lines remembered by the memo.
     pub fn memo_len(&self) -> usize {
         self.memo.entries()
+    }
+
+    /// Makes the memo sit out, as it does under more distinct lines than it holds.
+    #[cfg(test)]
+    fn sit_out_memo(&mut self) {
+        self.memo.give_up();
     }
 
     /// The metric name of every series held (once per series), for the series budget.
@@ -205,10 +216,11 @@ fn merge_map<V: Recycle + Clone>(
     merge: fn(&mut V, &V),
 ) {
     for (k, v) in from.iter().filter(|(_, v)| v.touched()) {
-        match into.get_mut(k.as_slice()) {
-            Some(mine) => merge(mine, v),
+        let hash = into.hash(k);
+        match into.find(hash, k) {
+            Some(at) => merge(&mut into[at], v),
             None => {
-                into.insert(k.clone(), v.clone());
+                into.push(hash, k.clone(), v.clone());
             }
         }
     }
@@ -222,6 +234,8 @@ pub struct Aggregator {
     /// another generation forgets it before its next line.
     settings_epoch: u64,
     key_buf: Vec<u8>,
+    /// The built keys of a batch's lines, back to back.
+    batch_keys: Vec<u8>,
     member_hasher: foldhash::fast::FixedState,
 }
 
@@ -231,6 +245,7 @@ impl Aggregator {
             settings,
             settings_epoch: 0,
             key_buf: Vec::with_capacity(512),
+            batch_keys: Vec::with_capacity(4096),
             member_hasher: foldhash::fast::FixedState::with_seed(SET_MEMBER_SEED),
         }
     }
@@ -286,6 +301,103 @@ impl Aggregator {
         }
     }
 
+    /// Applies up to [`BATCH_LINES`] raw lines (the rest are ignored), in order, answering
+    /// each one's outcome to `done`: the same outcomes and shard contents as
+    /// [`Aggregator::add_line`] line by line. While the memo is consulted, that is what it
+    /// does; while the memo sits out, every line is parsed first and its series' slot
+    /// prefetched, then each slot is probed and the entry it points at prefetched (and a
+    /// long key's bytes), then the lines are applied, so a datagram's cache misses overlap
+    /// instead of queueing.
+    pub fn add_lines<'a>(
+        &mut self,
+        shard: &mut Shard,
+        raws: &[&'a [u8]],
+        now_ms: u64,
+        parse: impl Fn(&'a [u8]) -> Result<Line<'a>, Reject>,
+        mut done: impl FnMut(Result<Kind, Reject>),
+    ) {
+        let raws = raws.get(..BATCH_LINES).unwrap_or(raws);
+        if shard.settings_epoch != self.settings_epoch {
+            shard.adopt(self.settings_epoch);
+        }
+        if shard.memo.worth_asking() {
+            for &raw in raws {
+                done(self.add_line(shard, raw, now_ms, || parse(raw)));
+            }
+            return;
+        }
+        // Refused lines keep their place, so outcomes are answered in line order.
+        let mut pending: ArrayVec<Result<Pending<'a>, Reject>, BATCH_LINES> = ArrayVec::new();
+        self.batch_keys.clear();
+        for &raw in raws {
+            let line = match parse(raw) {
+                Ok(line) => line,
+                Err(reason) => {
+                    pending.push(Err(reason));
+                    continue;
+                }
+            };
+            let key = match series_timestamp(&line) {
+                None if line.dims.is_empty() => KeyAt::Name,
+                timestamp => {
+                    let start = self.batch_keys.len();
+                    build_key(&self.settings, &mut self.batch_keys, &line, timestamp);
+                    KeyAt::Built(start..self.batch_keys.len())
+                }
+            };
+            let bytes = key.bytes(&line, &self.batch_keys);
+            let hash = series_of!(shard, line.kind, |m| {
+                let hash = m.hash(bytes);
+                m.prefetch_slot(hash);
+                hash
+            });
+            pending.push(Ok(Pending { line, key, hash }));
+        }
+        let mut found: ArrayVec<Option<usize>, BATCH_LINES> = ArrayVec::new();
+        for p in &pending {
+            let Ok(p) = p else {
+                found.push(None);
+                continue;
+            };
+            found.push(series_of!(shard, p.line.kind, |m| {
+                let at = m.probe(p.hash);
+                if let Some(at) = at {
+                    m.prefetch_entry(at);
+                }
+                at
+            }));
+        }
+        // A key too long to sit in its entry is one more pointer away.
+        for (p, at) in pending.iter().zip(&found) {
+            if let (Ok(p), Some(at)) = (p, *at)
+                && let KeyAt::Built(range) = &p.key
+                && range.len() > Key::INLINE
+            {
+                series_of!(shard, p.line.kind, |m| m.prefetch_key(at));
+            }
+        }
+        for p in &pending {
+            let p = match p {
+                Ok(p) => p,
+                Err(reason) => {
+                    done(Err(*reason));
+                    continue;
+                }
+            };
+            let key = p.key.bytes(&p.line, &self.batch_keys);
+            let hashed = Hashed(p.hash);
+            let outcome = apply_keyed(self.context(), shard, &p.line, key, hashed, now_ms);
+            done(outcome.map(|_| p.line.kind));
+        }
+    }
+
+    fn context(&self) -> Context<'_> {
+        Context {
+            settings: &self.settings,
+            member_hasher: &self.member_hasher,
+        }
+    }
+
     /// A remembered line's effect; `None` if its series is not where the memo says (cannot
     /// happen while the memo lives and dies with its shard), so the caller parses instead.
     #[inline]
@@ -318,118 +430,230 @@ impl Aggregator {
         line: &Line<'_>,
         now_ms: u64,
     ) -> Result<Option<(usize, Op)>, Reject> {
-        // A rate's (and a percent change's) `|T` times its sample; for every other type it
-        // makes a point of its own.
-        let timestamp = if matches!(line.kind, Kind::Rate | Kind::PercentChange) {
-            None
-        } else {
-            line.timestamp
-        };
+        let timestamp = series_timestamp(line);
         let key: &[u8] = if line.dims.is_empty() && timestamp.is_none() {
             line.name.as_bytes()
         } else {
-            self.build_key(line, timestamp);
+            self.key_buf.clear();
+            build_key(&self.settings, &mut self.key_buf, line, timestamp);
             &self.key_buf
         };
-        let s = &self.settings;
-        let room = || s.budget.admit(line.name);
-        let single = line.values.single();
-        let memo = match line.kind {
+        let context = Context {
+            settings: &self.settings,
+            member_hasher: &self.member_hasher,
+        };
+        apply_keyed(context, shard, line, key, Unhashed, now_ms)
+    }
+}
+
+/// Runs `$body` with `$m` bound to the shard's series map for `$kind`.
+macro_rules! series_of {
+    ($shard:expr, $kind:expr, |$m:ident| $body:expr) => {
+        match $kind {
             Kind::Counter => {
-                let (i, c) = slot(&mut shard.counters, key, room, Counter::default)?;
-                let weight = 1.0 / line.sample_rate;
-                for v in line.values.numbers() {
-                    c.add(v * weight);
-                }
-                single.map(|v| (i, Op::Counter(v * weight)))
+                let $m = &$shard.counters;
+                $body
             }
             Kind::Gauge => {
-                let (i, g) = slot(&mut shard.gauges, key, room, GaugeUpdate::default)?;
-                let mut last = None;
-                for op in line.values.gauge_ops() {
-                    match op {
-                        GaugeOp::Set(v) => g.apply_set(v),
-                        GaugeOp::Delta(d) => g.apply_delta(d),
-                    }
-                    last = Some(op);
-                }
-                match (single, last) {
-                    (Some(_), Some(GaugeOp::Set(v))) => Some((i, Op::GaugeSet(v))),
-                    (Some(_), Some(GaugeOp::Delta(d))) => Some((i, Op::GaugeDelta(d))),
-                    _ => None,
-                }
+                let $m = &$shard.gauges;
+                $body
             }
             Kind::Timer | Kind::Histogram | Kind::Distribution => {
-                let spec = s.histogram;
-                let (i, t) = slot(&mut shard.timers, key, room, || Timer::new(spec))?;
-                for v in line.values.numbers() {
-                    t.record(v, line.sample_rate);
-                }
-                single.map(|value| {
-                    let sample_rate = line.sample_rate;
-                    (i, Op::Timer { value, sample_rate })
-                })
+                let $m = &$shard.timers;
+                $body
             }
             Kind::Set => {
-                let hash = self.member_hasher.hash_one(line.values.member());
-                let (i, set) = slot(&mut shard.sets, key, room, Set::default)?;
-                set.insert(hash, s.max_set_members)?;
-                Some((i, Op::Set(hash)))
+                let $m = &$shard.sets;
+                $body
             }
             Kind::Rate => {
-                let at = line.timestamp.map_or(now_ms, |t| t.saturating_mul(1000));
-                let mut values = line.values.numbers();
-                let first = values.next().unwrap_or(0.0);
-                let (_, r) = slot(&mut shard.rates, key, room, || RateSamples::new(at, first))?;
-                r.record(at, first);
-                values.for_each(|v| r.record(at, v));
-                // Timed by the receive clock: never replayed.
-                None
+                let $m = &$shard.rates;
+                $body
             }
             Kind::PercentChange => {
-                // The sample rate is ignored, as for gauges and rates: a sampled series'
-                // last two values are still its last two values.
-                let at = line.timestamp.map_or(now_ms, |t| t.saturating_mul(1000));
-                let mut values = line.values.numbers();
-                let first = values.next().unwrap_or(0.0);
-                let mut created = false;
-                let (_, p) = slot(&mut shard.percents, key, room, || {
-                    created = true;
-                    PercentSamples::new(at, first)
-                })?;
-                // A series just created holds `first` already; an existing one records it.
-                if !created {
-                    p.record(at, first);
-                }
-                values.for_each(|v| p.record(at, v));
-                None
-            }
-        };
-        Ok(memo)
-    }
-
-    /// Sorted, deduplicated (last wins), defaults stripped, encoded into `key_buf`.
-    fn build_key(&mut self, line: &Line<'_>, timestamp: Option<u64>) {
-        let mut dims: ArrayVec<(&str, &str), MAX_KEY_DIMENSIONS> = ArrayVec::new();
-        line.dims.for_each(|k, v| {
-            // The parser caps dimensions below this; a full vector can only drop extras.
-            let _ = dims.try_push((k, v));
-        });
-        insertion_sort_by_key(&mut dims);
-        let mut kept: ArrayVec<(&str, &str), MAX_KEY_DIMENSIONS> = ArrayVec::new();
-        for (i, &(k, v)) in dims.iter().enumerate() {
-            let overridden = dims.get(i + 1).is_some_and(|next| next.0 == k);
-            let is_default = self
-                .settings
-                .default_dimensions
-                .iter()
-                .any(|(dk, dv)| dk == k && dv == v);
-            if !overridden && !is_default {
-                kept.push((k, v));
+                let $m = &$shard.percents;
+                $body
             }
         }
-        key::encode(&mut self.key_buf, line.name, timestamp, &kept);
+    };
+}
+use series_of;
+
+/// A parsed line of a batch, waiting for its turn.
+struct Pending<'a> {
+    line: Line<'a>,
+    key: KeyAt,
+    hash: u64,
+}
+
+/// Where a pending line's series key is.
+enum KeyAt {
+    /// Its plain name.
+    Name,
+    /// Built, in the batch's key bytes.
+    Built(std::ops::Range<usize>),
+}
+
+impl KeyAt {
+    fn bytes<'k>(&self, line: &Line<'k>, built: &'k [u8]) -> &'k [u8] {
+        match self {
+            KeyAt::Name => line.name.as_bytes(),
+            KeyAt::Built(range) => built.get(range.clone()).unwrap_or_default(),
+        }
     }
+}
+
+/// What applying a line reads from its aggregator.
+#[derive(Clone, Copy)]
+struct Context<'s> {
+    settings: &'s Settings,
+    member_hasher: &'s foldhash::fast::FixedState,
+}
+
+/// A key's hash in the map its line goes to, when the caller worked it out already.
+trait KeyHash: Copy {
+    fn of<V>(self, map: &SeriesMap<V>, key: &[u8]) -> u64;
+}
+
+#[derive(Clone, Copy)]
+struct Unhashed;
+
+#[derive(Clone, Copy)]
+struct Hashed(u64);
+
+impl KeyHash for Unhashed {
+    #[inline]
+    fn of<V>(self, map: &SeriesMap<V>, key: &[u8]) -> u64 {
+        map.hash(key)
+    }
+}
+
+impl KeyHash for Hashed {
+    #[inline]
+    fn of<V>(self, _: &SeriesMap<V>, _: &[u8]) -> u64 {
+        self.0
+    }
+}
+
+/// The `|T` that is part of a series' key: a rate's (and a percent change's) `|T` times its
+/// sample; for every other type it makes a point of its own.
+#[inline]
+fn series_timestamp(line: &Line<'_>) -> Option<u64> {
+    if matches!(line.kind, Kind::Rate | Kind::PercentChange) {
+        None
+    } else {
+        line.timestamp
+    }
+}
+
+/// One line applied to the series `key` names; see [`Aggregator::apply`].
+#[inline]
+fn apply_keyed(
+    cx: Context<'_>,
+    shard: &mut Shard,
+    line: &Line<'_>,
+    key: &[u8],
+    hash: impl KeyHash,
+    now_ms: u64,
+) -> Result<Option<(usize, Op)>, Reject> {
+    let s = cx.settings;
+    let room = || s.budget.admit(line.name);
+    let single = line.values.single();
+    let memo = match line.kind {
+        Kind::Counter => {
+            let (i, c) = slot(&mut shard.counters, key, hash, room, Counter::default)?;
+            let weight = 1.0 / line.sample_rate;
+            for v in line.values.numbers() {
+                c.add(v * weight);
+            }
+            single.map(|v| (i, Op::Counter(v * weight)))
+        }
+        Kind::Gauge => {
+            let (i, g) = slot(&mut shard.gauges, key, hash, room, GaugeUpdate::default)?;
+            let mut last = None;
+            for op in line.values.gauge_ops() {
+                match op {
+                    GaugeOp::Set(v) => g.apply_set(v),
+                    GaugeOp::Delta(d) => g.apply_delta(d),
+                }
+                last = Some(op);
+            }
+            match (single, last) {
+                (Some(_), Some(GaugeOp::Set(v))) => Some((i, Op::GaugeSet(v))),
+                (Some(_), Some(GaugeOp::Delta(d))) => Some((i, Op::GaugeDelta(d))),
+                _ => None,
+            }
+        }
+        Kind::Timer | Kind::Histogram | Kind::Distribution => {
+            let spec = s.histogram;
+            let (i, t) = slot(&mut shard.timers, key, hash, room, || Timer::new(spec))?;
+            for v in line.values.numbers() {
+                t.record(v, line.sample_rate);
+            }
+            single.map(|value| {
+                let sample_rate = line.sample_rate;
+                (i, Op::Timer { value, sample_rate })
+            })
+        }
+        Kind::Set => {
+            let member = cx.member_hasher.hash_one(line.values.member());
+            let (i, set) = slot(&mut shard.sets, key, hash, room, Set::default)?;
+            set.insert(member, s.max_set_members)?;
+            Some((i, Op::Set(member)))
+        }
+        Kind::Rate => {
+            let at = line.timestamp.map_or(now_ms, |t| t.saturating_mul(1000));
+            let mut values = line.values.numbers();
+            let first = values.next().unwrap_or(0.0);
+            let new = || RateSamples::new(at, first);
+            let (_, r) = slot(&mut shard.rates, key, hash, room, new)?;
+            r.record(at, first);
+            values.for_each(|v| r.record(at, v));
+            // Timed by the receive clock: never replayed.
+            None
+        }
+        Kind::PercentChange => {
+            // The sample rate is ignored, as for gauges and rates: a sampled series'
+            // last two values are still its last two values.
+            let at = line.timestamp.map_or(now_ms, |t| t.saturating_mul(1000));
+            let mut values = line.values.numbers();
+            let first = values.next().unwrap_or(0.0);
+            let mut created = false;
+            let (_, p) = slot(&mut shard.percents, key, hash, room, || {
+                created = true;
+                PercentSamples::new(at, first)
+            })?;
+            // A series just created holds `first` already; an existing one records it.
+            if !created {
+                p.record(at, first);
+            }
+            values.for_each(|v| p.record(at, v));
+            None
+        }
+    };
+    Ok(memo)
+}
+
+/// Sorted, deduplicated (last wins), defaults stripped, appended to `buf`.
+fn build_key(settings: &Settings, buf: &mut Vec<u8>, line: &Line<'_>, timestamp: Option<u64>) {
+    let mut dims: ArrayVec<(&str, &str), MAX_KEY_DIMENSIONS> = ArrayVec::new();
+    line.dims.for_each(|k, v| {
+        // The parser caps dimensions below this; a full vector can only drop extras.
+        let _ = dims.try_push((k, v));
+    });
+    insertion_sort_by_key(&mut dims);
+    let mut kept: ArrayVec<(&str, &str), MAX_KEY_DIMENSIONS> = ArrayVec::new();
+    for (i, &(k, v)) in dims.iter().enumerate() {
+        let overridden = dims.get(i + 1).is_some_and(|next| next.0 == k);
+        let is_default = settings
+            .default_dimensions
+            .iter()
+            .any(|(dk, dv)| dk == k && dv == v);
+        if !overridden && !is_default {
+            kept.push((k, v));
+        }
+    }
+    key::encode(buf, line.name, timestamp, &kept);
 }
 
 /// Stable and allocation-free for the handful of dimensions a line has.
@@ -444,19 +668,22 @@ fn insertion_sort_by_key(v: &mut [(&str, &str)]) {
 }
 
 /// The series' position and state, created if the budget (`room`) admits one more series.
+#[inline]
 fn slot<'m, V>(
     map: &'m mut SeriesMap<V>,
     key: &[u8],
+    hash: impl KeyHash,
     room: impl FnOnce() -> Result<(), Reject>,
     new: impl FnOnce() -> V,
 ) -> Result<(usize, &'m mut V), Reject> {
     // Looked up by the borrowed key so a hit copies nothing; the owned key is made only for
-    // a new series (which hashes it a second time, once per series per interval).
-    let i = match map.get_index_of(key) {
+    // a new series.
+    let hash = hash.of(map, key);
+    let i = match map.find(hash, key) {
         Some(i) => i,
         None => {
             room()?;
-            map.insert_full(Key::new(key), new()).0
+            map.push(hash, Key::new(key), new())
         }
     };
     Ok((i, &mut map[i]))

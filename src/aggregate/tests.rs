@@ -233,9 +233,20 @@ fn gauges_follow_sets_and_deltas() {
     );
 }
 
-/// The shard one reader would hold after `rounds` copies of `lines`, through the line memo
-/// (`add_line`) or by parsing every line (`add`), with the outcome of every line.
-fn ingest(lines: &[&str], rounds: usize, memo: bool) -> (Shard, Vec<Result<Kind, Reject>>) {
+/// How [`ingest`] feeds lines.
+#[derive(Clone, Copy, PartialEq)]
+enum Path {
+    /// `add_line`: through the line memo.
+    Memo,
+    /// Parse and `add` every line.
+    Plain,
+    /// `add_lines` in chunks of this many lines, the memo sitting out.
+    Batched(usize),
+}
+
+/// The shard one reader would hold after `rounds` copies of `lines`, fed along `path`,
+/// with the outcome of every line.
+fn ingest(lines: &[&str], rounds: usize, path: Path) -> (Shard, Vec<Result<Kind, Reject>>) {
     let settings = Settings {
         default_dimensions: vec![("hostname".into(), "gw".into())],
         budget: std::sync::Arc::new(SeriesBudget::new(100, 3)),
@@ -247,10 +258,19 @@ fn ingest(lines: &[&str], rounds: usize, memo: bool) -> (Shard, Vec<Result<Kind,
     let limits = Limits::default();
     let mut outcomes = Vec::new();
     for round in 0..rounds {
+        let now = 5_000 + round as u64;
+        if let Path::Batched(chunk) = path {
+            shard.sit_out_memo();
+            let raws: Vec<&[u8]> = lines.iter().map(|l| l.as_bytes()).collect();
+            for chunk in raws.chunks(chunk) {
+                let parse = |raw| parse_line(raw, &limits);
+                agg.add_lines(&mut shard, chunk, now, parse, |o| outcomes.push(o));
+            }
+            continue;
+        }
         for l in lines {
-            let now = 5_000 + round as u64;
             let raw = l.as_bytes();
-            outcomes.push(if memo {
+            outcomes.push(if path == Path::Memo {
                 agg.add_line(&mut shard, raw, now, || parse_line(raw, &limits))
             } else {
                 parse_line(raw, &limits)
@@ -294,14 +314,27 @@ fn the_line_memo_changes_nothing_but_the_cost() {
         "bad:x|c",
         "_e{1,1}:a|b",
     ];
-    let (memo, memo_outcomes) = ingest(&lines, 3, true);
-    let (plain, plain_outcomes) = ingest(&lines, 3, false);
-    assert_eq!(memo_outcomes, plain_outcomes);
-    assert!(memo_outcomes.contains(&Err(Reject::SetMemberLimit)));
-    assert!(memo_outcomes.contains(&Err(Reject::BadValue)));
-    assert!(memo.memo_len() > 10, "repeated lines were remembered");
+    let (plain, plain_outcomes) = ingest(&lines, 3, Path::Plain);
+    assert!(plain_outcomes.contains(&Err(Reject::SetMemberLimit)));
+    assert!(plain_outcomes.contains(&Err(Reject::BadValue)));
+    assert!(plain_outcomes.contains(&Err(Reject::NameSeriesLimit)));
     assert_eq!(plain.memo_len(), 0);
+    let (memo, memo_outcomes) = ingest(&lines, 3, Path::Memo);
+    assert_eq!(memo_outcomes, plain_outcomes);
+    assert!(memo.memo_len() > 10, "repeated lines were remembered");
+    same_shards(&memo, &plain);
+    // Taken together while the memo sits out: chunks that split a datagram's worth of lines
+    // anywhere, and one that takes BATCH_LINES at once.
+    for chunk in [1, 7, BATCH_LINES] {
+        let (batched, outcomes) = ingest(&lines, 3, Path::Batched(chunk));
+        assert_eq!(outcomes, plain_outcomes, "chunks of {chunk}");
+        assert_eq!(batched.memo_len(), 0);
+        same_shards(&batched, &plain);
+    }
+}
 
+/// Every series of `a` and `b` holds the same state.
+fn same_shards(memo: &Shard, plain: &Shard) {
     fn sorted<V, T>(m: &SeriesMap<V>, f: impl Fn(&V) -> T) -> Vec<(Vec<u8>, T)> {
         let mut v: Vec<_> = m.iter().map(|(k, v)| (k.to_vec(), f(v))).collect();
         v.sort_by(|a, b| a.0.cmp(&b.0));

@@ -13,13 +13,15 @@ pub mod stream;
 pub mod tcp;
 pub mod unix;
 
-use crate::aggregate::{Aggregator, Settings, Shard};
+use crate::aggregate::{Aggregator, BATCH_LINES, Settings, Shard};
 use crate::allow::AllowList;
 use crate::clock::now_ms;
 use crate::heartbeat::{self, Heartbeats, Via};
 use crate::live::{Follower, Live};
-use crate::parse::{Limits, is_heartbeat, lines, parse_line};
+use crate::parse::{Kind, Limits, is_heartbeat, lines, parse_line};
+use crate::reason::Reject;
 use crate::telemetry::{ReaderStats, Telemetry, socket_inode};
+use arrayvec::ArrayVec;
 use mmsg::RecvBatch;
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io;
@@ -346,17 +348,27 @@ pub fn process_lines_into(
 ) {
     // Lines are split on bytes and looked up in the shard's line memo first: a repeated
     // line was valid UTF-8 when first seen, so a hit needs no UTF-8 check at all; a miss is
-    // checked (and parsed) on its own, so one bad line never costs its neighbours.
+    // checked (and parsed) on its own, so one bad line never costs its neighbours. They go
+    // to the aggregator a datagram (or BATCH_LINES) at a time, so that their series lookups
+    // can overlap.
+    let mut batch: ArrayVec<&[u8], BATCH_LINES> = ArrayVec::new();
+    let outcome = |result: Result<Kind, Reject>| match result {
+        Ok(kind) => stats.accept(kind),
+        Err(reason) => stats.reject(reason),
+    };
+    let parse = |line| parse_line(line, limits);
     for line in lines(data) {
         if heartbeat::is_compact(line) {
             udp_beat(|| heartbeat::parse_compact(line), stats, beats, source, now);
             continue;
         }
-        match aggregator.add_line(shard, line, now, || parse_line(line, limits)) {
-            Ok(kind) => stats.accept(kind),
-            Err(reason) => stats.reject(reason),
+        if batch.is_full() {
+            aggregator.add_lines(shard, &batch, now, parse, outcome);
+            batch.clear();
         }
+        batch.push(line);
     }
+    aggregator.add_lines(shard, &batch, now, parse, outcome);
 }
 
 /// A heartbeat datagram or `_hb|` line: counted, and parsed and accepted into `beats` when
