@@ -135,3 +135,33 @@ fn one_line_datagrams_are_counted_and_verified() {
     assert_eq!(r["verify"]["ok"], true, "{r}");
     assert_eq!(r["verify"]["series_checked"], 100);
 }
+
+/// More distinct lines than a shard's line memo holds: it gives up and a datagram's lines are
+/// looked up together (`Aggregator::add_lines`); the flushed totals are still exact.
+#[test]
+fn past_the_line_memo_the_batched_lookups_flush_exact_totals() {
+    let g = start();
+    let r = bench(
+        &g,
+        &[
+            "--lines",
+            "200000",
+            "--rate",
+            "50000",
+            "--series",
+            "60000",
+            "--types",
+            "c,ms,c,h,g,s",
+            "--dialects",
+            "plain,dogstatsd,influx",
+            "--dimensions",
+            "2",
+        ],
+    );
+    assert_eq!(r["accepted_lines"], r["offered_lines"], "{r}");
+    assert_eq!(r["lost_lines"], 0, "{r}");
+    let v = &r["verify"];
+    assert_eq!(v["ok"], true, "{r}");
+    assert_eq!(v["mismatched"], 0, "{r}");
+    assert!(v["series_checked"].as_u64().unwrap() >= 30_000, "{r}");
+}
