@@ -27,6 +27,15 @@ pub fn encode(buf: &mut Vec<u8>, name: &str, timestamp: Option<u64>, dims: &[(&s
     }
 }
 
+/// The name's bytes at the start of `key`, without decoding the rest.
+pub fn name_of(key: &[u8]) -> &[u8] {
+    let end = key
+        .iter()
+        .position(|&b| b == TS_MARK || b == DIM_MARK)
+        .unwrap_or(key.len());
+    key.get(..end).unwrap_or(key)
+}
+
 /// A decoded key, borrowing from it.
 #[derive(Debug, PartialEq, Eq)]
 pub struct SeriesKey<'a> {
@@ -214,6 +223,7 @@ mod tests {
         );
         let k = SeriesKey::decode(&buf);
         assert_eq!((k.name, k.timestamp), ("http.req", Some(1_700_000_000)));
+        assert_eq!(name_of(&buf), b"http.req");
         assert_eq!(k.dims().collect::<Vec<_>>(), vec![("a", "x:y"), ("b", "é")]);
 
         buf.clear();

@@ -135,13 +135,14 @@ impl Shard {
         self.memo.give_up();
     }
 
-    /// The metric name of every series held (once per series), for the series budget.
-    pub fn names(&self) -> impl Iterator<Item = &str> {
+    /// The metric name of every series held (once per series), for the series budget: its
+    /// bytes, undecoded (a key's name is validated UTF-8; the budget only hashes it).
+    pub fn names(&self) -> impl Iterator<Item = &[u8]> {
         let keys = self.counters.keys().chain(self.gauges.keys());
         let keys = keys.chain(self.timers.keys()).chain(self.sets.keys());
         keys.chain(self.rates.keys())
             .chain(self.percents.keys())
-            .map(|k| SeriesKey::decode(k).name)
+            .map(|k| key::name_of(k))
     }
 
     /// Folds the touched series of `other` (a later or concurrent shard) into `self`.

@@ -12,8 +12,11 @@
 //! sender cannot aim for it without the seed. The names the report needs are kept on the
 //! side: the ones refused this interval, and the [`LEADERS`] with the most series.
 
+mod counts;
+
 use super::key::Key;
 use crate::reason::Reject;
+use counts::NameCounts;
 use hashbrown::HashMap;
 use std::cmp::Reverse;
 use std::hash::BuildHasher;
@@ -27,6 +30,8 @@ pub const TOP_NAMES: usize = 20;
 const LEADERS: usize = 2 * TOP_NAMES;
 /// Names counted per take of the lock by [`SeriesBudget::carry`].
 const CARRY_CHUNK: usize = 1024;
+/// Names whose slots [`SeriesBudget::carry`] prefetches together.
+const PREFETCHED: usize = 16;
 
 /// One metric name's use of the budget in an interval.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -49,7 +54,7 @@ pub struct SeriesBudget {
 #[derive(Debug, Default)]
 struct Tally {
     /// Series per name, by the name's hash.
-    series: HashMap<u64, u32>,
+    series: NameCounts,
     /// Names refused this interval and how often (few: a name is refused only once it has
     /// `max_per_name` series).
     refused: HashMap<Key, u64>,
@@ -62,21 +67,19 @@ struct Tally {
 }
 
 impl Tally {
-    fn hash(&self, name: &str) -> u64 {
-        self.hasher.hash_one(name.as_bytes())
+    fn hash(&self, name: &[u8]) -> u64 {
+        self.hasher.hash_one(name)
     }
 
     /// One more series of `name`; answers its count.
-    fn add(&mut self, name: &str, hash: u64) -> u32 {
-        let used = self.series.entry(hash).or_insert(0);
-        *used = used.saturating_add(1);
-        let count = *used;
+    fn add(&mut self, name: &[u8], hash: u64) -> u32 {
+        let count = self.series.add(hash);
         self.lead(name, hash, count);
         count
     }
 
     /// Keeps `leaders` the names with the most series, `name` now having `count`.
-    fn lead(&mut self, name: &str, hash: u64, count: u32) {
+    fn lead(&mut self, name: &[u8], hash: u64, count: u32) {
         // The common case: the list is full and this name has no more than its fewest, so
         // it is not in it (a leader's count was at least that fewest before this series).
         if self.leaders.len() == LEADERS && count <= self.leaders_min {
@@ -85,9 +88,9 @@ impl Tally {
         if let Some(l) = self.leaders.iter_mut().find(|l| l.1 == hash) {
             l.2 = count;
         } else if self.leaders.len() < LEADERS {
-            self.leaders.push((Key::new(name.as_bytes()), hash, count));
+            self.leaders.push((Key::new(name), hash, count));
         } else if let Some(fewest) = self.leaders.iter_mut().min_by_key(|l| l.2) {
-            *fewest = (Key::new(name.as_bytes()), hash, count);
+            *fewest = (Key::new(name), hash, count);
         }
         if self.leaders.len() == LEADERS {
             self.leaders_min = self.leaders.iter().map(|l| l.2).min().unwrap_or(0);
@@ -102,8 +105,7 @@ impl Tally {
         }
         for name in self.refused.keys() {
             if !self.leaders.iter().any(|l| l.0 == *name) {
-                let text = String::from_utf8_lossy(name.as_slice());
-                let series = self.series.get(&self.hash(&text)).copied().unwrap_or(0);
+                let series = self.series.get(self.hash(name));
                 all.push(self.report(name, series));
             }
         }
@@ -166,8 +168,8 @@ impl SeriesBudget {
             return Err(Reject::SeriesLimit);
         }
         let mut tally = self.names.lock().unwrap_or_else(|p| p.into_inner());
-        let hash = tally.hash(name);
-        let used = tally.series.get(&hash).copied().unwrap_or(0);
+        let hash = tally.hash(name.as_bytes());
+        let used = tally.series.get(hash);
         if used as usize >= self.max_per_name.load(Relaxed) {
             match tally.refused.get_mut(name.as_bytes()) {
                 Some(n) => *n += 1,
@@ -177,23 +179,34 @@ impl SeriesBudget {
             }
             return Err(Reject::NameSeriesLimit);
         }
-        tally.add(name, hash);
+        tally.add(name.as_bytes(), hash);
         self.total.fetch_add(1, Relaxed);
         Ok(())
     }
 
     /// Counts series a recycled shard carries into the open interval, without refusing any:
     /// they were admitted when created and are still live. Takes the lock a chunk at a
-    /// time, so a reader creating a series never waits for a whole shard's worth.
-    pub fn carry<'a>(&self, names: impl Iterator<Item = &'a str>) {
+    /// time, so a reader creating a series never waits for a whole shard's worth; within a
+    /// chunk, [`PREFETCHED`] names are hashed and their slots prefetched before they are
+    /// counted, so their cache misses overlap.
+    pub fn carry<'a>(&self, names: impl Iterator<Item = &'a [u8]>) {
         let mut names = names.peekable();
+        let mut group: Vec<(&[u8], u64)> = Vec::with_capacity(PREFETCHED);
         while names.peek().is_some() {
             let mut tally = self.names.lock().unwrap_or_else(|p| p.into_inner());
             let mut carried = 0;
-            for name in names.by_ref().take(CARRY_CHUNK) {
-                let hash = tally.hash(name);
-                tally.add(name, hash);
-                carried += 1;
+            let mut chunk = names.by_ref().take(CARRY_CHUNK).peekable();
+            while chunk.peek().is_some() {
+                group.clear();
+                for name in chunk.by_ref().take(PREFETCHED) {
+                    let hash = tally.hash(name);
+                    tally.series.prefetch(hash);
+                    group.push((name, hash));
+                }
+                for &(name, hash) in &group {
+                    tally.add(name, hash);
+                }
+                carried += group.len();
             }
             drop(tally);
             self.total.fetch_add(carried, Relaxed);
@@ -212,11 +225,7 @@ impl SeriesBudget {
         let mut tally = self.names.lock().unwrap_or_else(|p| p.into_inner());
         self.total.store(0, Relaxed);
         let top = tally.top();
-        tally.series.retain(|_, used| {
-            let keep = *used > 0;
-            *used = 0;
-            keep
-        });
+        tally.series.rollover();
         tally.refused.clear();
         tally.leaders.clear();
         tally.leaders_min = 0;
@@ -326,7 +335,7 @@ mod tests {
     #[test]
     fn carried_series_count_against_the_limits() {
         let b = SeriesBudget::new(4, 2);
-        b.carry(["a", "a", "b"].into_iter());
+        b.carry([&b"a"[..], b"a", b"b"].into_iter());
         assert_eq!(b.live(), 3);
         assert_eq!(b.admit("a"), Err(Reject::NameSeriesLimit));
         assert_eq!(b.admit("c"), Ok(()));
@@ -334,7 +343,7 @@ mod tests {
         let top = b.rollover();
         assert_eq!((top[0].name.as_str(), top[0].series), ("a", 2));
         // More than one chunk of names.
-        b.carry((0..3000).map(|_| "many"));
+        b.carry((0..3000).map(|_| &b"many"[..]));
         assert_eq!(b.live(), 3000);
         assert_eq!(b.top()[0].series, 3000);
     }
