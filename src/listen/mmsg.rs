@@ -1,8 +1,9 @@
 //! Batched datagram I/O (UDP, and receiving on the Unix datagram socket): `recvmmsg(2)`
 //! and `sendmmsg(2)` over preallocated buffers.
 //!
-//! Owns: the FFI calls and the raw header arrays they fill, statsgate's `unsafe` code but
-//! for the prefetch hint of `aggregate/prefetch.rs`. Must never: allocate per call, hand out a slot the kernel did not fill, or keep
+//! Owns: the `unsafe` FFI code of statsgate (the only other `unsafe` is the prefetch hint of
+//! `aggregate/prefetch.rs`), the FFI calls and the raw header arrays they
+//! fill. Must never: allocate per call, hand out a slot the kernel did not fill, or keep
 //! pointers into memory it does not own (every pointer targets a field of the batch itself,
 //! whose heap buffers never move after construction).
 

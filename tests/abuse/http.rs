@@ -559,7 +559,7 @@ fn slow_clients_and_a_timer_attack_together_stay_within_the_formula() {
                 b"POST /beat HTTP/1.1\r\nHost: x\r\n",
             ));
         }
-        // Every series gets the adversarial PAST_EXACT × 1e12 line again in every interval.
+        // Every series gets the adversarial 65 × 1e12 line again in every interval.
         for i in 0..SERIES {
             let _ = tx.send(crate::timers::huge_line(&format!("attack.both{i}")).as_bytes());
             if i % 100 == 99 {
@@ -576,13 +576,13 @@ fn slow_clients_and_a_timer_attack_together_stay_within_the_formula() {
         .find(|l| l.starts_with("VmHWM:"))
         .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
         .unwrap();
-    // README's formula: 8 MiB + max_series × (230 B + 2 KiB + 3 H) (two readers: the merged
+    // README's formula: 8 MiB + max_series × (230 B + 1 KiB + 3 H) (two readers: the merged
     // copy; a flush holds the flushed shard) + 250 B per metric emitted (7 per timer series)
     // + http.body_budget + (http cap + admin cap) × 64 KiB.
     let h = 8 * crate::timers::hdr_counts(2, 1_000_000_000_000);
     let http_cap = NOFILE - 66 - 32;
     let formula_kib = 8 * 1024
-        + SERIES * (230 + 2048 + 3 * h + 7 * 250) / 1024
+        + SERIES * (230 + 1024 + 3 * h + 7 * 250) / 1024
         + 16 * 1024
         + (http_cap + 32) * 64;
     eprintln!(

@@ -5,15 +5,11 @@
 use crate::common;
 use std::time::Duration;
 
-/// Samples one past a timer's exact-sample list (`aggregate::EXACT_SAMPLES`): the series
-/// switches to its histogram.
-pub(crate) const PAST_EXACT: usize = 129;
-
-/// The adversarial timer line: [`PAST_EXACT`] samples, every one far above any configured
-/// range.
+/// The adversarial timer line: 65 samples (one past the exact-sample list, so the series
+/// switches to its histogram), every one far above any configured range.
 pub(crate) fn huge_line(name: &str) -> String {
     let mut line = name.to_owned();
-    for _ in 0..PAST_EXACT {
+    for _ in 0..65 {
         line.push_str(":1e12");
     }
     line.push_str("|ms");
@@ -39,7 +35,7 @@ pub(crate) fn hdr_counts(precision: u32, max_scaled: u64) -> u64 {
 /// 0..=`aggregate.histogram_max_value` and nothing more; the samples above it are counted,
 /// and their count, sum and max stay exact.
 ///
-/// The README's formula for this state: RSS ≈ 8 MiB + series × (230 B + 2 KiB exact
+/// The README's formula for this state: RSS ≈ 8 MiB + series × (230 B + 1 KiB exact
 /// samples + H), where H = 8 B × hdr_counts(precision, histogram_max_value × 1000) (64-bit
 /// counts, the widest a histogram gets). Before any flush there is one copy of each series.
 #[test]
@@ -64,7 +60,7 @@ fn timer_memory_is_bounded_by_the_configuration() {
     });
     let grown_kib = gw.rss_kib().saturating_sub(before);
     let h = 8 * hdr_counts(4, 1000);
-    let formula_kib = 8 * 1024 + SERIES as u64 * (230 + 2048 + h) / 1024;
+    let formula_kib = 8 * 1024 + SERIES as u64 * (230 + 1024 + h) / 1024;
     eprintln!("RSS grew {grown_kib} KiB; formula {formula_kib} KiB");
     assert!(
         grown_kib <= formula_kib,
@@ -80,9 +76,8 @@ fn timer_memory_is_bounded_by_the_configuration() {
     let metrics: Vec<_> = flushes.into_iter().flatten().collect();
     let t0 = [("hostname", "test-host")];
     // count, sum and max are exact though the histogram clamps the samples.
-    let past = PAST_EXACT as f64;
-    assert_eq!(common::value(&metrics, "attack.t0.count", &t0), past);
-    assert_eq!(common::value(&metrics, "attack.t0.sum", &t0), past * 1e12);
+    assert_eq!(common::value(&metrics, "attack.t0.count", &t0), 65.0);
+    assert_eq!(common::value(&metrics, "attack.t0.sum", &t0), 65e12);
     assert_eq!(common::value(&metrics, "attack.t0.max", &t0), 1e12);
     // A percentile is clamped to the exact min and max: here every sample is 1e12.
     assert_eq!(common::value(&metrics, "attack.t0.median", &t0), 1e12);
@@ -95,10 +90,10 @@ fn timer_memory_is_bounded_by_the_configuration() {
 fn clamped_samples_are_counted_at_flush() {
     let gw = common::start("flush:\n  interval: 200ms\naggregate:\n  histogram_max_value: 1000\n");
     let tx = gw.sender();
-    // PAST_EXACT huge samples; as many tiny and zero ones, which are in range.
+    // 65 huge samples; 70 tiny and zero ones, which are in range.
     tx.send(huge_line("c.huge").as_bytes()).unwrap();
     let mut tiny = "c.tiny".to_owned();
-    for i in 0..PAST_EXACT {
+    for i in 0..70 {
         tiny.push_str(if i % 2 == 0 { ":1e-300" } else { ":0" });
     }
     tiny.push_str("|h");
@@ -106,13 +101,10 @@ fn clamped_samples_are_counted_at_flush() {
     gw.wait_for(
         "the clamped samples counted",
         Duration::from_secs(10),
-        |g| g.counter("statsgate_timer_samples_clamped_total", "") >= PAST_EXACT as u64,
+        |g| g.counter("statsgate_timer_samples_clamped_total", "") >= 65,
     );
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(
-        gw.counter("statsgate_timer_samples_clamped_total", ""),
-        PAST_EXACT as u64
-    );
+    assert_eq!(gw.counter("statsgate_timer_samples_clamped_total", ""), 65);
     let (_, status) = gw.stop();
     assert!(status.success(), "{status:?}");
 }
@@ -176,17 +168,17 @@ fn tiny_sample_rates_are_refused_not_wrapped() {
         tx.send(b"tiny.t:5|ms|@1e-300").unwrap();
     }
     let mut packed = "tiny.p".to_owned();
-    for _ in 0..PAST_EXACT {
+    for _ in 0..65 {
         packed.push_str(":5");
     }
     packed.push_str("|ms|@1e-300");
     tx.send(packed.as_bytes()).unwrap();
     tx.send(b"tiny.c:1|c|@1e-300").unwrap();
-    for _ in 0..PAST_EXACT + 5 {
+    for _ in 0..70 {
         tx.send(b"floor.t:7|ms|@0.000001").unwrap();
     }
     gw.wait_for("every line counted", Duration::from_secs(10), |g| {
-        g.lines_counted() >= 102 + PAST_EXACT as u64 + 5
+        g.lines_counted() >= 172
     });
     assert_eq!(
         gw.counter("statsgate_lines_rejected_total", "sample_rate_too_small"),
@@ -202,8 +194,7 @@ fn tiny_sample_rates_are_refused_not_wrapped() {
         "no metric of a refused line is emitted"
     );
     let dims = [("hostname", "test-host")];
-    let floor = (PAST_EXACT + 5) as f64 * 1e6;
-    assert_eq!(common::value(&metrics, "floor.t.count", &dims), floor);
+    assert_eq!(common::value(&metrics, "floor.t.count", &dims), 70e6);
     assert_eq!(common::value(&metrics, "floor.t.median", &dims), 7.0);
 }
 

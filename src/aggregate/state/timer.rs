@@ -62,10 +62,8 @@ impl Default for HistogramSpec {
 }
 
 /// Samples a timer keeps exactly before it switches to an HDR histogram. Most series see
-/// few samples per interval: they get exact percentiles and at most 2 KiB, where a
-/// histogram over a typical range (samples up to seconds, 2 digits) takes ~7 KiB. 128, not
-/// 64: a timer sampled 100 times an interval stays exact and takes a third of the memory.
-pub const EXACT_SAMPLES: usize = 128;
+/// few samples per interval: they get exact percentiles and ~1 KiB instead of a histogram.
+pub const EXACT_SAMPLES: usize = 64;
 
 /// `ms`/`h`/`d`: exact weighted count, sum, min and max; percentiles exact up to
 /// [`EXACT_SAMPLES`] samples, then from an HDR histogram.
