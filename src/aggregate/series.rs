@@ -97,26 +97,22 @@ impl<V> SeriesMap<V> {
     /// likely position of `key`, found without touching an entry. Confirm with [`Self::find`].
     #[inline]
     pub fn probe(&self, hash: u64) -> Option<usize> {
-        if self.slots.is_empty() {
-            return None;
-        }
-        let mask = self.slots.len() - 1;
-        let mut i = hash as usize & mask;
-        loop {
-            let s = self.slots[i];
-            if s == EMPTY {
-                return None;
-            }
-            if s >> 32 == tag(hash) {
-                return Some((s as u32 - 1) as usize);
-            }
-            i = (i + 1) & mask;
-        }
+        self.first_tagged(hash, |_| true)
     }
 
     /// The position of `key`, whose hash is `hash`.
     #[inline]
     pub fn find(&self, hash: u64, key: &[u8]) -> Option<usize> {
+        self.first_tagged(hash, |at| {
+            self.entries
+                .get(at)
+                .is_some_and(|(k, _)| same_bytes(k, key))
+        })
+    }
+
+    /// The first position along `hash`'s probe whose tag matches and that `accept` takes.
+    #[inline]
+    fn first_tagged(&self, hash: u64, accept: impl Fn(usize) -> bool) -> Option<usize> {
         if self.slots.is_empty() {
             return None;
         }
@@ -129,11 +125,7 @@ impl<V> SeriesMap<V> {
             }
             if s >> 32 == tag(hash) {
                 let at = (s as u32 - 1) as usize;
-                if self
-                    .entries
-                    .get(at)
-                    .is_some_and(|(k, _)| same_bytes(k, key))
-                {
+                if accept(at) {
                     return Some(at);
                 }
             }
